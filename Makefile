@@ -1,0 +1,96 @@
+# Two commands on a fresh machine:
+#   make paper-figures   # set up .venv if missing, run the study (PROFILE=default), draw figures + tables
+#   make test            # unit tests + nbval over every notebook (smoke profile)
+# PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
+# Each step is a file target: a second run with nothing changed reruns nothing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+
+PROFILE ?= default
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONUNBUFFERED := 1
+
+PROFILE_FILE := $(if $(filter %.yaml %.yml,$(PROFILE)),$(PROFILE),configs/$(PROFILE).yaml)
+PROFILE_ARG  := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(PROFILE))
+P     := $(basename $(notdir $(PROFILE_FILE)))
+RES   := results/$(P)
+NBOUT := build/notebooks/$(P)
+CFG   := $(sort $(PROFILE_FILE) configs/default.yaml)
+LIB   := src/utils
+CORE  := $(LIB)/config.py $(LIB)/provenance.py $(LIB)/pipeline.py
+
+# papermill: run notebooks/<name>.ipynb with the profile, executed copy under build/
+define notebook
+	@mkdir -p $(NBOUT)
+	$(BIN)/papermill notebooks/$(1).ipynb $(NBOUT)/$(1).ipynb -p profile '$(PROFILE_ARG)' \
+	  --cwd notebooks --no-progress-bar --log-output
+endef
+
+.PHONY: all paper-figures test unit nbval venv clean clean-profile help
+all: paper-figures
+
+help:
+	@sed -n '1,6p' Makefile
+
+# ---------------------------------------------------------------- environment
+venv: $(STAMP)
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+# ---------------------------------------------------------------- the study
+$(RES)/data.json: notebooks/01_data.ipynb $(CFG) $(CORE) $(LIB)/data.py $(LIB)/modeling.py | $(STAMP)
+	$(call notebook,01_data)
+
+$(RES)/train_fp32.json: notebooks/02_train_fp32.ipynb $(RES)/data.json $(CFG) $(CORE) \
+		$(LIB)/training.py $(LIB)/modeling.py | $(STAMP)
+	$(call notebook,02_train_fp32)
+
+$(RES)/export.json: notebooks/03_export_onnx.ipynb $(RES)/train_fp32.json $(CFG) $(CORE) \
+		$(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP)
+	$(call notebook,03_export_onnx)
+
+$(RES)/quantize.json: notebooks/04_quantize.ipynb $(RES)/export.json $(CFG) $(CORE) $(LIB)/quantize.py | $(STAMP)
+	$(call notebook,04_quantize)
+
+$(RES)/evaluate.json: notebooks/05_evaluate.ipynb $(RES)/quantize.json $(CFG) $(CORE) \
+		$(LIB)/evaluate.py $(LIB)/predict.py | $(STAMP)
+	$(call notebook,05_evaluate)
+
+RESULTS := $(RES)/data.json $(RES)/train_fp32.json $(RES)/export.json $(RES)/quantize.json $(RES)/evaluate.json
+
+# figures and tables are drawn from results JSON only, so redrawing never retrains
+build/$(P).report: $(RESULTS) $(LIB)/report.py | $(STAMP)
+	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
+	@mkdir -p build && touch $@
+
+paper-figures: build/$(P).report
+	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"
+
+# ---------------------------------------------------------------- tests
+# nbval runs copies of the notebooks with the smoke profile injected by papermill.
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+test: $(STAMP)
+	@rm -rf build/nbval && mkdir -p build/nbval
+	@for nb in $(NOTEBOOKS); do \
+	  $(BIN)/papermill --prepare-only "$$nb" "build/nbval/$$(basename $$nb)" -p profile smoke >/dev/null 2>&1 \
+	    || { echo "papermill could not prepare $$nb"; exit 1; }; done
+	$(BIN)/python -m pytest tests build/nbval --nbval-lax -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+clean-profile:
+	rm -rf results/$(P) artifacts/$(P) data/processed/$(P) figures/$(P) paper/tables/$(P) $(NBOUT) build/$(P).report
+
+clean:
+	rm -rf build artifacts data/processed

@@ -1,0 +1,285 @@
+"""Profiles: YAML files -> one typed, validated configuration object.
+
+A profile is a YAML file. It may name another profile in ``extends`` (a built-in
+profile name such as ``smoke``, or a path relative to the extending file); the
+child's fields are deep-merged over the parent's. Overrides (a nested dict, e.g.
+from a papermill parameter) are merged last. Unknown keys are an error, so a typo
+in a profile fails loudly instead of being silently ignored.
+
+The profile's *name* (``default``, ``smoke``, or the file stem of a user's YAML
+file) decides where outputs go: ``results/<name>/``, ``artifacts/<name>/`` ...
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A profile file or an override is invalid."""
+
+
+# --------------------------------------------------------------------------- schema
+@dataclass
+class DataConfig:
+    source: str = "packaged"          # packaged | file | hub
+    path: Optional[str] = None        # file source: CSV / TSV / JSONL (relative to the repo root)
+    name: Optional[str] = None        # hub source: dataset id (or a local folder in hub layout)
+    config_name: Optional[str] = None  # hub source: dataset configuration
+    revision: Optional[str] = None    # hub source: git revision
+    text_column: str = "text"
+    label_column: str = "label"
+    group_column: Optional[str] = None  # rows sharing a group never straddle two splits
+    labels: Optional[list] = None     # class names in index order; None: inferred, sorted
+    train_fraction: float = 0.7
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.2
+    max_examples: Optional[int] = None  # subsample after cleaning (stratified); None: all
+
+
+@dataclass
+class ModelConfig:
+    source: str = "packaged"          # packaged | local | hub
+    name_or_path: Optional[str] = None
+    revision: Optional[str] = None
+    max_length: int = 64
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    patience: int = 1                 # epochs without validation improvement before stopping
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True      # batch texts of similar length together (less padding)
+
+
+@dataclass
+class ExportConfig:
+    opset: int = 17
+    parity_examples: int = 64
+    parity_atol: float = 1e-4
+
+
+@dataclass
+class QuantizeConfig:
+    per_channel: bool = True
+    weight_type: str = "qint8"        # qint8 | quint8
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 64
+    bootstrap: int = 1000
+    confidence: float = 0.95
+
+
+@dataclass
+class RuntimeConfig:
+    threads: Optional[int] = None     # None: all cores
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    description: str = ""
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    root: str = "."                   # repository root (set by load_config, not by profiles)
+    profile_file: Optional[str] = None  # the YAML file this came from (set by load_config)
+
+    # ----------------------------------------------------------------- paths
+    def path(self, *parts: str) -> Path:
+        return Path(self.root).joinpath(*parts)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.path("results", self.name)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.path("artifacts", self.name)
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.path("data", "processed", self.name)
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path("figures", self.name)
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.path("paper", "tables", self.name)
+
+    @property
+    def threads(self) -> int:
+        return self.runtime.threads or (os.cpu_count() or 1)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("root")
+        return d
+
+
+# --------------------------------------------------------------------------- loading
+def find_root(start: Optional[Path] = None) -> Path:
+    """The repository root: the nearest folder upwards holding ``configs/`` and
+    ``pyproject.toml`` (from ``start`` or the working directory), else the folder
+    this package was installed from in editable mode."""
+    here = Path(start or Path.cwd()).resolve()
+    for cand in (here, *here.parents):
+        if (cand / "configs").is_dir() and (cand / "pyproject.toml").is_file():
+            return cand
+    pkg_root = Path(__file__).resolve().parents[2]
+    if (pkg_root / "configs").is_dir():
+        return pkg_root
+    raise ConfigError(f"cannot find the repository root (a folder with configs/ and pyproject.toml) above {here}")
+
+
+def resolve_profile(profile: str | os.PathLike, root: Path) -> Path:
+    """A built-in profile name (``configs/<name>.yaml``) or a path to a YAML file."""
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml"):
+        cands = [p] if p.is_absolute() else [Path.cwd() / p, root / p]
+        for c in cands:
+            if c.is_file():
+                return c.resolve()
+        raise ConfigError(f"profile file not found: {profile}")
+    c = root / "configs" / f"{profile}.yaml"
+    if not c.is_file():
+        known = sorted(x.stem for x in (root / "configs").glob("*.yaml"))
+        raise ConfigError(f"unknown profile {str(profile)!r}; built-in profiles: {', '.join(known)}")
+    return c
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _read_yaml(path: Path, root: Path, seen: tuple = ()) -> dict:
+    if path in seen:
+        raise ConfigError(f"circular 'extends' chain: {' -> '.join(map(str, (*seen, path)))}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"profile {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"profile {path} must be a mapping, got {type(raw).__name__}")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    ppath = Path(parent)
+    if ppath.suffix in (".yaml", ".yml") and not ppath.is_absolute():
+        ppath = path.parent / ppath
+        if not ppath.is_file():
+            raise ConfigError(f"{path}: extends {parent!r}, which does not exist")
+    else:
+        ppath = resolve_profile(parent, root)
+    return deep_merge(_read_yaml(ppath.resolve(), root, (*seen, path)), raw)
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = get_origin(typ)
+    if origin is Optional or (origin is not None and type(None) in get_args(typ)):
+        if value is None:
+            return None
+        inner = [a for a in get_args(typ) if a is not type(None)][0]
+        return _coerce(value, inner, where)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return _build(typ, value, where)
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ is bool and isinstance(value, bool):
+        return value
+    if typ is str and isinstance(value, str):
+        return value
+    if typ is list or origin is list:
+        if isinstance(value, list):
+            return list(value)
+    if typ is Any:
+        return value
+    raise ConfigError(f"{where} = {value!r}: expected {getattr(typ, '__name__', typ)}")
+
+
+def _build(cls, values: dict, where: str):
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where or 'profile'}: {', '.join(sorted(unknown))}; "
+                          f"allowed: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    d = cfg.data
+    if d.source not in ("packaged", "file", "hub"):
+        raise ConfigError(f"data.source must be packaged, file or hub, got {d.source!r}")
+    if d.source == "file" and not d.path:
+        raise ConfigError("data.source is 'file' but data.path is not set")
+    if d.source == "hub" and not d.name:
+        raise ConfigError("data.source is 'hub' but data.name (a dataset id) is not set")
+    fr = (d.train_fraction, d.validation_fraction, d.test_fraction)
+    if any(f <= 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        raise ConfigError(f"data split fractions must be positive and sum to 1, got {fr}")
+    if d.labels is not None and len(set(map(str, d.labels))) < 2:
+        raise ConfigError(f"data.labels must name at least two distinct classes, got {d.labels}")
+    m = cfg.model
+    if m.source not in ("packaged", "local", "hub"):
+        raise ConfigError(f"model.source must be packaged, local or hub, got {m.source!r}")
+    if m.source != "packaged" and not m.name_or_path:
+        raise ConfigError(f"model.source is {m.source!r} but model.name_or_path is not set")
+    if m.max_length < 8:
+        raise ConfigError(f"model.max_length must be >= 8, got {m.max_length}")
+    if cfg.quantize.weight_type not in ("qint8", "quint8"):
+        raise ConfigError(f"quantize.weight_type must be qint8 or quint8, got {cfg.quantize.weight_type!r}")
+    if cfg.export.opset < 17:
+        raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
+
+
+def load_config(profile: str | os.PathLike = "default", overrides: Optional[dict] = None,
+                root: Optional[str | os.PathLike] = None) -> Config:
+    """Load a profile (built-in name or YAML path), apply ``overrides``, validate."""
+    root_path = Path(root).resolve() if root else find_root()
+    pfile = resolve_profile(profile, root_path)
+    raw = deep_merge(_read_yaml(pfile, root_path), overrides or {})
+    for k in ("name", "root", "profile_file"):
+        if k in raw:
+            raise ConfigError(f"{k!r} is set by the loader (from the profile file's name) "
+                              f"and cannot appear in a profile")
+    raw["name"] = pfile.stem   # outputs go under results/<stem>/, artifacts/<stem>/ ...
+    cfg = _build(Config, raw, "")
+    cfg.root = str(root_path)
+    try:
+        cfg.profile_file = str(pfile.relative_to(root_path))
+    except ValueError:
+        cfg.profile_file = str(pfile)
+    _validate(cfg)
+    return cfg

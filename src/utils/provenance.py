@@ -1,0 +1,150 @@
+"""Run metadata (provenance) and atomic writes.
+
+Every results JSON carries ``provenance``: the configuration, git commit, package
+versions, CPU, thread count and date, so a number in the paper can be traced to
+the run that produced it. Every file is written to a temporary sibling first and
+renamed into place, so a crash never leaves a half-written output behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata as md
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+PACKAGES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "numpy", "scikit-learn",
+            "scipy", "pandas", "lime", "datasets", "safetensors")
+
+
+# --------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    Works for files and folders. On an exception the temporary is removed and the
+    previous ``path`` (if any) is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to the temporary {tmp} for {path}")
+        if path.is_dir() and not path.is_symlink():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default, sort_keys=False) + "\n")
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path} (run the step that writes it first)")
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------- metadata
+def git_info(root: str | os.PathLike) -> dict:
+    def run(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    try:
+        commit = run("rev-parse", "HEAD")
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_versions(names=PACKAGES) -> dict:
+    out = {}
+    for n in names:
+        try:
+            out[n] = md.version(n)
+        except md.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def provenance(cfg=None, threads: Optional[int] = None, extra: Optional[dict] = None) -> dict:
+    root = cfg.root if cfg is not None else "."
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_info(root),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads if threads is not None else (cfg.threads if cfg is not None else None),
+        "packages": package_versions(),
+    }
+    if cfg is not None:
+        info["profile"] = cfg.name
+        info["profile_file"] = cfg.profile_file
+        info["config"] = cfg.to_dict()
+    if extra:
+        info.update(extra)
+    return info
+
+
+def write_result(cfg, step: str, payload: dict, threads: Optional[int] = None) -> Path:
+    """Write ``results/<profile>/<step>.json`` with provenance, atomically."""
+    obj = {"step": step, **payload, "provenance": provenance(cfg, threads)}
+    return write_json(cfg.results_dir / f"{step}.json", obj)
+
+
+def load_result(cfg, step: str) -> dict:
+    return read_json(cfg.results_dir / f"{step}.json")

@@ -1,0 +1,62 @@
+"""Shared fixtures: real (small) models, real data, an isolated repository root."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from utils.config import load_config
+from utils.modeling import load_tokenizer, packaged_model_dir, save_checkpoint, set_seed
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The real tokenizer of the packaged MiniLM model."""
+    return load_tokenizer(str(packaged_model_dir()))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A real, randomly initialised 2-layer BERT classifier (3 classes) saved as a checkpoint."""
+    set_seed(0)
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=128,
+                     num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
+                     label2id={"neg": 0, "neu": 1, "pos": 2})
+    model = BertForSequenceClassification(cfg).eval()
+    return save_checkpoint(model, tokenizer, tmp_path_factory.mktemp("tiny") / "ckpt")
+
+
+@pytest.fixture()
+def repo(tmp_path) -> Path:
+    """An isolated copy of the repository's configs, so outputs land in tmp_path."""
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+@pytest.fixture()
+def smoke_cfg(repo):
+    return load_config("smoke", root=repo)
+
+
+SENTENCES = [
+    "a gripping, beautifully acted film", "dull and far too long", "the plot never comes together",
+    "one of the best comedies of the year", "an utterly forgettable sequel", "warm, funny and wise",
+    "i have seen worse", "a mess from start to finish", "the cast is wonderful", "tedious",
+    "smart writing and a great score", "it drags in the middle but the ending works",
+]
+
+
+@pytest.fixture(scope="session")
+def sentences():
+    return list(SENTENCES)
+
+
+def torch_threads():
+    torch.set_num_threads(1)

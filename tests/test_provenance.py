@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from utils.provenance import atomic_path, provenance, read_json, write_json, write_result
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out" / "result.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert not target.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_atomic_write_keeps_the_previous_file_on_failure(tmp_path):
+    target = tmp_path / "result.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{broken")
+            raise RuntimeError("crash")
+    assert read_json(target) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_atomic_folder_replaces_old_folder(tmp_path):
+    target = tmp_path / "ckpt"
+    for v in ("old", "new"):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "w.txt").write_text(v)
+    assert (target / "w.txt").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_result_json_carries_provenance(smoke_cfg):
+    path = write_result(smoke_cfg, "unit", {"x": 1})
+    obj = json.loads(path.read_text())
+    prov = obj["provenance"]
+    assert obj["step"] == "unit" and obj["x"] == 1
+    for key in ("date", "git", "python", "cpu", "threads", "packages", "config", "profile"):
+        assert key in prov
+    assert prov["profile"] == "smoke" and prov["config"]["data"]["max_examples"] == 400
+    assert prov["threads"] >= 1
+    assert prov["packages"]["torch"].startswith("2.")
+    assert prov["packages"]["onnxruntime"]
+
+
+def test_missing_result_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results file not found: .*nothing.json"):
+        read_json(tmp_path / "nothing.json")
+
+
+def test_provenance_without_config():
+    p = provenance(threads=2)
+    assert p["threads"] == 2 and "config" not in p
