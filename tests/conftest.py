@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from utils.config import load_config
@@ -57,6 +56,3 @@ SENTENCES = [
 def sentences():
     return list(SENTENCES)
 
-
-def torch_threads():
-    torch.set_num_threads(1)

@@ -11,7 +11,7 @@ def test_scores_and_intervals_on_known_predictions():
     other = ref.copy()
     flip = rng.choice(500, 40, replace=False)
     other[flip] = 1 - other[flip]                              # differs from ref on 40 examples
-    res = evaluate_variants(y, {"ref": ref, "other": other}, 2, reference="ref", reps=300, seed=1)
+    res = evaluate_variants(y, {"ref": ref, "other": other}, reference="ref", reps=300, seed=1)
     r, o = res["ref"], res["other"]
     assert r["accuracy"] == pytest.approx(np.mean(ref == y))
     assert r["accuracy_ci"][0] < r["accuracy"] < r["accuracy_ci"][1]
@@ -37,12 +37,12 @@ def test_mcnemar_exact_values():
 
 def test_multiclass_macro_f1():
     y = np.array([0, 1, 2, 0, 1, 2])
-    res = evaluate_variants(y, {"ref": y.copy()}, 3, "ref", reps=50)
+    res = evaluate_variants(y, {"ref": y.copy()}, "ref", reps=50)
     assert res["ref"]["macro_f1"] == 1.0 and res["ref"]["macro_f1_ci"] == [1.0, 1.0]
 
 
 def test_length_mismatch_and_missing_reference():
     with pytest.raises(ValueError, match="variant 'b': 2 predictions for 3 labels"):
-        evaluate_variants([0, 1, 0], {"a": [0, 1, 0], "b": [0, 1]}, 2, "a")
+        evaluate_variants([0, 1, 0], {"a": [0, 1, 0], "b": [0, 1]}, "a")
     with pytest.raises(KeyError, match="reference variant 'z'"):
-        evaluate_variants([0, 1], {"a": [0, 1]}, 2, "z")
+        evaluate_variants([0, 1], {"a": [0, 1]}, "z")

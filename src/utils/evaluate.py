@@ -13,8 +13,10 @@ from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
 
-def _macro_f1(y, p, n_classes):
-    return f1_score(y, p, average="macro", labels=list(range(n_classes)), zero_division=0)
+def _macro_f1(y, p):
+    # over the classes present in y or p (sklearn's default): a class absent from a bootstrap
+    # resample and never predicted has no defined F1 and is not counted as 0
+    return f1_score(y, p, average="macro", zero_division=0)
 
 
 def bootstrap_indices(n: int, reps: int, seed: int) -> np.ndarray:
@@ -36,14 +38,14 @@ def mcnemar(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict:
     return {"a_right_b_wrong": b01, "a_wrong_b_right": b10, "p_value": p}
 
 
-def score(y: np.ndarray, pred: np.ndarray, n_classes: int, idx: np.ndarray, confidence: float,
+def score(y: np.ndarray, pred: np.ndarray, idx: np.ndarray, confidence: float,
           ref_pred: Optional[np.ndarray] = None) -> dict:
     """Point estimates and bootstrap intervals for one variant (and its difference to ``ref_pred``)."""
     y, pred = np.asarray(y), np.asarray(pred)
     acc = float(np.mean(pred == y))
-    f1 = float(_macro_f1(y, pred, n_classes))
+    f1 = float(_macro_f1(y, pred))
     acc_bs = np.array([np.mean(pred[i] == y[i]) for i in idx])
-    f1_bs = np.array([_macro_f1(y[i], pred[i], n_classes) for i in idx])
+    f1_bs = np.array([_macro_f1(y[i], pred[i]) for i in idx])
     out = {"n": int(len(y)), "accuracy": acc, "accuracy_ci": interval(acc_bs, confidence),
            "macro_f1": f1, "macro_f1_ci": interval(f1_bs, confidence)}
     if ref_pred is not None:
@@ -59,7 +61,7 @@ def score(y: np.ndarray, pred: np.ndarray, n_classes: int, idx: np.ndarray, conf
     return out
 
 
-def evaluate_variants(y: np.ndarray, preds: dict, n_classes: int, reference: str, reps: int = 1000,
+def evaluate_variants(y: np.ndarray, preds: dict, reference: str, reps: int = 1000,
                       confidence: float = 0.95, seed: int = 0) -> dict:
     """Score every variant in ``preds`` (name -> predicted labels) against ``y``,
     with paired bootstrap intervals and McNemar against ``preds[reference]``."""
@@ -70,5 +72,5 @@ def evaluate_variants(y: np.ndarray, preds: dict, n_classes: int, reference: str
         if len(p) != len(y):
             raise ValueError(f"variant {name!r}: {len(p)} predictions for {len(y)} labels")
     idx = bootstrap_indices(len(y), reps, seed)
-    return {name: score(y, p, n_classes, idx, confidence, None if name == reference else preds[reference])
+    return {name: score(y, p, idx, confidence, None if name == reference else preds[reference])
             for name, p in preds.items()}

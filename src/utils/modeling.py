@@ -96,7 +96,7 @@ def build_classifier(cfg: Config, labels: list, attn: str = "sdpa"):
     src, kw = model_source(cfg.model, cfg.root)
     set_seed(cfg.seed)
     tok = load_tokenizer(src, **kw)
-    model = _load_model(src, attn=attn, num_labels=len(labels),
+    model = _load_model(src, attn=attn, num_labels=len(labels), ignore_mismatched_sizes=True,
                         id2label={i: str(n) for i, n in enumerate(labels)},
                         label2id={str(n): i for i, n in enumerate(labels)}, **kw)
     return model, tok

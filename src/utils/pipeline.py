@@ -146,7 +146,7 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
         rows[name] = {"runtime": runtime, "path": str(Path(path).relative_to(cfg.root)),
                       "size_mb": M.file_size_mb(path), "predict_seconds": time.perf_counter() - t0}
     fp32_mb = rows["onnx-fp32"]["size_mb"]
-    scores = E.evaluate_variants(y, preds, len(labels), reference="pytorch-fp32", reps=cfg.eval.bootstrap,
+    scores = E.evaluate_variants(y, preds, reference="pytorch-fp32", reps=cfg.eval.bootstrap,
                                  confidence=cfg.eval.confidence, seed=cfg.seed)
     for name in rows:
         rows[name].update(scores[name])
