@@ -55,18 +55,23 @@ $(RES)/train_fp32.json: notebooks/02_train_fp32.ipynb $(RES)/data.json $(CFG) $(
 		$(LIB)/training.py $(LIB)/modeling.py | $(STAMP)
 	$(call notebook,02_train_fp32)
 
-$(RES)/export.json: notebooks/03_export_onnx.ipynb $(RES)/train_fp32.json $(CFG) $(CORE) \
+$(RES)/train_qat.json: notebooks/03_train_qat.ipynb $(RES)/train_fp32.json $(CFG) $(CORE) \
+		$(LIB)/qat.py $(LIB)/training.py | $(STAMP)
+	$(call notebook,03_train_qat)
+
+$(RES)/export.json: notebooks/04_export_onnx.ipynb $(RES)/train_qat.json $(CFG) $(CORE) \
 		$(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP)
-	$(call notebook,03_export_onnx)
+	$(call notebook,04_export_onnx)
 
-$(RES)/quantize.json: notebooks/04_quantize.ipynb $(RES)/export.json $(CFG) $(CORE) $(LIB)/quantize.py | $(STAMP)
-	$(call notebook,04_quantize)
+$(RES)/quantize.json: notebooks/05_quantize.ipynb $(RES)/export.json $(CFG) $(CORE) $(LIB)/quantize.py \
+		$(LIB)/bench.py | $(STAMP)
+	$(call notebook,05_quantize)
 
-$(RES)/evaluate.json: notebooks/05_evaluate.ipynb $(RES)/quantize.json $(CFG) $(CORE) \
-		$(LIB)/evaluate.py $(LIB)/predict.py | $(STAMP)
-	$(call notebook,05_evaluate)
+$(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(CFG) $(CORE) \
+		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py | $(STAMP)
+	$(call notebook,06_evaluate)
 
-RESULTS := $(RES)/data.json $(RES)/train_fp32.json $(RES)/export.json $(RES)/quantize.json $(RES)/evaluate.json
+RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json)
 
 # figures and tables are drawn from results JSON only, so redrawing never retrains
 build/$(P).report: $(RESULTS) $(LIB)/report.py | $(STAMP)

@@ -64,6 +64,16 @@ class TrainConfig:
 
 
 @dataclass
+class QATConfig:
+    epochs: int = 1                   # QAT fine-tunes the FP32 checkpoint
+    learning_rate: float = 2.0e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.0
+    calibration_examples: int = 256   # training texts that initialise the activation ranges
+    averaging_constant: float = 0.01  # EMA of the activation observers during training
+
+
+@dataclass
 class ExportConfig:
     opset: int = 17
     parity_examples: int = 64
@@ -72,8 +82,11 @@ class ExportConfig:
 
 @dataclass
 class QuantizeConfig:
-    per_channel: bool = True
-    weight_type: str = "qint8"        # qint8 | quint8
+    per_channel: bool = True          # dynamic INT8: per-channel weights (per-tensor is also built)
+    weight_type: str = "qint8"        # dynamic INT8 weights: qint8 | quint8
+    calibration_examples: int = 256   # static INT8: held-apart validation texts
+    calibration_methods: list = field(default_factory=lambda: ["minmax", "entropy", "percentile"])
+    percentile: float = 99.999
 
 
 @dataclass
@@ -81,6 +94,7 @@ class EvalConfig:
     batch_size: int = 64
     bootstrap: int = 1000
     confidence: float = 0.95
+    latency_examples: int = 200       # batch-1 latency over this many test texts, variants interleaved
 
 
 @dataclass
@@ -96,6 +110,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    qat: QATConfig = field(default_factory=QATConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -260,6 +275,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"model.max_length must be >= 8, got {m.max_length}")
     if cfg.quantize.weight_type not in ("qint8", "quint8"):
         raise ConfigError(f"quantize.weight_type must be qint8 or quint8, got {cfg.quantize.weight_type!r}")
+    bad = set(cfg.quantize.calibration_methods) - {"minmax", "entropy", "percentile"}
+    if bad or not cfg.quantize.calibration_methods:
+        raise ConfigError(f"quantize.calibration_methods must be a non-empty subset of minmax, entropy, "
+                          f"percentile; got {cfg.quantize.calibration_methods}")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 

@@ -7,6 +7,7 @@ quantized at run time (DynamicQuantizeLinear -> MatMulInteger).
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -59,3 +60,171 @@ def graph_stats(path: str | os.PathLike) -> dict:
         "integer_weight_fraction": int_bytes / total,
         "opset": max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=None),
     }
+
+
+# --------------------------------------------------------------------------- graph optimizer
+def optimize_transformer(src: str | os.PathLike, dst: str | os.PathLike, num_heads: int, hidden_size: int,
+                         model_type: str = "bert") -> dict:
+    """ONNX Runtime's transformer optimizer (fusions such as Attention, SkipLayerNormalization,
+    BiasGelu); returns the fused-operator counts, i.e. which fusions fired."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    load_onnx(src)
+    opt = optimize_model(str(src), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
+                         opt_level=0)  # graph fusions only; ORT's own level-1/2 passes run at load time
+    fused = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+    with atomic_path(dst) as tmp:
+        opt.save_model_to_file(str(tmp))
+    return fused
+
+
+# --------------------------------------------------------------------------- static QDQ
+class TextCalibrationReader:
+    """ONNX Runtime calibration data: tokenized batches of held-apart texts."""
+
+    def __init__(self, tokenizer, texts, max_length: int, input_names, batch_size: int = 16):
+        self.batches = []
+        texts = list(texts)
+        for s in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[s:s + batch_size], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="np")
+            self.batches.append({n: enc[n].astype("int64") for n in input_names})
+        self._it = iter(self.batches)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):
+        self._it = iter(self.batches)
+
+
+CALIBRATION = ("minmax", "entropy", "percentile")
+
+
+def _scope(module_name: str) -> str:
+    """The TorchScript exporter's node scope of a module: ``a.layer.0.b`` -> ``a/layer.0/b``."""
+    return re.sub(r"\.(?!\d)", "/", module_name)
+
+
+def module_nodes(path: str | os.PathLike, module_names, op_types=("MatMul", "Gemm")) -> dict:
+    """Module name (``bert.encoder.layer.0.attention.self.query``) -> its node (MatMul / Gemm
+    for a Linear, Gather for an Embedding) in an export made by ``onnx_export``, whose node
+    names follow the module path."""
+    nodes = {n.name: n for n in load_onnx(path).graph.node}
+    out = {}
+    for name in module_names:
+        cands = [f"/model/{_scope(name)}/{op}" for op in op_types]
+        found = [nodes[c] for c in cands if c in nodes]
+        if not found:
+            raise KeyError(f"no {'/'.join(op_types)} node for module {name!r} in {path} (looked for {cands})")
+        out[name] = found[0]
+    return out
+
+
+def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, reader, method: str = "minmax",
+                         nodes_to_quantize=None, op_types=("MatMul", "Gemm", "Gather"), per_channel: bool = True,
+                         activation_type: str = "quint8", overrides: dict | None = None,
+                         percentile: float = 99.999) -> Path:
+    """Static QDQ quantization: int8 weights stored as int8 initializers, activations
+    quantized with scales fixed in the file (from calibration, or from ``overrides``:
+    tensor name -> (scale, zero_point), e.g. the scales QAT learned)."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    load_onnx(src)
+    if method not in CALIBRATION:
+        raise ValueError(f"calibration method must be one of {CALIBRATION}, got {method!r}")
+    act = {"quint8": QuantType.QUInt8, "qint8": QuantType.QInt8}[activation_type]
+    np_act = np.uint8 if activation_type == "quint8" else np.int8
+    # Only the inputs of the chosen nodes are quantized: outputs stay FP32, and consumers that are
+    # not quantized (residual Adds) read the FP32 tensor, as the QAT fake quantizers simulate.
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": False, "CalibPercentile": percentile,
+             "DedicatedQDQPair": True, "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
+    if overrides:
+        extra["TensorQuantOverrides"] = {
+            t: [{"scale": np.array(s, dtype=np.float32), "zero_point": np.array(z, dtype=np_act)}]
+            for t, (s, z) in overrides.items()}
+    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+          "percentile": CalibrationMethod.Percentile}[method]
+    dst = Path(dst)
+    if hasattr(reader, "rewind"):
+        reader.rewind()
+    with atomic_path(dst) as tmp:
+        quantize_static(str(src), str(tmp), reader, quant_format=QuantFormat.QDQ, activation_type=act,
+                        weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=cm,
+                        op_types_to_quantize=list(op_types), nodes_to_quantize=nodes_to_quantize,
+                        extra_options=extra)
+        m = onnx.load(str(tmp))
+        if _float_consumers_read_float(m, set(op_types)):
+            onnx.save(m, str(tmp))
+    return dst
+
+
+def _float_consumers_read_float(m: onnx.ModelProto, quantized_ops: set) -> int:
+    """Rewire nodes that are not quantized (e.g. a residual Add) from an activation's
+    Q -> DQ output back to the FP32 tensor: ORT's quantizer can route them through the
+    Q/DQ pair meant for a MatMul, which adds an error no fake quantizer simulates."""
+    producer = {o: n for n in m.graph.node for o in n.output}
+    inits = {i.name for i in m.graph.initializer}
+    rewired = 0
+    for node in m.graph.node:
+        if node.op_type in quantized_ops or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear" or q.input[0] in inits:
+                continue
+            node.input[k] = q.input[0]
+            rewired += 1
+    return rewired
+
+
+def qdq_scales(path: str | os.PathLike) -> dict:
+    """Scales stored in a QDQ file: for each MatMul / Gather node, the (scale, zero point)
+    of its quantized activation input and the weight scales."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    m = load_onnx(path)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    out = {}
+    for n in m.graph.node:
+        if n.op_type not in ("MatMul", "Gemm", "Gather"):
+            continue
+        rec = {}
+        for role, inp in zip(("a", "b"), n.input):
+            dq = producer.get(inp)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            scale = inits.get(dq.input[1])
+            zp = inits.get(dq.input[2]) if len(dq.input) > 2 else None
+            kind = "weight" if dq.input[0] in inits else "activation"
+            rec[kind] = {"scale": np.asarray(scale).reshape(-1).tolist(),
+                         "zero_point": None if zp is None else np.asarray(zp).reshape(-1).tolist(),
+                         "dtype": None if dq.input[0] not in inits else str(inits[dq.input[0]].dtype)}
+        if rec:
+            out[n.name] = rec
+    return out
+
+
+# --------------------------------------------------------------------------- FP16
+FP16_BLOCK = ("LayerNormalization", "Softmax", "Erf", "Pow", "ReduceMean", "Sqrt", "Range", "CumSum")
+
+
+def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, op_block_list=FP16_BLOCK) -> Path:
+    """FP16 weights and compute, FP32 inputs/outputs (``keep_io_types``), numerically
+    sensitive ops kept FP32 with Casts around them: no float16-vs-float type mismatch."""
+    from onnxconverter_common import float16
+
+    m = load_onnx(src)
+    m16 = float16.convert_float_to_float16(m, keep_io_types=True, op_block_list=list(op_block_list),
+                                           disable_shape_infer=False)
+    onnx.checker.check_model(m16)
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        onnx.save(m16, str(tmp))
+    return dst

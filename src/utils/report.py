@@ -140,7 +140,8 @@ def evaluation_frame(cfg: Config) -> pd.DataFrame:
                      "acc_lo": v["accuracy_ci"][0], "acc_hi": v["accuracy_ci"][1], "macro_f1": v["macro_f1"],
                      "f1_lo": v["macro_f1_ci"][0], "f1_hi": v["macro_f1_ci"][1],
                      "diff": v.get("accuracy_diff"), "diff_ci": v.get("accuracy_diff_ci"),
-                     "agreement": v.get("agreement"), "mcnemar_p": (v.get("mcnemar") or {}).get("p_value")})
+                     "agreement": v.get("agreement"), "mcnemar_p": (v.get("mcnemar") or {}).get("p_value"),
+                     "latency_ms": (v.get("latency_b1") or {}).get("median_ms")})
     return pd.DataFrame(rows)
 
 
@@ -160,52 +161,89 @@ def evaluation_table(cfg: Config) -> pd.DataFrame:
         "$\\Delta$acc (pt)": ["--" if _na(d) else f"{100 * d:+.1f} {ci(c)}" for d, c in zip(f["diff"], f["diff_ci"])],
         "same as FP32": ["--" if _na(a) else f"{a:.1%}" for a in f["agreement"]],
         "McNemar p": ["--" if _na(p) else f"{p:.2f}" for p in f["mcnemar_p"]],
+        "latency (ms)": ["--" if _na(x) else f"{x:.1f}" for x in f["latency_ms"]],
     })
     out.index = f["variant"]
     out.index.name = None
-    write_table(out, cfg, "evaluation", label=f"tab:evaluation-{cfg.name}", column_format="llrrrrrrr",
+    write_table(out, cfg, "evaluation", label=f"tab:evaluation-{cfg.name}", column_format="llrrrrrrrr",
                 caption=(f"Test split ({r['n_test']:,} examples) for every variant. Brackets: "
                          f"{int(100 * cfg.eval.confidence)}\\% paired bootstrap intervals; "
-                         f"$\\Delta$ and McNemar against {r['reference']}."))
+                         f"$\\Delta$ and McNemar against {r['reference']}. Latency: median, "
+                         f"{r.get('latency_note', '')}."))
     return out
 
 
 def evaluation_figure(cfg: Config):
     f = evaluation_frame(cfg)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     ax = axes[0]
+    markers = "osD^v<>pP*Xh"
     for i, row in f.iterrows():
         ax.errorbar(row["size_mb"], 100 * row["accuracy"],
                     yerr=[[100 * (row["accuracy"] - row["acc_lo"])], [100 * (row["acc_hi"] - row["accuracy"])]],
-                    fmt="o", capsize=4, color=f"C{i}", label=row["variant"])
+                    fmt=markers[i % len(markers)], capsize=3, color=f"C{i % 10}", label=row["variant"], alpha=0.85)
     ax.set(xlabel="file size (MB)", ylabel="test accuracy (%)", title="Accuracy vs size (95% CI)")
-    ax.legend(fontsize=8)
-    sns.barplot(f, x="variant", y="size_mb", hue="variant", ax=axes[1], legend=False)
-    for p, ratio in zip(axes[1].patches, f["size_ratio"]):
-        axes[1].annotate(f"{ratio:.2f}x", (p.get_x() + p.get_width() / 2, p.get_height()), ha="center",
-                         va="bottom", fontsize=9)
-    axes[1].set(ylabel="file size (MB)", xlabel="", title="Size relative to ONNX fp32")
-    axes[1].tick_params(axis="x", labelrotation=15)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    g = f.dropna(subset=["latency_ms"]).sort_values("latency_ms")
+    sns.barplot(g, y="variant", x="latency_ms", hue="variant", ax=axes[1], legend=False, orient="h")
+    for p, (ratio, lat) in zip(axes[1].patches, zip(g["size_ratio"], g["latency_ms"])):
+        axes[1].annotate(f" {lat:.1f} ms, {ratio:.2f}x size", (p.get_width(), p.get_y() + p.get_height() / 2),
+                         va="center", fontsize=7)
+    axes[1].set(xlabel="median latency, batch 1 (ms)", ylabel="", title="Latency (first look) and size ratio")
     fig.tight_layout()
     save_figure(fig, cfg, "evaluation")
     return fig
+
+
+def quantize_table(cfg: Config) -> pd.DataFrame:
+    q = load_result(cfg, "quantize")
+    rows = {}
+    for name, v in q["variants"].items():
+        ops = v["session_ops"]
+        integer = sum(n for o, n in ops.items() if "Integer" in o or o.startswith("QLinear") or o.startswith("Q"))
+        inits = v["graph"]["initializers_by_type"]
+        rows[name] = {"size (MB)": f"{v['size_mb']:.1f}", "x smaller": f"{1 / v['size_ratio_to_fp32']:.2f}",
+                      "int8/uint8 tensors": str(inits.get("int8", 0) + inits.get("uint8", 0)),
+                      "integer share of bytes": f"{v['graph']['integer_weight_fraction']:.0%}",
+                      "integer ops run": str(integer), "Cast ops run": str(ops.get("Cast", 0)),
+                      "build (s)": f"{v['seconds']:.1f}"}
+    df = pd.DataFrame(rows).T
+    write_table(df, cfg, "quantize", label=f"tab:quantize-{cfg.name}",
+                caption=("ONNX variants: what is in the file and what the ONNX Runtime CPU session runs after "
+                         "its graph optimizations (integer ops: MatMulInteger, MatMulIntegerToFloat, "
+                         "DynamicQuantize*, QuantizeLinear ...)."))
+    return df
 
 
 def paper_macros(cfg: Config) -> Path:
     """Numbers quoted in the paper's text, from the results JSON."""
     d, t = load_result(cfg, "data"), load_result(cfg, "train_fp32")
     x, e = load_result(cfg, "export"), load_result(cfg, "evaluate")["variants"]
+    q, tq = load_result(cfg, "quantize")["variants"], load_result(cfg, "train_qat")
     fp, ox, q8 = e["pytorch-fp32"], e["onnx-fp32"], e["onnx-int8-dynamic"]
+    qa, qs, fq, f16 = e["onnx-int8-qat"], e["onnx-int8-qat-seed"], e["pytorch-qat-fakequant"], e["onnx-fp16"]
+    sm = q["int8-qat"]["scales_match_qat"]
+    lat = lambda v: f"{v['latency_b1']['median_ms']:.1f}"  # noqa: E731
     return write_macros(cfg, {
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
         "TrainMinutes": f"{t['train_seconds'] / 60:.1f}", "BestEpoch": str(t["best_epoch"]),
-        "ParityMaxDiff": f"{x['parity']['max_abs_diff']:.1e}",
+        "QatMinutes": f"{tq['train_seconds'] / 60:.1f}",
+        "ParityMaxDiff": f"{max(x[k]['parity']['max_abs_diff'] for k in ('fp32', 'qat-fp32')):.1e}",
         "FPAcc": pct(fp["accuracy"]), "OnnxFPAcc": pct(ox["accuracy"]), "DynAcc": pct(q8["accuracy"]),
         "DynAccDiff": f"{100 * q8['accuracy_diff']:+.1f}", "DynAgree": pct(q8["agreement"]),
         "OnnxFPMB": f"{ox['size_mb']:.1f}", "DynMB": f"{q8['size_mb']:.1f}",
         "DynRatio": f"{ox['size_mb'] / q8['size_mb']:.2f}",
+        "QatAcc": pct(qa["accuracy"]), "QatAccDiff": f"{100 * qa['accuracy_diff']:+.1f}",
+        "QatSeedAcc": pct(qs["accuracy"]), "QatSeedAccDiff": f"{100 * qs['accuracy_diff']:+.1f}",
+        "QatMB": f"{qa['size_mb']:.1f}", "QatRatio": f"{ox['size_mb'] / qa['size_mb']:.2f}",
+        "QatAgreeFQ": pct(qa["agreement_with_qat_fakequant"], 2),
+        "QatScalesEqual": f"{sm['activation_scales_equal']}", "QatLayers": f"{sm['layers']}",
+        "FQMB": f"{fq['size_mb']:.1f}", "FQLatency": lat(fq), "FPLatency": lat(fp),
+        "OnnxFPLatency": lat(ox), "QatLatency": lat(qa), "DynLatency": lat(q8),
+        "FPSixteenAcc": pct(f16["accuracy"]), "FPSixteenMB": f"{f16['size_mb']:.1f}",
+        "FPSixteenAgree": pct(f16["agreement"]),
     })
 
 
@@ -217,7 +255,7 @@ def render_all(cfg: Config) -> list:
                     f"Generated by `python -m utils.report {cfg.name}` from `results/{cfg.name}/*.json`; "
                     "do not edit.\n"]
     steps = {"data": (data_figure, data_table), "train_fp32": (training_figure,),
-             "evaluate": (evaluation_figure, evaluation_table, paper_macros)}
+             "quantize": (quantize_table,), "evaluate": (evaluation_figure, evaluation_table, paper_macros)}
     for step, fns in steps.items():
         if not (cfg.results_dir / f"{step}.json").is_file():
             print(f"report: results/{cfg.name}/{step}.json not found; its figures and tables are skipped")

@@ -1,0 +1,200 @@
+"""Quantization-aware training whose fake quantization is the deployed integer arithmetic.
+
+What ONNX Runtime runs for the ``int8-qat`` model (static QDQ, see ``quantize.py``):
+
+* every ``Linear`` but the classification head (a ``MatMul``, or a ``Gemm`` for the pooler,
+  in ONNX): weights int8, symmetric, per output channel, range [-127, 127],
+  scale = max|w| / 127 (ORT's ``WeightSymmetric`` rule);
+* the input activation of each such layer: uint8, asymmetric, per tensor, one *static*
+  scale and zero point; a tensor read by several MatMuls (Q, K and V read the same hidden
+  states) is quantized once, so the three layers share one fake-quantizer here;
+* the word- and position-embedding tables (``Gather``): uint8, asymmetric, per tensor
+  (ORT quantizes a Gather's data with the activation type);
+* rounding half to even, saturation at the range ends; everything else FP32.
+
+The fake quantizers below simulate exactly that (``torch.ao.quantization.FakeQuantize``),
+so the activation scales learned in training can be handed to ONNX Runtime unchanged,
+and the weight scales it derives from the trained weights are the ones training used.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
+    from torch.ao.quantization import MovingAveragePerChannelMinMaxObserver
+
+ACT_QMIN, ACT_QMAX = 0, 255        # uint8 activations
+W_QMIN, W_QMAX = -127, 127         # int8 symmetric weights (ORT's restricted range)
+
+
+def activation_fq(averaging_constant: float = 0.01) -> FakeQuantize:
+    return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=ACT_QMIN, quant_max=ACT_QMAX,
+                        dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False,
+                        averaging_constant=averaging_constant)
+
+
+def weight_fq() -> FakeQuantize:
+    """int8 symmetric per output channel; averaging_constant=1: the scale always follows the
+    current weights, as ORT computes it from the stored weights."""
+    return FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=W_QMIN, quant_max=W_QMAX,
+                        dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0,
+                        reduce_range=False, averaging_constant=1.0)
+
+
+def table_fq() -> FakeQuantize:
+    """An embedding table as ORT quantizes a Gather's data: uint8 affine per tensor, from the
+    table's current min / max."""
+    return activation_fq(averaging_constant=1.0)
+
+
+class QATLinear(nn.Linear):
+    """``nn.Linear`` whose input and weight pass through fake quantizers (same parameter names)."""
+
+    act_fq: FakeQuantize
+    w_fq: FakeQuantize
+
+    def forward(self, x):
+        return F.linear(self.act_fq(x), self.w_fq(self.weight), self.bias)
+
+
+class QATEmbedding(nn.Embedding):
+    w_fq: FakeQuantize
+
+    def forward(self, ids):
+        return F.embedding(ids, self.w_fq(self.weight), self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
+
+
+HEADS = ("classifier", "score", "qa_outputs")
+
+
+def quantized_linears(model) -> dict:
+    """Module name -> Linear for every Linear except the classification head."""
+    return {n: m for n, m in model.named_modules()
+            if isinstance(m, nn.Linear) and n.split(".")[0] not in HEADS}
+
+
+def quantized_embeddings(model, min_rows: int = 64) -> dict:
+    """Module name -> Embedding for the large tables (word and position; not token type)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding) and m.num_embeddings >= min_rows}
+
+
+def activation_groups(model) -> list:
+    """Lists of Linear names that read the same input tensor (BERT-style Q/K/V)."""
+    groups: dict = {}
+    for name in quantized_linears(model):
+        parent, leaf = name.rsplit(".", 1)
+        key = parent if leaf in ("query", "key", "value") else name
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
+
+
+def prepare_qat(model, averaging_constant: float = 0.01):
+    """Insert fake quantizers in place (parameter names unchanged) and return the model."""
+    modules = dict(model.named_modules())
+    for group in activation_groups(model):
+        shared = activation_fq(averaging_constant)
+        for name in group:
+            lin = modules[name]
+            lin.__class__ = QATLinear
+            lin.act_fq = shared
+            lin.w_fq = weight_fq()
+    for emb in quantized_embeddings(model).values():
+        emb.__class__ = QATEmbedding
+        emb.w_fq = table_fq()
+    return model
+
+
+def fake_quantizers(model) -> Iterable[FakeQuantize]:
+    return (m for m in model.modules() if isinstance(m, FakeQuantize))
+
+
+def set_observers(model, enabled: bool) -> None:
+    """Freeze (False) or resume (True) the activation observers. Weight observers always
+    follow the weights (their scale is a function of the weights, as in deployment)."""
+    act = {id(m.act_fq) for m in model.modules() if isinstance(m, QATLinear)}
+    for fq in fake_quantizers(model):
+        if id(fq) in act:
+            fq.enable_observer() if enabled else fq.disable_observer()
+
+
+def set_fake_quant(model, enabled: bool) -> None:
+    for fq in fake_quantizers(model):
+        fq.enable_fake_quant() if enabled else fq.disable_fake_quant()
+
+
+@torch.inference_mode()
+def calibrate(model, tokenizer, texts, max_length: int, batch_size: int = 32) -> None:
+    """Initialise activation ranges from data (observers on, fake quantization off)."""
+    model.eval()
+    set_fake_quant(model, False)
+    set_observers(model, True)
+    for s in range(0, len(texts), batch_size):
+        enc = tokenizer(list(texts[s:s + batch_size]), padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        model(**enc)
+    set_fake_quant(model, True)
+
+
+def activation_scales(model) -> dict:
+    """Linear name -> (scale, zero_point) of its input fake quantizer."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, QATLinear):
+            out[name] = (float(m.act_fq.scale.item()), int(m.act_fq.zero_point.item()))
+    return out
+
+
+def weight_qparams(model) -> dict:
+    """Module name -> (scales, zero points) of its weights (per channel for Linear, one pair for
+    an embedding table), from the current weights, as the fake quantizer computes them."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (QATLinear, QATEmbedding)):
+            obs = type(m.w_fq.activation_post_process)(**_observer_kwargs(m.w_fq))
+            obs(m.weight.detach())
+            scale, zp = obs.calculate_qparams()
+            out[name] = (scale.detach().float().reshape(-1).tolist(), zp.detach().reshape(-1).tolist())
+    return out
+
+
+def _observer_kwargs(fq: FakeQuantize) -> dict:
+    o = fq.activation_post_process
+    kw = dict(dtype=o.dtype, qscheme=o.qscheme, quant_min=o.quant_min, quant_max=o.quant_max,
+              averaging_constant=o.averaging_constant)
+    if hasattr(o, "ch_axis"):
+        kw["ch_axis"] = o.ch_axis
+    return kw
+
+
+def strip_qat(model):
+    """Remove the fake quantizers in place: a plain FP32 model with the QAT-trained weights."""
+    for m in model.modules():
+        if isinstance(m, QATLinear):
+            m.__class__ = nn.Linear
+            del m.act_fq, m.w_fq
+        elif isinstance(m, QATEmbedding):
+            m.__class__ = nn.Embedding
+            del m.w_fq
+    return model
+
+
+def load_qat(model, scales: dict, averaging_constant: float = 0.01):
+    """Rebuild the fake-quant model from a plain checkpoint and the saved activation scales
+    (observers frozen), e.g. for evaluation after a restart."""
+    prepare_qat(model, averaging_constant)
+    modules = dict(model.named_modules())
+    for name, (scale, zp) in scales.items():
+        fq = modules[name].act_fq
+        fq.scale.copy_(torch.tensor([scale]))
+        fq.zero_point.copy_(torch.tensor([zp], dtype=fq.zero_point.dtype))
+    set_observers(model, False)
+    set_fake_quant(model, True)
+    return model.eval()
