@@ -86,8 +86,9 @@ class TextCalibrationReader:
         self.batches = []
         texts = list(texts)
         for s in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[s:s + batch_size], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="np")
+            # one fixed shape: the entropy / percentile calibrators stack batches into one array
+            enc = tokenizer(texts[s:s + batch_size], padding="max_length", truncation=True,
+                            max_length=max_length, return_tensors="np")
             self.batches.append({n: enc[n].astype("int64") for n in input_names})
         self._it = iter(self.batches)
 
@@ -212,6 +213,57 @@ def qdq_scales(path: str | os.PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------- FP16
+def fold_initializer_identities(m: onnx.ModelProto) -> int:
+    """Remove ``Identity`` nodes that only copy an initializer (the exporter emits them for
+    tied or reused weights); their consumers read the initializer itself. Left in place, the
+    FP16 converter casts the initializer but not the Identity's recorded float32 output type:
+    the ``tensor(float16)`` vs ``tensor(float)`` mismatch the seed study hit."""
+    inits = {i.name for i in m.graph.initializer}
+    graph_outputs = {o.name for o in m.graph.output}
+    alias = {n.output[0]: n.input[0] for n in m.graph.node
+             if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in graph_outputs}
+    if not alias:
+        return 0
+    keep = [n for n in m.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for n in keep:
+        for k, name in enumerate(n.input):
+            if name in alias:
+                n.input[k] = alias[name]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    vi = [v for v in m.graph.value_info if v.name not in alias]
+    del m.graph.value_info[:]
+    m.graph.value_info.extend(vi)
+    return len(alias)
+
+
+def unshare_mixed_initializers(m: onnx.ModelProto, block_ops) -> int:
+    """Give a separate copy of an initializer to the nodes that stay FP32 (``block_ops``) when
+    other nodes that become FP16 read it too (the exporter merges identical tensors, e.g. the
+    zero biases of a LayerNorm and a Linear). Otherwise one precision is forced on both and an
+    ``Add`` ends up with a float and a float16 input."""
+    block_ops = set(block_ops)
+    inits = {i.name: i for i in m.graph.initializer if i.data_type == TensorProto.FLOAT}
+    users: dict = {}
+    for n in m.graph.node:
+        for i in n.input:
+            if i in inits:
+                users.setdefault(i, []).append(n)
+    copied = 0
+    for name, nodes in users.items():
+        if len({n.op_type in block_ops for n in nodes}) < 2:
+            continue
+        dup = onnx.TensorProto()
+        dup.CopyFrom(inits[name])
+        dup.name = f"{name}__fp32"
+        m.graph.initializer.append(dup)
+        for n in nodes:
+            if n.op_type in block_ops:
+                n.input[:] = [dup.name if i == name else i for i in n.input]
+        copied += 1
+    return copied
+
+
 FP16_BLOCK = ("LayerNormalization", "Softmax", "Erf", "Pow", "ReduceMean", "Sqrt", "Range", "CumSum")
 
 
@@ -221,6 +273,8 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, op_block_list=F
     from onnxconverter_common import float16
 
     m = load_onnx(src)
+    fold_initializer_identities(m)
+    unshare_mixed_initializers(m, op_block_list)
     m16 = float16.convert_float_to_float16(m, keep_io_types=True, op_block_list=list(op_block_list),
                                            disable_shape_infer=False)
     onnx.checker.check_model(m16)

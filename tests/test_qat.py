@@ -1,0 +1,106 @@
+"""QAT fake quantization that matches the deployed ONNX Runtime INT8 arithmetic."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from utils import qat as QA
+from utils import quantize as Q
+from utils.modeling import load_checkpoint
+from utils.onnx_export import export_with_parity
+from utils.predict import OrtPredictor, TorchPredictor
+
+
+@pytest.fixture()
+def qat_model(tiny_model_dir, sentences):
+    model, tok = load_checkpoint(tiny_model_dir)
+    names_before = set(model.state_dict())
+    QA.prepare_qat(model)
+    QA.calibrate(model, tok, sentences, max_length=32)
+    QA.set_observers(model, False)
+    return model, tok, names_before
+
+
+def test_prepare_keeps_parameter_names_and_shares_qkv_quantizer(qat_model):
+    model, _, before = qat_model
+    assert before <= set(model.state_dict())                       # parameter names unchanged
+    lins = QA.quantized_linears(model)
+    assert "classifier" not in lins and "bert.pooler.dense" in lins
+    assert len(lins) == 2 * 6 + 1                                   # 2 layers x (q,k,v,o,ffn1,ffn2) + pooler
+    attn = model.bert.encoder.layer[0].attention.self
+    assert attn.query.act_fq is attn.key.act_fq is attn.value.act_fq
+    assert model.bert.encoder.layer[0].attention.output.dense.act_fq is not attn.query.act_fq
+    assert set(QA.quantized_embeddings(model)) == {"bert.embeddings.word_embeddings",
+                                                   "bert.embeddings.position_embeddings"}
+    assert isinstance(model.classifier, nn.Linear) and not isinstance(model.classifier, QA.QATLinear)
+
+
+def test_weight_scales_are_onnxruntime_symmetric_rule(qat_model):
+    model, _, _ = qat_model
+    lin = model.bert.encoder.layer[1].intermediate.dense
+    scales, zps = QA.weight_qparams(model)["bert.encoder.layer.1.intermediate.dense"]
+    expected = lin.weight.detach().abs().amax(dim=1) / 127.0
+    np.testing.assert_allclose(scales, expected.numpy(), rtol=1e-6)
+    assert set(zps) == {0}
+    wq = lin.w_fq(lin.weight.detach())
+    steps = (wq / torch.tensor(scales)[:, None]).numpy()
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)     # on the int8 grid
+    assert np.abs(np.round(steps)).max() <= 127
+
+
+def test_activation_fake_quant_is_uint8_affine(qat_model):
+    model, _, _ = qat_model
+    fq = model.bert.encoder.layer[0].attention.output.dense.act_fq
+    s, zp = float(fq.scale), int(fq.zero_point)
+    x = torch.linspace(-20, 20, 1001)
+    q = torch.clamp(torch.round(x / s) + zp, 0, 255)
+    np.testing.assert_allclose(fq(x).numpy(), ((q - zp) * s).numpy(), atol=1e-6)
+
+
+def test_strip_gives_plain_fp32_and_load_qat_rebuilds_the_fake_quant_model(qat_model, sentences):
+    model, tok, _ = qat_model
+    scales = QA.activation_scales(model)
+    plain = QA.strip_qat(copy.deepcopy(model))
+    assert not any(isinstance(m, (QA.QATLinear, QA.QATEmbedding)) for m in plain.modules())
+    QA.set_fake_quant(model, False)
+    np.testing.assert_allclose(TorchPredictor(model, tok, 32).predict_logits(sentences),
+                               TorchPredictor(plain, tok, 32).predict_logits(sentences), atol=1e-6)
+    QA.set_fake_quant(model, True)
+    rebuilt = QA.load_qat(copy.deepcopy(plain), scales)
+    np.testing.assert_array_equal(TorchPredictor(model, tok, 32).predict_logits(sentences),
+                                  TorchPredictor(rebuilt, tok, 32).predict_logits(sentences))
+
+
+def test_deployed_int8_keeps_the_qat_scales_and_computes_what_qat_simulated(qat_model, tmp_path, sentences):
+    """The whole int8-qat route on a real (tiny) model: export the QAT weights, quantize with the
+    QAT activation scales as overrides, check the stored scales and the outputs."""
+    model, tok, _ = qat_model
+    acts, weights = QA.activation_scales(model), QA.weight_qparams(model)
+    plain = QA.strip_qat(copy.deepcopy(model))
+    fp32 = tmp_path / "qat-fp32.onnx"
+    export_with_parity(plain, tok, fp32, sentences, max_length=32)
+    lin = Q.module_nodes(fp32, acts)
+    emb = Q.module_nodes(fp32, QA.quantized_embeddings(plain), op_types=("Gather",))
+    overrides = {node.input[0]: acts[n] for n, node in lin.items()}
+    overrides.update({node.input[0]: (weights[n][0][0], weights[n][1][0]) for n, node in emb.items()})
+    reader = Q.TextCalibrationReader(tok, sentences[:4], 32, ["input_ids", "attention_mask", "token_type_ids"])
+    int8 = Q.quantize_static_int8(fp32, tmp_path / "int8-qat.onnx", reader, overrides=overrides,
+                                  nodes_to_quantize=[n.name for n in lin.values()] + [n.name for n in emb.values()])
+    stored = Q.qdq_scales(int8)
+    for name, node in lin.items():
+        a = stored[node.name]["activation"]
+        assert np.float32(a["scale"][0]) == np.float32(acts[name][0]) and a["zero_point"][0] == acts[name][1]
+        np.testing.assert_allclose(stored[node.name]["weight"]["scale"], weights[name][0], rtol=1e-6)
+        assert stored[node.name]["weight"]["dtype"] == "int8"
+    for name, node in emb.items():
+        w = stored[node.name]["weight"]
+        assert w["dtype"] == "uint8" and np.float32(w["scale"][0]) == np.float32(weights[name][0][0])
+    assert int8.stat().st_size < 0.35 * fp32.stat().st_size
+    a = TorchPredictor(model, tok, 32).predict_logits(sentences)
+    b = OrtPredictor(int8, tok, 32).predict_logits(sentences)
+    fp = TorchPredictor(plain, tok, 32).predict_logits(sentences)
+    # the deployed model is closer to the fake-quant model than the fake-quant model is to FP32
+    assert np.abs(a - b).max() < 0.25 * np.abs(a - fp).max() + 1e-4
+    np.testing.assert_array_equal(a.argmax(1), b.argmax(1))

@@ -1,0 +1,88 @@
+"""Static QDQ, FP16 and the transformer optimizer on a real (tiny) BERT, run by ONNX Runtime."""
+import numpy as np
+import onnx
+import pytest
+
+from utils import quantize as Q
+from utils.bench import interleaved_latency, session_ops
+from utils.modeling import load_checkpoint
+from utils.onnx_export import export_with_parity
+from utils.predict import OrtPredictor, TorchPredictor
+
+INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_model_dir, tmp_path_factory, sentences):
+    model, tok = load_checkpoint(tiny_model_dir)
+    path = tmp_path_factory.mktemp("variants") / "fp32.onnx"
+    export_with_parity(model, tok, path, sentences, max_length=32)
+    return path
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_static_qdq_runs_integer_kernels_with_fixed_scales(fp32, tmp_path, tokenizer, sentences, method):
+    reader = Q.TextCalibrationReader(tokenizer, sentences, 32, INPUTS, batch_size=4)
+    dst = Q.quantize_static_int8(fp32, tmp_path / f"{method}.onnx", reader, method=method)
+    ops = session_ops(dst)
+    assert ops.get("MatMulIntegerToFloat", 0) > 0
+    assert "DynamicQuantizeLinear" not in ops and "DynamicQuantizeMatMul" not in ops   # static scales
+    st = Q.graph_stats(dst)
+    assert st["initializers_by_type"].get("int8", 0) > 0 and st["integer_weight_fraction"] > 0.9
+    p = OrtPredictor(dst, tokenizer, 32).predict_proba(sentences)
+    ref = OrtPredictor(fp32, tokenizer, 32).predict_proba(sentences)
+    assert np.abs(p - ref).max() < 0.05
+
+
+def test_unknown_calibration_method(fp32, tmp_path, tokenizer, sentences):
+    reader = Q.TextCalibrationReader(tokenizer, sentences, 32, INPUTS)
+    with pytest.raises(ValueError, match="calibration method must be one of"):
+        Q.quantize_static_int8(fp32, tmp_path / "x.onnx", reader, method="mse")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_residual_adds_read_fp32_not_the_quantized_tensor(fp32, tmp_path, tokenizer, sentences):
+    reader = Q.TextCalibrationReader(tokenizer, sentences, 32, INPUTS)
+    m = onnx.load(str(Q.quantize_static_int8(fp32, tmp_path / "s.onnx", reader)))
+    producer = {o: n for n in m.graph.node for o in n.output}
+    for node in m.graph.node:
+        if node.op_type in ("Add", "LayerNormalization"):
+            for i in node.input:
+                src = producer.get(i)
+                assert src is None or src.op_type != "DequantizeLinear" or \
+                    producer.get(src.input[0]) is None or producer[src.input[0]].op_type != "QuantizeLinear" or \
+                    producer[producer[src.input[0]].input[0]].op_type == "Gather", node.name
+
+
+def test_fp16_runs_on_cpu_without_type_mismatch(fp32, tmp_path, tokenizer, sentences, tiny_model_dir):
+    dst = Q.convert_fp16(fp32, tmp_path / "fp16.onnx")
+    m = onnx.load(str(dst))
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.INT64 for i in m.graph.input)
+    assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT     # FP32 I/O kept
+    assert Q.graph_stats(dst)["initializers_by_type"].get("float16", 0) > 0
+    assert dst.stat().st_size < 0.6 * fp32.stat().st_size
+    a = OrtPredictor(dst, tokenizer, 32).predict_logits(sentences)
+    model, _ = load_checkpoint(tiny_model_dir)
+    b = TorchPredictor(model, tokenizer, 32).predict_logits(sentences)
+    np.testing.assert_allclose(a, b, atol=2e-2)
+
+
+def test_transformer_optimizer_reports_fusions(fp32, tmp_path, tokenizer, sentences):
+    fused = Q.optimize_transformer(fp32, tmp_path / "opt.onnx", num_heads=4, hidden_size=32)
+    assert fused.get("SkipLayerNormalization", 0) > 0
+    a = OrtPredictor(tmp_path / "opt.onnx", tokenizer, 32).predict_logits(sentences)
+    b = OrtPredictor(fp32, tokenizer, 32).predict_logits(sentences)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_module_nodes_names_the_missing_module(fp32):
+    with pytest.raises(KeyError, match="no MatMul/Gemm node for module 'bert.encoder.layer.9.output.dense'"):
+        Q.module_nodes(fp32, ["bert.encoder.layer.9.output.dense"])
+
+
+def test_interleaved_latency_reports_every_variant(fp32, tokenizer, sentences):
+    preds = {"a": OrtPredictor(fp32, tokenizer, 32), "b": OrtPredictor(fp32, tokenizer, 32)}
+    res = interleaved_latency(preds, sentences, warmup=1)
+    assert set(res) == {"a", "b"}
+    for r in res.values():
+        assert r["n"] == len(sentences) and 0 < r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
