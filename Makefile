@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make paper-figures   # set up .venv if missing, run the study (PROFILE=default), draw figures + tables
 #   make test            # unit tests + nbval over every notebook (smoke profile)
+#   make bench           # the benchmark step alone (after the steps it needs)
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
 # Each step is a file target: a second run with nothing changed reruns nothing.
 SHELL := /bin/bash
@@ -31,7 +32,7 @@ define notebook
 	  --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures test unit nbval venv clean clean-profile help
+.PHONY: all paper-figures bench test unit nbval venv clean clean-profile help
 all: paper-figures
 
 help:
@@ -71,12 +72,20 @@ $(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(CFG) $(
 		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py | $(STAMP)
 	$(call notebook,06_evaluate)
 
-RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json)
+$(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(CFG) $(CORE) $(LIB)/bench.py \
+		$(LIB)/predict.py | $(STAMP)
+	$(call notebook,07_benchmark)
+
+RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \
+	bench.json)
 
 # figures and tables are drawn from results JSON only, so redrawing never retrains
 build/$(P).report: $(RESULTS) $(LIB)/report.py | $(STAMP)
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 	@mkdir -p build && touch $@
+
+# the benchmark alone (also part of paper-figures): CPU always, GPU paths where a GPU is present
+bench: $(RES)/bench.json
 
 paper-figures: build/$(P).report
 	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"

@@ -31,6 +31,17 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return save_checkpoint(model, tokenizer, tmp_path_factory.mktemp("tiny") / "ckpt")
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_model_dir, tmp_path_factory, sentences):
+    """The tiny checkpoint exported to ONNX (parity-checked): (path, parity record)."""
+    from utils.modeling import load_checkpoint
+    from utils.onnx_export import export_with_parity
+
+    model, tok = load_checkpoint(tiny_model_dir)
+    path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
+    return path, export_with_parity(model, tok, path, SENTENCES, max_length=32)
+
+
 @pytest.fixture()
 def repo(tmp_path) -> Path:
     """An isolated copy of the repository's configs, so outputs land in tmp_path."""

@@ -9,14 +9,6 @@ from utils.onnx_export import ParityError, export_with_parity, load_onnx
 from utils.predict import OrtPredictor, TorchPredictor
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tiny_model_dir, tmp_path_factory, sentences):
-    model, tok = load_checkpoint(tiny_model_dir)
-    path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
-    par = export_with_parity(model, tok, path, sentences, max_length=32)
-    return path, par
-
-
 def test_export_has_dynamic_axes_and_passes_parity(tiny_onnx, tiny_model_dir, tokenizer):
     path, par = tiny_onnx
     assert par["passed"] and par["max_abs_diff"] <= 1e-4 and par["argmax_identical"] == 1.0

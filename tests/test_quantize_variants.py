@@ -6,18 +6,14 @@ import pytest
 from utils import quantize as Q
 from utils.bench import interleaved_latency, session_ops
 from utils.modeling import load_checkpoint
-from utils.onnx_export import export_with_parity
 from utils.predict import OrtPredictor, TorchPredictor
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
 
 @pytest.fixture(scope="module")
-def fp32(tiny_model_dir, tmp_path_factory, sentences):
-    model, tok = load_checkpoint(tiny_model_dir)
-    path = tmp_path_factory.mktemp("variants") / "fp32.onnx"
-    export_with_parity(model, tok, path, sentences, max_length=32)
-    return path
+def fp32(tiny_onnx):
+    return tiny_onnx[0]
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
@@ -86,3 +82,13 @@ def test_interleaved_latency_reports_every_variant(fp32, tokenizer, sentences):
     assert set(res) == {"a", "b"}
     for r in res.values():
         assert r["n"] == len(sentences) and 0 < r["p10_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p99_ms"]
+
+
+def test_static_qdq_of_every_operator(fp32, tmp_path, tokenizer, sentences):
+    """op_types=None quantizes every op ORT can (LayerNorm, Softmax, Add ... too): the variant whose
+    accuracy justifies quantizing only the Linear inputs and the embedding tables."""
+    reader = Q.TextCalibrationReader(tokenizer, sentences, 32, INPUTS)
+    narrow = Q.graph_stats(Q.quantize_static_int8(fp32, tmp_path / "narrow.onnx", reader))
+    wide = Q.graph_stats(Q.quantize_static_int8(fp32, tmp_path / "all.onnx", reader, op_types=None))
+    assert wide["integer_ops"]["QuantizeLinear"] > 2 * narrow["integer_ops"]["QuantizeLinear"]
+    assert OrtPredictor(tmp_path / "all.onnx", tokenizer, 32).predict_proba(sentences).shape == (len(sentences), 3)

@@ -8,6 +8,7 @@ MatMulIntegerToFloat), which is the proof that an INT8 file runs integer kernels
 """
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -31,22 +32,14 @@ def summarize(times_ms: Sequence[float]) -> dict:
 def interleaved_latency(predictors: dict, texts: Sequence[str], warmup: int = 5, progress: bool = False) -> dict:
     """Batch-1 latency (tokenization excluded) of each predictor over ``texts``, round-robin.
 
-    ``predictors``: name -> Predictor. Every predictor sees the same encoded inputs.
+    ``predictors``: name -> Predictor sharing one tokenizer and max_length; all see the same inputs.
     """
     if not texts:
         raise ValueError("interleaved_latency: no texts")
-    names = list(predictors)
-    encoded = {n: [predictors[n].encode([t]) for t in texts] for n in names}
-    for n in names:                                     # warm-up (allocations, kernel selection)
-        for enc in encoded[n][:warmup]:
-            predictors[n]._forward(enc)
-    times = {n: [] for n in names}
-    for i in tqdm(range(len(texts)), desc="latency", disable=not progress, leave=False):
-        for n in names[i % len(names):] + names[:i % len(names)]:   # rotate who goes first
-            t0 = time.perf_counter()
-            predictors[n]._forward(encoded[n][i])
-            times[n].append((time.perf_counter() - t0) * 1e3)
-    return {n: summarize(times[n]) for n in names}
+    first = next(iter(predictors.values()))
+    inputs = [first.encode([t]) for t in tqdm(texts, desc="encode", disable=not progress, leave=False)]
+    times = time_calls(predictors, inputs, reps=len(inputs), warmup=warmup)
+    return {n: summarize(t) for n, t in times.items()}
 
 
 def session_ops(path: str | os.PathLike, providers: Optional[list] = None) -> dict:
@@ -61,3 +54,221 @@ def session_ops(path: str | os.PathLike, providers: Optional[list] = None) -> di
         ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
         m = onnx.load(so.optimized_model_filepath)
     return dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
+
+
+# --------------------------------------------------------------------------- inputs of a given shape
+def fixed_length_batch(tokenizer, texts: Sequence[str], length: int, batch: int, offset: int = 0) -> dict:
+    """``batch`` rows of exactly ``length`` real tokens (no padding): consecutive test texts are
+    concatenated until the length is filled, so every variant sees the same realistic inputs."""
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    stream = [t for row in ids for t in row]
+    if not stream:
+        raise ValueError("fixed_length_batch: the texts have no tokens")
+    body = length - 2
+    rows = []
+    for b in range(batch):
+        start = ((offset + b) * body) % len(stream)
+        row = itertools.islice(itertools.cycle(stream), start, start + body)
+        rows.append([tokenizer.cls_token_id, *row, tokenizer.sep_token_id])
+    input_ids = np.asarray(rows, dtype=np.int64)
+    return {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids),
+            "token_type_ids": np.zeros_like(input_ids)}
+
+
+def time_calls(predictors: dict, inputs: Sequence[dict], reps: int, warmup: int = 3) -> dict:
+    """Round-robin timing of ``predictor._forward`` on pre-encoded ``inputs`` (cycled), ms."""
+    names = list(predictors)
+    for n in names:
+        for enc in inputs[:warmup]:
+            predictors[n]._forward(enc)
+    times = {n: [] for n in names}
+    for i in range(reps):
+        enc = inputs[i % len(inputs)]
+        for n in names[i % len(names):] + names[:i % len(names)]:
+            t0 = time.perf_counter()
+            predictors[n]._forward(enc)
+            times[n].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+# --------------------------------------------------------------------------- processes, providers
+def available_providers() -> list:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+def gpu_status() -> dict:
+    """What GPU paths exist here, with the reason when one does not."""
+    import torch
+
+    out = {"torch_cuda": torch.cuda.is_available(), "ort_providers": available_providers()}
+    out["torch_device"] = torch.cuda.get_device_name(0) if out["torch_cuda"] else None
+    if not out["torch_cuda"]:
+        out["note"] = "no CUDA device visible to PyTorch: GPU measurements skipped"
+    elif "CUDAExecutionProvider" not in out["ort_providers"]:
+        out["note"] = "GPU present but onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+    return out
+
+
+def node_placement(path: str | os.PathLike, providers: list, feed: dict) -> dict:
+    """Nodes each execution provider ran, and the Memcpy nodes ONNX Runtime inserted between
+    providers, read from one profiled run."""
+    import json
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(d) / "prof")
+        so.log_severity_level = 3
+        so.optimized_model_filepath = str(Path(d) / "optimized.onnx")
+        sess = ort.InferenceSession(str(path), so, providers=providers)
+        sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+        graph = onnx.load(so.optimized_model_filepath)
+    per_provider: Counter = Counter()
+    seen = set()
+    for e in events:
+        args = e.get("args", {})
+        if e.get("cat") == "Node" and "provider" in args and e["name"] not in seen:
+            seen.add(e["name"])
+            per_provider[args["provider"]] += 1
+    memcpy = sum(1 for n in graph.graph.node if n.op_type.startswith("Memcpy"))
+    return {"providers": providers, "nodes_per_provider": dict(per_provider), "memcpy_nodes": memcpy,
+            "graph_nodes": len(graph.graph.node)}
+
+
+MEMORY_SNIPPET = """
+import resource, sys, time
+import psutil
+from utils.config import load_config
+from utils.pipeline import make_predictor
+cfg = load_config(sys.argv[1])
+before = psutil.Process().memory_info().rss
+t0 = time.perf_counter()
+p = make_predictor(cfg, sys.argv[2], threads=int(sys.argv[3]))
+created = time.perf_counter() - t0
+p.predict_proba(["a short review", "a much longer review that goes on about the plot and the cast"] * 16)
+after = psutil.Process().memory_info().rss
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, before, after, created)
+"""
+
+
+def fresh_process_memory(profile: str, variant: str, threads: int, root: str) -> dict:
+    """Memory of a new Python process that loads one variant and predicts a batch of 32: its peak
+    resident set, and the resident memory the model added once the libraries were imported
+    (the imports alone take most of the peak); plus the time to create the predictor."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, profile, variant, str(threads)], cwd=root,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"memory probe of {variant!r} failed: {r.stderr.strip().splitlines()[-1:]}")
+    peak, before, after, created = r.stdout.strip().splitlines()[-1].split()
+    return {"peak_rss_mb": int(peak) / 2**20, "model_rss_mb": (int(after) - int(before)) / 2**20,
+            "create_seconds": float(created)}
+
+
+# --------------------------------------------------------------------------- the benchmark step
+def _gpu_torch(cfg, tok, texts, length: int, batch_sizes, reps: int) -> dict:
+    """PyTorch on the GPU: FP32, FP16, BF16 (eager, sdpa attention), latency per batch size."""
+    import torch
+
+    from .modeling import load_checkpoint
+
+    out = {}
+    for dtype_name, dtype in (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        model, _ = load_checkpoint(Path(cfg.artifacts_dir) / "fp32", attn="sdpa")
+        model = model.to("cuda", dtype=dtype).eval()
+        res = {}
+        for b in batch_sizes:
+            enc = {k: torch.from_numpy(v).cuda() for k, v in fixed_length_batch(tok, texts, length, b).items()}
+            times = []
+            with torch.inference_mode():
+                for i in range(reps + 5):
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    model(**enc)
+                    torch.cuda.synchronize()
+                    if i >= 5:
+                        times.append((time.perf_counter() - t0) * 1e3)
+            res[str(b)] = summarize(times)
+        out[f"pytorch-cuda-{dtype_name}"] = res
+        del model
+        torch.cuda.empty_cache()
+    return out
+
+
+def run_bench(cfg, progress: bool = True) -> dict:
+    """Latency over sequence lengths, throughput over batch sizes, thread counts, run-to-run
+    spread, node placement, session creation and fresh-process memory, for every variant; GPU
+    paths when a GPU is present (skipped with a note otherwise)."""
+    import torch
+
+    from . import data as D
+    from .modeling import load_tokenizer
+    from .pipeline import checkpoint_dir, make_predictor, variant_table
+    from .provenance import write_result
+
+    b = cfg.bench
+    table = variant_table(cfg, baselines=True)
+    names = [n for n in table if b.variants is None or n in b.variants]
+    unknown = set(b.variants or []) - set(table)
+    if unknown:
+        raise KeyError(f"bench.variants: unknown variant(s) {sorted(unknown)}; known: {', '.join(table)}")
+    tok = load_tokenizer(str(checkpoint_dir(cfg)))
+    texts = D.load_splits(cfg)["test"]["text"].tolist()[:512]
+    all_threads = cfg.threads
+    result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status()}
+    for threads in [t or all_threads for t in b.threads]:
+        key = f"threads_{threads}"
+        torch.set_num_threads(threads)
+        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok) for n in
+                 tqdm(names, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
+        head = [fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
+        rounds = []
+        for _ in tqdm(range(b.rounds if threads == all_threads else 1), desc="headline rounds",
+                      disable=not progress, leave=False):
+            rounds.append(time_calls(preds, head, b.reps))
+        rec = {"headline": {}}
+        for n in names:
+            medians = [float(np.median(r[n])) for r in rounds]
+            rec["headline"][n] = {**summarize([t for r in rounds for t in r[n]]), "round_medians_ms": medians,
+                                  "spread": (max(medians) - min(medians)) / float(np.median(medians))}
+        if threads == all_threads:
+            rec["seq_length"] = {}
+            for L in tqdm(b.seq_lengths, desc="sequence lengths", disable=not progress, leave=False):
+                inputs = [fixed_length_batch(tok, texts, L, 1, offset=i) for i in range(b.reps)]
+                t = time_calls(preds, inputs, b.reps)
+                rec["seq_length"][str(L)] = {n: summarize(t[n]) for n in names}
+            rec["batch_size"] = {}
+            for B in tqdm(b.batch_sizes, desc="batch sizes", disable=not progress, leave=False):
+                inputs = [fixed_length_batch(tok, texts, b.length, B, offset=i * B) for i in range(b.throughput_reps)]
+                t = time_calls(preds, inputs, b.throughput_reps, warmup=1)
+                rec["batch_size"][str(B)] = {n: {**summarize(t[n]), "texts_per_s": 1e3 * B / float(np.median(t[n]))}
+                                             for n in names}
+        result["cpu"][key] = rec
+        del preds
+    feed = fixed_length_batch(tok, texts, b.length, 1)
+    result["placement"] = {}
+    providers = [["CPUExecutionProvider"]]
+    if "CUDAExecutionProvider" in result["gpu"]["ort_providers"]:
+        providers.append(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    for n in names:
+        if table[n][0] == "onnxruntime":
+            result["placement"][n] = [node_placement(table[n][1], p, feed) for p in providers]
+    if b.memory:
+        result["memory"] = {n: fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
+                            for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}
+    if result["gpu"]["torch_cuda"]:
+        result["gpu"]["pytorch"] = _gpu_torch(cfg, tok, texts, b.length, b.batch_sizes, b.reps)
+    ref = result["cpu"][f"threads_{all_threads}"]["headline"]
+    result["speedup_vs_onnx_fp32"] = {n: ref["onnx-fp32"]["median_ms"] / ref[n]["median_ms"]
+                                      for n in names if "onnx-fp32" in ref}
+    result["speedup_vs_pytorch_fp32"] = {n: ref["pytorch-fp32"]["median_ms"] / ref[n]["median_ms"]
+                                         for n in names if "pytorch-fp32" in ref}
+    write_result(cfg, "bench", result, threads=all_threads)
+    return result

@@ -98,6 +98,19 @@ class EvalConfig:
 
 
 @dataclass
+class BenchConfig:
+    seq_lengths: list = field(default_factory=lambda: [32, 64, 128, 256])   # batch 1
+    batch_sizes: list = field(default_factory=lambda: [1, 8, 32])           # at `length`
+    length: int = 128                 # the headline point: batch 1 at this length
+    reps: int = 30                    # timed calls per variant and setting (after warm-up)
+    throughput_reps: int = 10
+    rounds: int = 3                   # headline measured this many times: run-to-run spread
+    threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
+    variants: Optional[list] = None   # None: every variant
+    memory: bool = True               # peak RSS of a fresh process per variant
+
+
+@dataclass
 class RuntimeConfig:
     threads: Optional[int] = None     # None: all cores
 
@@ -114,6 +127,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     root: str = "."                   # repository root (set by load_config, not by profiles)
     profile_file: Optional[str] = None  # the YAML file this came from (set by load_config)

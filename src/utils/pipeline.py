@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
+from transformers import AutoConfig
 
 from . import data as D
 from . import evaluate as E
@@ -178,7 +180,7 @@ def _qat_overrides(cfg: Config, src: Path) -> tuple[list, dict]:
     return [n.name for n in lin.values()] + [n.name for n in emb.values()], overrides
 
 
-def run_quantize(cfg: Config) -> dict:
+def run_quantize(cfg: Config, progress: bool = True) -> dict:
     """Every ONNX variant, each with what is inside it and what ONNX Runtime runs."""
     from .bench import session_ops
 
@@ -190,7 +192,7 @@ def run_quantize(cfg: Config) -> dict:
     calib = val.sample(n=min(cfg.quantize.calibration_examples, len(val)), random_state=cfg.seed)["text"].tolist()
     reader = Q.TextCalibrationReader(tok, calib, cfg.model.max_length, input_names)
     nodes, overrides = _qat_overrides(cfg, qat_fp32)
-    hf = M.load_checkpoint(checkpoint_dir(cfg), attn="eager")[0].config
+    hf = AutoConfig.from_pretrained(str(checkpoint_dir(cfg)))
 
     def build(name, fn, **meta):
         t0 = time.perf_counter()
@@ -217,6 +219,10 @@ def run_quantize(cfg: Config) -> dict:
         *[(f"int8-static-{m}", static(m), {"source": "fp32", "method": f"quantize_static QDQ, {m} calibration",
                                           "calibration_examples": len(calib), "nodes_quantized": len(nodes)})
           for m in cfg.quantize.calibration_methods],
+        # the measurement behind excluding LayerNorm, Softmax, GELU and residual Adds above
+        ("int8-static-allops", lambda d: Q.quantize_static_int8(fp32, d, reader, method="minmax", op_types=None),
+         {"source": "fp32", "method": "quantize_static QDQ, minmax calibration, every quantizable op",
+          "calibration_examples": len(calib)}),
         ("int8-qat-seed", lambda d: Q.quantize_dynamic_int8(qat_fp32, d, per_channel=True, weight_type=cfg.quantize.weight_type),
          {"source": "qat-fp32", "method": "the seed's pipeline: QAT weights -> FP32 export -> quantize_dynamic"}),
         ("int8-qat", lambda d: Q.quantize_static_int8(qat_fp32, d, reader, nodes_to_quantize=nodes, overrides=overrides),
@@ -226,7 +232,7 @@ def run_quantize(cfg: Config) -> dict:
          {"source": "fp32", "method": "onnxconverter_common float16, keep_io_types",
           "blocked_ops": list(Q.FP16_BLOCK)}),
     ]
-    variants = dict(build(name, fn, **meta) for name, fn, meta in jobs)
+    variants = dict(build(name, fn, **meta) for name, fn, meta in tqdm(jobs, desc="ONNX variants", disable=not progress))
     variants["int8-qat"]["scales_match_qat"] = qat_scales_match(cfg, onnx_path(cfg, "int8-qat"))
     payload = {"fp32_mb": fp32_mb, "calibration_split": "validation", "variants": variants}
     write_result(cfg, "quantize", payload)
@@ -259,30 +265,49 @@ def qat_scales_match(cfg: Config, path: Path) -> dict:
 REFERENCE = "pytorch-fp32"
 
 
-def variant_table(cfg: Config) -> dict:
+def variant_table(cfg: Config, baselines: bool = False) -> dict:
     """name -> (runtime, artifact path) for every variant: PyTorch FP32, the PyTorch fake-quant
-    QAT model, and every ONNX file (export + quantize steps)."""
+    QAT model, and every ONNX file (export + quantize steps). ``baselines`` adds PyTorch's own
+    dynamic INT8 (``torch.ao.quantization.quantize_dynamic``, built in memory from FP32)."""
     q = load_result(cfg, "quantize")["variants"]
-    table = {REFERENCE: ("pytorch", checkpoint_dir(cfg) / "model.safetensors"),
-             "pytorch-qat-fakequant": ("pytorch", cfg.artifacts_dir / "qat_fakequant.safetensors"),
-             "onnx-fp32": ("onnxruntime", onnx_path(cfg, "fp32"))}
+    table = {REFERENCE: ("pytorch", checkpoint_dir(cfg) / "model.safetensors")}
+    if baselines:
+        table["pytorch-int8-dynamic"] = ("pytorch", checkpoint_dir(cfg) / "model.safetensors")
+    table["pytorch-qat-fakequant"] = ("pytorch", cfg.artifacts_dir / "qat_fakequant.safetensors")
+    table["onnx-fp32"] = ("onnxruntime", onnx_path(cfg, "fp32"))
     for name, v in q.items():
         table[f"onnx-{name}"] = ("onnxruntime", Path(cfg.root) / v["path"])
     return table
 
 
-def predictors(cfg: Config) -> dict:
-    fp32, tok = M.load_checkpoint(checkpoint_dir(cfg), attn="sdpa")
-    out = {}
-    for name, (runtime, path) in variant_table(cfg).items():
-        if name == REFERENCE:
-            out[name] = TorchPredictor(fp32, tok, cfg.model.max_length, cfg.eval.batch_size, cfg.threads, name=name)
-        elif runtime == "pytorch":
-            model, _ = load_qat_model(cfg)
-            out[name] = TorchPredictor(model, tok, cfg.model.max_length, cfg.eval.batch_size, cfg.threads, name=name)
-        else:
-            out[name] = OrtPredictor(path, tok, cfg.model.max_length, cfg.eval.batch_size, cfg.threads, name=name)
-    return out
+def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokenizer=None):
+    """The predictor of one variant by name (see ``variant_table``)."""
+    threads = threads or cfg.threads
+    bs = batch_size or cfg.eval.batch_size
+    table = variant_table(cfg, baselines=True)
+    if name not in table:
+        raise KeyError(f"unknown variant {name!r}; known: {', '.join(table)}")
+    runtime, path = table[name]
+    if runtime == "onnxruntime":
+        tok = tokenizer or M.load_tokenizer(str(checkpoint_dir(cfg)))
+        return OrtPredictor(path, tok, cfg.model.max_length, bs, threads, name=name)
+    if name == "pytorch-qat-fakequant":
+        model, tok = load_qat_model(cfg)
+    else:
+        model, tok = M.load_checkpoint(checkpoint_dir(cfg), attn="sdpa")
+        if name == "pytorch-int8-dynamic":
+            import warnings
+
+            import torch
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return TorchPredictor(model, tokenizer or tok, cfg.model.max_length, bs, threads, name=name)
+
+
+def predictors(cfg: Config, baselines: bool = False, **kw) -> dict:
+    tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
+    return {n: make_predictor(cfg, n, tokenizer=tok, **kw) for n in variant_table(cfg, baselines)}
 
 
 def run_evaluate(cfg: Config, progress: bool = True) -> dict:

@@ -87,8 +87,11 @@ class TorchPredictor(Predictor):
 
 
 def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
-                providers: Optional[list] = None, optimization: str = "all"):
-    """An ONNX Runtime session; a missing or corrupt file gets one clear error."""
+                providers: Optional[list] = None, optimization: str = "all", spinning: bool = False):
+    """An ONNX Runtime session; a missing or corrupt file gets one clear error.
+
+    ``spinning=False`` stops the intra-op threads from busy-waiting after each run: with
+    several models measured in turn, a spinning pool steals the cores of the next model."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -98,6 +101,7 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
     if threads:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.graph_optimization_level = {
         "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

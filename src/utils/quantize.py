@@ -128,7 +128,8 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, reader,
                          percentile: float = 99.999) -> Path:
     """Static QDQ quantization: int8 weights stored as int8 initializers, activations
     quantized with scales fixed in the file (from calibration, or from ``overrides``:
-    tensor name -> (scale, zero_point), e.g. the scales QAT learned)."""
+    tensor name -> (scale, zero_point), e.g. the scales QAT learned). ``op_types=None`` and
+    ``nodes_to_quantize=None`` quantize every operator ORT can quantize."""
     import numpy as np
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -153,10 +154,10 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, reader,
     with atomic_path(dst) as tmp:
         quantize_static(str(src), str(tmp), reader, quant_format=QuantFormat.QDQ, activation_type=act,
                         weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=cm,
-                        op_types_to_quantize=list(op_types), nodes_to_quantize=nodes_to_quantize,
-                        extra_options=extra)
+                        op_types_to_quantize=list(op_types) if op_types else None,
+                        nodes_to_quantize=nodes_to_quantize, extra_options=extra)
         m = onnx.load(str(tmp))
-        if _float_consumers_read_float(m, set(op_types)):
+        if op_types and _float_consumers_read_float(m, set(op_types)):
             onnx.save(m, str(tmp))
     return dst
 
@@ -177,6 +178,11 @@ def _float_consumers_read_float(m: onnx.ModelProto, quantized_ops: set) -> int:
                 continue
             q = producer.get(dq.input[0])
             if q is None or q.op_type != "QuantizeLinear" or q.input[0] in inits:
+                continue
+            src = producer.get(q.input[0])
+            if src is not None and src.op_type == "Gather":
+                # DQ(table) -> Gather -> Q -> DQ: ORT runs the Gather on the uint8 table only while
+                # this pattern is intact; rewired, it dequantizes the whole table on every call
                 continue
             node.input[k] = q.input[0]
             rewired += 1

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -224,7 +225,28 @@ def paper_macros(cfg: Config) -> Path:
     qa, qs, fq, f16 = e["onnx-int8-qat"], e["onnx-int8-qat-seed"], e["pytorch-qat-fakequant"], e["onnx-fp16"]
     sm = q["int8-qat"]["scales_match_qat"]
     lat = lambda v: f"{v['latency_b1']['median_ms']:.1f}"  # noqa: E731
-    return write_macros(cfg, {
+    macros = {}
+    if (cfg.results_dir / "bench.json").is_file():
+        b = load_result(cfg, "bench")
+        head = _bench_all_threads(b)["headline"]
+        ints = {n: v["median_ms"] for n, v in head.items() if n.startswith("onnx-int8")}
+        best = min(ints, key=ints.get)
+        sp, spt = b["speedup_vs_onnx_fp32"], b["speedup_vs_pytorch_fp32"]
+        fmt_ms = lambda n: f"{head[n]['median_ms']:.1f}" if n in head else "--"  # noqa: E731
+        fmt_x = lambda n: f"{sp[n]:.2f}" if n in sp else "--"  # noqa: E731
+        macros = {
+            "BenchThreads": str(b["provenance"]["threads"]), "BenchLength": str(b["length"]),
+            "BenchCPU": _tex_escape(b["provenance"]["cpu"]),
+            "BestInt": best.replace("onnx-", ""), "BestIntMs": fmt_ms(best),
+            "BestIntVsOnnx": fmt_x(best), "BestIntVsTorch": f"{spt[best]:.2f}" if best in spt else "--",
+            "BenchOnnxFPMs": fmt_ms("onnx-fp32"), "BenchTorchFPMs": fmt_ms("pytorch-fp32"),
+            "BenchDynMs": fmt_ms("onnx-int8-dynamic"), "BenchDynVsOnnx": fmt_x("onnx-int8-dynamic"),
+            "BenchQatMs": fmt_ms("onnx-int8-qat"), "BenchQatVsOnnx": fmt_x("onnx-int8-qat"),
+            "BenchFQMs": fmt_ms("pytorch-qat-fakequant"), "BenchTorchDynMs": fmt_ms("pytorch-int8-dynamic"),
+            "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
+            "GPUNote": _tex_escape(b["gpu"].get("note", "GPU measured")),
+        }
+    return write_macros(cfg, {**macros,
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
@@ -247,6 +269,106 @@ def paper_macros(cfg: Config) -> Path:
     })
 
 
+# --------------------------------------------------------------------------- benchmark
+def _bench_all_threads(r: dict) -> dict:
+    return r["cpu"][f"threads_{r['provenance']['threads']}"]
+
+
+def bench_figure(cfg: Config):
+    r = load_result(cfg, "bench")
+    cpu = _bench_all_threads(r)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    seq = pd.DataFrame([{"variant": n, "tokens": int(L), "ms": v["median_ms"]}
+                        for L, row in cpu["seq_length"].items() for n, v in row.items()])
+    sns.lineplot(seq, x="tokens", y="ms", hue="variant", style="variant", markers=True, dashes=False, ax=axes[0])
+    axes[0].set(yscale="log", xscale="log", xlabel="sequence length (tokens)", ylabel="median latency, batch 1 (ms)",
+                title=f"Latency vs length ({r['provenance']['threads']} threads)")
+    axes[0].set_xticks(sorted(seq["tokens"].unique()), labels=sorted(seq["tokens"].unique()))
+    axes[0].legend(fontsize=6, ncol=2)
+    thr = pd.DataFrame([{"variant": n, "batch": int(B), "texts/s": v["texts_per_s"]}
+                        for B, row in cpu["batch_size"].items() for n, v in row.items()])
+    sns.lineplot(thr, x="batch", y="texts/s", hue="variant", style="variant", markers=True, dashes=False,
+                 ax=axes[1], legend=False)
+    axes[1].set(xscale="log", yscale="log", xlabel="batch size", title=f"Throughput at length {r['length']}")
+    axes[1].set_xticks(sorted(thr["batch"].unique()), labels=sorted(thr["batch"].unique()))
+    head = cpu["headline"]
+    ref = head["onnx-fp32"]["round_medians_ms"]
+    rows = []
+    for n, v in head.items():
+        ratios = [a / b for a, b in zip(ref, v["round_medians_ms"])]
+        rows.append({"variant": n, "speedup": float(np.median(ratios)), "lo": min(ratios), "hi": max(ratios)})
+    sp = pd.DataFrame(rows).sort_values("speedup")
+    axes[2].barh(sp["variant"], sp["speedup"], xerr=[sp["speedup"] - sp["lo"], sp["hi"] - sp["speedup"]],
+                 color=[f"C{i % 10}" for i in range(len(sp))], capsize=3)
+    axes[2].axvline(1, color="k", lw=1, ls="--")
+    axes[2].set(xlabel="speed-up over ONNX fp32 (range over rounds)", title=f"Batch 1, length {r['length']}")
+    axes[2].tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    save_figure(fig, cfg, "benchmark")
+    return fig
+
+
+def tradeoff_figure(cfg: Config):
+    r, e = load_result(cfg, "bench"), load_result(cfg, "evaluate")["variants"]
+    head = _bench_all_threads(r)["headline"]
+    rows = [{"variant": n, "ms": head[n]["median_ms"], "accuracy": 100 * e[n]["accuracy"], "MB": e[n]["size_mb"]}
+            for n in head if n in e]
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    sns.scatterplot(df, x="ms", y="accuracy", size="MB", hue="variant", sizes=(40, 400), ax=ax, legend="brief")
+    for _, row in df.iterrows():
+        ax.annotate(row["variant"].replace("onnx-", ""), (row["ms"], row["accuracy"]), fontsize=6,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set(xscale="log", xlabel=f"median latency, batch 1, length {r['length']} (ms)", ylabel="test accuracy (%)",
+           title="Size / accuracy / latency")
+    ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, cfg, "tradeoff")
+    return fig
+
+
+def bench_table(cfg: Config) -> pd.DataFrame:
+    r = load_result(cfg, "bench")
+    all_t = r["provenance"]["threads"]
+    cpu, one = _bench_all_threads(r), r["cpu"].get("threads_1", {}).get("headline", {})
+    big = str(max(int(b) for b in cpu["batch_size"]))
+    rows = {}
+    for n, v in cpu["headline"].items():
+        mem = (r.get("memory") or {}).get(n, {})
+        rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}", "p99": f"{v['p99_ms']:.2f}",
+                   "spread": f"{v['spread']:.1%}",
+                   "x ONNX fp32": f"{r['speedup_vs_onnx_fp32'].get(n, float('nan')):.2f}",
+                   "x PyTorch fp32": f"{r['speedup_vs_pytorch_fp32'].get(n, float('nan')):.2f}",
+                   "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
+                   f"texts/s (b{big})": f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}",
+                   "model RSS (MB)": f"{mem['model_rss_mb']:.0f}" if mem else "--",
+                   "load (s)": f"{mem['create_seconds']:.2f}" if mem else "--"}
+    df = pd.DataFrame(rows).T
+    write_table(df, cfg, "bench", label=f"tab:bench-{cfg.name}",
+                caption=(f"CPU benchmark, batch 1, length {r['length']}, {all_t} threads unless stated: "
+                         f"{r['provenance']['cpu']}; variants interleaved; spread: range of the round medians "
+                         f"over their median; model RSS: resident memory a fresh process adds when it loads "
+                         f"the variant and predicts."))
+    return df
+
+
+def placement_table(cfg: Config) -> pd.DataFrame:
+    r = load_result(cfg, "bench")
+    rows = {}
+    for n, recs in r.get("placement", {}).items():
+        for rec in recs:
+            prov = "+".join(p.replace("ExecutionProvider", "") for p in rec["providers"])
+            rows[f"{n} [{prov}]"] = {"nodes": str(rec["graph_nodes"]),
+                                      **{p.replace("ExecutionProvider", ""): str(c)
+                                         for p, c in rec["nodes_per_provider"].items()},
+                                      "Memcpy": str(rec["memcpy_nodes"])}
+    df = pd.DataFrame(rows).T.fillna("0")
+    write_table(df, cfg, "placement", label=f"tab:placement-{cfg.name}",
+                caption="Nodes each execution provider ran (from a profiled run) and the Memcpy nodes ONNX "
+                        "Runtime inserted between providers.")
+    return df
+
+
 # --------------------------------------------------------------------------- everything
 def render_all(cfg: Config) -> list:
     """Every figure and table of the study that the profile's results allow, plus
@@ -255,7 +377,8 @@ def render_all(cfg: Config) -> list:
                     f"Generated by `python -m utils.report {cfg.name}` from `results/{cfg.name}/*.json`; "
                     "do not edit.\n"]
     steps = {"data": (data_figure, data_table), "train_fp32": (training_figure,),
-             "quantize": (quantize_table,), "evaluate": (evaluation_figure, evaluation_table, paper_macros)}
+             "quantize": (quantize_table,), "evaluate": (evaluation_figure, evaluation_table, paper_macros),
+             "bench": (bench_figure, tradeoff_figure, bench_table, placement_table)}
     for step, fns in steps.items():
         if not (cfg.results_dir / f"{step}.json").is_file():
             print(f"report: results/{cfg.name}/{step}.json not found; its figures and tables are skipped")
@@ -265,7 +388,7 @@ def render_all(cfg: Config) -> list:
             if hasattr(out, "savefig"):
                 plt.close(out)
             elif isinstance(out, pd.DataFrame):
-                md += [f"## {step}\n", out.to_markdown(disable_numparse=True), ""]
+                md += [f"## {fn.__name__.replace('_', ' ')}\n", out.to_markdown(disable_numparse=True), ""]
             done.append(fn.__name__)
     path = cfg.results_dir / "summary.md"
     with atomic_path(path) as tmp:

@@ -1,0 +1,47 @@
+"""The benchmark harness on real (tiny) models: shapes, interleaving, placement, memory probe.
+No timing is asserted: speed is measured by `make bench`, not by unit tests."""
+import numpy as np
+import pytest
+
+from utils import bench as B
+from utils.modeling import load_checkpoint
+from utils.predict import OrtPredictor, TorchPredictor
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tiny_onnx):
+    return tiny_onnx[0]
+
+
+def test_fixed_length_batches_are_real_text_of_exact_length(tokenizer, sentences):
+    enc = B.fixed_length_batch(tokenizer, sentences, 48, 4)
+    assert enc["input_ids"].shape == (4, 48) and enc["attention_mask"].all()
+    assert (enc["input_ids"][:, 0] == tokenizer.cls_token_id).all()
+    assert (enc["input_ids"][:, -1] == tokenizer.sep_token_id).all()
+    assert len({tuple(r) for r in enc["input_ids"]}) == 4             # different rows
+    assert not np.isin(enc["input_ids"][:, 1:-1], [tokenizer.pad_token_id]).any()
+
+
+def test_time_calls_interleaves_every_predictor(onnx_file, tiny_model_dir, tokenizer, sentences):
+    model, _ = load_checkpoint(tiny_model_dir)
+    preds = {"torch": TorchPredictor(model, tokenizer, 64), "ort": OrtPredictor(onnx_file, tokenizer, 64)}
+    inputs = [B.fixed_length_batch(tokenizer, sentences, 16, 2, offset=i) for i in range(3)]
+    t = B.time_calls(preds, inputs, reps=5, warmup=1)
+    assert {k: len(v) for k, v in t.items()} == {"torch": 5, "ort": 5}
+    s = B.summarize(t["ort"])
+    assert s["n"] == 5 and s["p10_ms"] <= s["median_ms"] <= s["p99_ms"]
+
+
+def test_cpu_placement_has_no_memcpy(onnx_file, tokenizer, sentences):
+    feed = B.fixed_length_batch(tokenizer, sentences, 16, 1)
+    rec = B.node_placement(onnx_file, ["CPUExecutionProvider"], feed)
+    assert rec["memcpy_nodes"] == 0
+    assert set(rec["nodes_per_provider"]) == {"CPUExecutionProvider"}
+    assert 0 < rec["nodes_per_provider"]["CPUExecutionProvider"] <= rec["graph_nodes"]
+
+
+def test_gpu_status_explains_a_skip():
+    st = B.gpu_status()
+    assert "CPUExecutionProvider" in st["ort_providers"]
+    if not st["torch_cuda"]:
+        assert "skipped" in st["note"]
