@@ -104,3 +104,20 @@ def test_deployed_int8_keeps_the_qat_scales_and_computes_what_qat_simulated(qat_
     # the deployed model is closer to the fake-quant model than the fake-quant model is to FP32
     assert np.abs(a - b).max() < 0.25 * np.abs(a - fp).max() + 1e-4
     np.testing.assert_array_equal(a.argmax(1), b.argmax(1))
+
+
+def test_evaluation_never_moves_activation_scales(tiny_model_dir, sentences):
+    """Observers run in training mode (and in calibrate) only: validating between epochs leaves
+    the scales alone, training moves them."""
+    model, tok = load_checkpoint(tiny_model_dir)
+    QA.prepare_qat(model)
+    QA.calibrate(model, tok, sentences[:6], max_length=32)
+    before = QA.activation_scales(model)
+    model.eval()
+    TorchPredictor(model, tok, 32).predict(sentences[6:])
+    assert QA.activation_scales(model) == before
+    model.train()
+    enc = tok(sentences[6:], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        model(**enc)
+    assert QA.activation_scales(model) != before

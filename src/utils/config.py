@@ -102,9 +102,9 @@ class BenchConfig:
     seq_lengths: list = field(default_factory=lambda: [32, 64, 128, 256])   # batch 1
     batch_sizes: list = field(default_factory=lambda: [1, 8, 32])           # at `length`
     length: int = 128                 # the headline point: batch 1 at this length
-    reps: int = 30                    # timed calls per variant and setting (after warm-up)
+    reps: int = 60                    # timed calls per variant and setting (after warm-up)
     throughput_reps: int = 10
-    rounds: int = 3                   # headline measured this many times: run-to-run spread
+    rounds: int = 5                   # headline measured this many times: run-to-run spread
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
     variants: Optional[list] = None   # None: every variant
     memory: bool = True               # peak RSS of a fresh process per variant

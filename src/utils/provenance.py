@@ -21,6 +21,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+OUTPUTS = ("results", "figures", "paper/tables")   # generated, committed for the paper
 PACKAGES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "numpy", "scikit-learn",
             "scipy", "pandas", "lime", "datasets", "safetensors")
 
@@ -93,7 +94,8 @@ def git_info(root: str | os.PathLike) -> dict:
         commit = run("rev-parse", "HEAD")
         if commit.returncode != 0:
             return {"commit": None, "dirty": None}
-        dirty = run("status", "--porcelain", "--untracked-files=no")
+        # the study's own outputs are tracked too: only changes to anything else make a run "dirty"
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in OUTPUTS))
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

@@ -34,10 +34,26 @@ ACT_QMIN, ACT_QMAX = 0, 255        # uint8 activations
 W_QMIN, W_QMAX = -127, 127         # int8 symmetric weights (ORT's restricted range)
 
 
+class ActivationFakeQuantize(FakeQuantize):
+    """Observes ranges in training mode only (plus during ``calibrate``), so evaluating the
+    model, e.g. on the validation split between epochs, never moves its scales."""
+
+    observe_in_eval = False
+
+    def forward(self, X):
+        if self.training or self.observe_in_eval or not bool(self.observer_enabled[0]):
+            return super().forward(X)
+        self.observer_enabled[0] = 0
+        try:
+            return super().forward(X)
+        finally:
+            self.observer_enabled[0] = 1
+
+
 def activation_fq(averaging_constant: float = 0.01) -> FakeQuantize:
-    return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=ACT_QMIN, quant_max=ACT_QMAX,
-                        dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False,
-                        averaging_constant=averaging_constant)
+    return ActivationFakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=ACT_QMIN, quant_max=ACT_QMAX,
+                                  dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False,
+                                  averaging_constant=averaging_constant)
 
 
 def weight_fq() -> FakeQuantize:
@@ -50,8 +66,10 @@ def weight_fq() -> FakeQuantize:
 
 def table_fq() -> FakeQuantize:
     """An embedding table as ORT quantizes a Gather's data: uint8 affine per tensor, from the
-    table's current min / max."""
-    return activation_fq(averaging_constant=1.0)
+    table's current min / max (in every mode: the scale is a function of the table)."""
+    return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=ACT_QMIN, quant_max=ACT_QMAX,
+                        dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False,
+                        averaging_constant=1.0)
 
 
 class QATLinear(nn.Linear):
@@ -136,10 +154,17 @@ def calibrate(model, tokenizer, texts, max_length: int, batch_size: int = 32) ->
     model.eval()
     set_fake_quant(model, False)
     set_observers(model, True)
-    for s in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[s:s + batch_size]), padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
-        model(**enc)
+    acts = [m for m in fake_quantizers(model) if isinstance(m, ActivationFakeQuantize)]
+    for fq in acts:
+        fq.observe_in_eval = True
+    try:
+        for s in range(0, len(texts), batch_size):
+            enc = tokenizer(list(texts[s:s + batch_size]), padding=True, truncation=True,
+                            max_length=max_length, return_tensors="pt")
+            model(**enc)
+    finally:
+        for fq in acts:
+            fq.observe_in_eval = False
     set_fake_quant(model, True)
 
 
