@@ -49,31 +49,37 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@touch $@
 
 # ---------------------------------------------------------------- the study
-$(RES)/data.json: notebooks/01_data.ipynb $(CFG) $(CORE) $(LIB)/data.py $(LIB)/modeling.py | $(STAMP)
+# Each step's targets are its results JSON and an artifact the next step reads (grouped
+# targets, &:), so a fresh clone, whose artifacts are git-ignored, runs the whole study.
+PROC := data/processed/$(P)
+ART  := artifacts/$(P)
+
+$(RES)/data.json $(PROC)/test.csv &: notebooks/01_data.ipynb $(CFG) $(CORE) $(LIB)/data.py $(LIB)/modeling.py \
+		| $(STAMP)
 	$(call notebook,01_data)
 
-$(RES)/train_fp32.json: notebooks/02_train_fp32.ipynb $(RES)/data.json $(CFG) $(CORE) \
-		$(LIB)/training.py $(LIB)/modeling.py | $(STAMP)
+$(RES)/train_fp32.json $(ART)/fp32/model.safetensors &: notebooks/02_train_fp32.ipynb $(RES)/data.json \
+		$(PROC)/test.csv $(CFG) $(CORE) $(LIB)/training.py $(LIB)/modeling.py | $(STAMP)
 	$(call notebook,02_train_fp32)
 
-$(RES)/train_qat.json: notebooks/03_train_qat.ipynb $(RES)/train_fp32.json $(CFG) $(CORE) \
-		$(LIB)/qat.py $(LIB)/training.py | $(STAMP)
+$(RES)/train_qat.json $(ART)/qat/model.safetensors &: notebooks/03_train_qat.ipynb $(RES)/train_fp32.json \
+		$(ART)/fp32/model.safetensors $(CFG) $(CORE) $(LIB)/qat.py $(LIB)/training.py | $(STAMP)
 	$(call notebook,03_train_qat)
 
-$(RES)/export.json: notebooks/04_export_onnx.ipynb $(RES)/train_qat.json $(CFG) $(CORE) \
-		$(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP)
+$(RES)/export.json $(ART)/onnx/fp32.onnx &: notebooks/04_export_onnx.ipynb $(RES)/train_qat.json \
+		$(ART)/qat/model.safetensors $(CFG) $(CORE) $(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP)
 	$(call notebook,04_export_onnx)
 
-$(RES)/quantize.json: notebooks/05_quantize.ipynb $(RES)/export.json $(CFG) $(CORE) $(LIB)/quantize.py \
-		$(LIB)/bench.py | $(STAMP)
+$(RES)/quantize.json $(ART)/onnx/int8-qat.onnx &: notebooks/05_quantize.ipynb $(RES)/export.json \
+		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/bench.py | $(STAMP)
 	$(call notebook,05_quantize)
 
-$(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(CFG) $(CORE) \
+$(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
 		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py | $(STAMP)
 	$(call notebook,06_evaluate)
 
-$(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(CFG) $(CORE) $(LIB)/bench.py \
-		$(LIB)/predict.py | $(STAMP)
+$(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
+		$(LIB)/bench.py $(LIB)/predict.py | $(STAMP)
 	$(call notebook,07_benchmark)
 
 RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -284,13 +285,17 @@ def bench_figure(cfg: Config):
     axes[0].set(yscale="log", xscale="log", xlabel="sequence length (tokens)", ylabel="median latency, batch 1 (ms)",
                 title=f"Latency vs length ({r['provenance']['threads']} threads)")
     axes[0].set_xticks(sorted(seq["tokens"].unique()), labels=sorted(seq["tokens"].unique()))
-    axes[0].legend(fontsize=6, ncol=2)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=7, fontsize=7, bbox_to_anchor=(0.5, -0.1))
     thr = pd.DataFrame([{"variant": n, "batch": int(B), "texts/s": v["texts_per_s"]}
                         for B, row in cpu["batch_size"].items() for n, v in row.items()])
     sns.lineplot(thr, x="batch", y="texts/s", hue="variant", style="variant", markers=True, dashes=False,
                  ax=axes[1], legend=False)
     axes[1].set(xscale="log", yscale="log", xlabel="batch size", title=f"Throughput at length {r['length']}")
     axes[1].set_xticks(sorted(thr["batch"].unique()), labels=sorted(thr["batch"].unique()))
+    for ax in axes[:2]:
+        ax.xaxis.set_minor_formatter(NullFormatter())
     head = cpu["headline"]
     ref = head["onnx-fp32"]["round_medians_ms"]
     rows = []
