@@ -19,7 +19,7 @@ from . import onnx_export as X
 from . import quantize as Q
 from .config import Config
 from .predict import OrtPredictor, TorchPredictor
-from .provenance import load_result, write_result
+from .provenance import atomic_path, load_result, read_json, write_json, write_result
 
 
 # --------------------------------------------------------------------------- paths
@@ -93,7 +93,6 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
 
     from . import qat as QA
     from .config import TrainConfig
-    from .provenance import atomic_path, write_json
     from .training import fine_tune
 
     splits = D.load_splits(cfg)
@@ -132,14 +131,17 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
     return payload
 
 
+def read_qat_scales(cfg: Config) -> dict:
+    """The scales QAT ended with: {"activation": {layer: (scale, zp)}, "weight": {module: (scales, zps)}}."""
+    return read_json(checkpoint_dir(cfg, "qat") / "qat_scales.json")
+
+
 def load_qat_model(cfg: Config, attn: str = "sdpa"):
     """The fake-quant PyTorch model, rebuilt from the QAT checkpoint and its scales."""
     from . import qat as QA
-    from .provenance import read_json
 
     model, tok = M.load_checkpoint(checkpoint_dir(cfg, "qat"), attn=attn)
-    scales = read_json(checkpoint_dir(cfg, "qat") / "qat_scales.json")["activation"]
-    return QA.load_qat(model, scales), tok
+    return QA.load_qat(model, read_qat_scales(cfg)["activation"]), tok
 
 
 # --------------------------------------------------------------------------- 04 export
@@ -162,9 +164,7 @@ def run_export(cfg: Config) -> dict:
 # --------------------------------------------------------------------------- 05 quantize
 def _qat_overrides(cfg: Config, src: Path) -> tuple[list, dict]:
     """Nodes to quantize and the QAT scales for their inputs, keyed by ONNX tensor name."""
-    from .provenance import read_json
-
-    sc = read_json(checkpoint_dir(cfg, "qat") / "qat_scales.json")
+    sc = read_qat_scales(cfg)
     lin = Q.module_nodes(src, sc["activation"])
     emb_names = [n for n in sc["weight"] if n not in sc["activation"]]
     emb = Q.module_nodes(src, emb_names, op_types=("Gather",))
@@ -241,9 +241,7 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
 
 def qat_scales_match(cfg: Config, path: Path) -> dict:
     """Compare the scales stored in the int8-qat file with the ones QAT ended with."""
-    from .provenance import read_json
-
-    sc = read_json(checkpoint_dir(cfg, "qat") / "qat_scales.json")
+    sc = read_qat_scales(cfg)
     stored = Q.qdq_scales(path)
     nodes = Q.module_nodes(onnx_path(cfg, "qat-fp32"), sc["activation"])
     act_ok = w_ok = 0
