@@ -32,7 +32,7 @@ define notebook
 	  --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures bench test unit nbval venv clean clean-profile help
+.PHONY: all paper-figures paper bench test unit nbval venv clean clean-profile help
 all: paper-figures
 
 help:
@@ -95,6 +95,11 @@ bench: $(RES)/bench.json
 
 paper-figures: build/$(P).report
 	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"
+
+# the paper PDF, where a LaTeX installation is present (Overleaf builds it too)
+paper: paper-figures
+	cd paper && pdflatex -interaction=nonstopmode -halt-on-error main.tex >/dev/null && \
+	  pdflatex -interaction=nonstopmode -halt-on-error main.tex >/dev/null && echo "paper/main.pdf"
 
 # ---------------------------------------------------------------- tests
 # nbval runs copies of the notebooks with the smoke profile injected by papermill.
