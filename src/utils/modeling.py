@@ -12,6 +12,7 @@ Weights are only ever read from safetensors; remote code is never trusted.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import random
 from pathlib import Path
@@ -125,6 +126,12 @@ def file_size_mb(path: str | os.PathLike) -> float:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
     return path.stat().st_size / 1e6
+
+
+def forward_inputs(model) -> set:
+    """Names the model's forward accepts: tokenizer outputs it does not take (e.g. token_type_ids
+    for DistilBERT) are dropped before calling it."""
+    return set(inspect.signature(model.forward).parameters)
 
 
 def count_parameters(model) -> int:

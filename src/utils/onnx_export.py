@@ -9,7 +9,6 @@ The file only lands at its final path after the parity check passed.
 """
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from .modeling import ModelError
+from .modeling import ModelError, forward_inputs
 from .predict import OrtPredictor, TorchPredictor
 from .provenance import atomic_path
 
@@ -38,7 +37,7 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def input_names_for(model, tokenizer) -> list:
-    accepts = set(inspect.signature(model.forward).parameters)
+    accepts = forward_inputs(model)
     enc = tokenizer(["a"], return_tensors="pt")
     return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc and n in accepts]
 

@@ -7,7 +7,6 @@ dynamic padding stays short) and returned in the caller's order.
 """
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .modeling import ModelError
+from .modeling import ModelError, forward_inputs
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -76,7 +75,7 @@ class TorchPredictor(Predictor):
         self.name = name
         if threads:
             torch.set_num_threads(int(threads))
-        self._accepts = set(inspect.signature(model.forward).parameters)
+        self._accepts = forward_inputs(model)
 
     @torch.inference_mode()
     def _forward(self, enc: dict) -> np.ndarray:

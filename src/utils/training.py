@@ -7,7 +7,6 @@ returns ``.logits``.
 from __future__ import annotations
 
 import copy
-import inspect
 import time
 from typing import Optional
 
@@ -20,7 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .config import TrainConfig
-from .modeling import set_seed
+from .modeling import forward_inputs, set_seed
 from .predict import TorchPredictor
 
 
@@ -59,7 +58,7 @@ def fine_tune(model, tokenizer, train: pd.DataFrame, validation: pd.DataFrame, t
     texts = train["text"].tolist()
     lengths = [len(x) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     labels = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
-    accepts = set(inspect.signature(model.forward).parameters)
+    accepts = forward_inputs(model)
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
     groups = [
