@@ -111,6 +111,24 @@ class BenchConfig:
 
 
 @dataclass
+class ExplainConfig:
+    reference: str = "onnx-fp32"      # the FP32 explanations every variant is compared with
+    variants: Optional[list] = None   # None: every evaluated variant
+    compare: str = "onnx-int8-qat"    # the INT8 variant shown beside the reference in the figure
+    cost_variants: list = field(default_factory=list)   # explained on `cost_examples` only, for their cost
+    cost_examples: int = 25           # spread evenly over the selected examples
+    samples: int = 1000               # LIME perturbations per explanation
+    batch_size: int = 64              # texts per forward pass inside LIME's classifier function
+    examples: int = 100               # disagreements + a stratified fill up to this many
+    disagreements_of: list = field(default_factory=lambda: ["onnx-int8-dynamic"])
+    confidence_bins: int = 4          # strata: predicted class x confidence quantile bins
+    noise_seeds: int = 2              # the reference explained again with this many other seeds
+    top_k: list = field(default_factory=lambda: [5, 10])
+    fractions: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.2, 0.5])   # ERASER's bins
+    figure_examples: int = 3
+
+
+@dataclass
 class RuntimeConfig:
     threads: Optional[int] = None     # None: all cores
 
@@ -128,6 +146,7 @@ class Config:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     root: str = "."                   # repository root (set by load_config, not by profiles)
     profile_file: Optional[str] = None  # the YAML file this came from (set by load_config)
@@ -293,6 +312,20 @@ def _validate(cfg: Config) -> None:
     if bad or not cfg.quantize.calibration_methods:
         raise ConfigError(f"quantize.calibration_methods must be a non-empty subset of minmax, entropy, "
                           f"percentile; got {cfg.quantize.calibration_methods}")
+    x = cfg.explain
+    if x.samples < 10 or x.batch_size < 1 or x.examples < 1 or x.confidence_bins < 1 or x.noise_seeds < 0:
+        raise ConfigError(f"explain: samples >= 10, batch_size, examples, confidence_bins >= 1 and "
+                          f"noise_seeds >= 0 required; got samples={x.samples}, batch_size={x.batch_size}, "
+                          f"examples={x.examples}, confidence_bins={x.confidence_bins}, noise_seeds={x.noise_seeds}")
+    if not x.fractions or any(not 0 < f <= 1 for f in x.fractions):
+        raise ConfigError(f"explain.fractions must be in (0, 1], got {x.fractions}")
+    if not x.top_k or any(not isinstance(k, int) or k < 1 for k in x.top_k):
+        raise ConfigError(f"explain.top_k must be positive integers, got {x.top_k}")
+    if x.variants is not None and x.reference not in x.variants:
+        raise ConfigError(f"explain.variants must include the reference {x.reference!r}")
+    if x.reference in x.cost_variants or x.cost_examples < 1:
+        raise ConfigError(f"explain.cost_variants cannot hold the reference {x.reference!r}, and "
+                          f"explain.cost_examples must be >= 1 (got {x.cost_examples})")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 

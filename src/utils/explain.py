@@ -1,0 +1,480 @@
+"""LIME over any predictor, and whether a quantized model explains itself the way FP32 does.
+
+Gradient explainers cannot run on an ONNX Runtime INT8 session, so explanations are
+perturbation-based: LIME's ``LimeTextExplainer`` (bag of words: a feature is a distinct
+word, removing it removes every occurrence).
+
+* **Same neighbourhood for every variant.** LIME draws its perturbations from its own
+  ``random_state`` before it calls the model, and the draws do not depend on the model's
+  answers; a fresh explainer with the same seed therefore sends the *same* perturbed texts
+  to every variant (``tests/test_explain.py`` checks it), so a difference between an FP32
+  and an INT8 explanation comes from the models, not from sampling.
+* **Seed-noise floor.** The reference (FP32) explained again with other seeds: how much
+  LIME disagrees with itself. Every FP32-vs-variant agreement is reported beside it.
+* **Agreement** of two explanations of the same text and label: top-k overlap, sign
+  agreement on the shared top-k, Spearman and Kendall rank correlation of all word weights.
+* **Faithfulness** of a variant's own explanation, computed with that same variant:
+  comprehensiveness and sufficiency (ERASER, DeYoung et al. 2020), each an AOPC over the
+  removal fractions, beside the same numbers for a random ranking of the words.
+* **Cost**: seconds per explanation with the same number of samples, variants interleaved.
+
+The classifier function LIME calls removes duplicate perturbed texts (removing all words,
+or one word of a short text, recurs often) and lets the predictor batch the rest, so 5,000
+perturbed texts never go through the model at once.
+"""
+from __future__ import annotations
+
+import html
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from lime.lime_text import IndexedString, LimeTextExplainer
+from scipy.stats import kendalltau, spearmanr
+from tqdm.auto import tqdm
+
+SPLIT = r"\W+"            # LIME's default word splitter
+KERNEL_WIDTH = 25         # LIME's default kernel width for text (cosine distance x 100)
+
+
+# --------------------------------------------------------------------------- explaining
+def indexed(text: str) -> IndexedString:
+    """LIME's view of a text: its distinct words (features) and how to remove them."""
+    return IndexedString(text, bow=True, split_expression=SPLIT)
+
+
+def classifier_fn(predictor, evaluated: Optional[list] = None):
+    """LIME's classifier function over a predictor: duplicate texts are predicted once, and
+    the predictor batches the rest (``predictor.batch_size`` texts per forward pass)."""
+    def fn(texts):
+        texts = list(texts)
+        uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        proba = predictor.predict_proba([str(t) for t in uniq])
+        if evaluated is not None:
+            evaluated.append(len(uniq))
+        return proba[inverse.reshape(-1)]
+    return fn
+
+
+@dataclass
+class Explanation:
+    """One LIME explanation: a weight per word (LIME's feature order) for each label asked."""
+    words: list
+    weights: dict                 # label -> np.ndarray (one weight per word)
+    intercept: dict               # label -> float
+    proba: np.ndarray             # the model's probabilities for the unperturbed text
+    score: float                  # R^2 of LIME's local ridge model (of the last label fitted)
+    seconds: float
+    texts_evaluated: int          # distinct perturbed texts the model predicted
+    seed: int
+    samples: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pred(self) -> int:
+        return int(np.argmax(self.proba))
+
+    def to_dict(self, digits: int = 6) -> dict:
+        r = lambda x: round(float(x), digits)  # noqa: E731
+        return {"pred": self.pred, "proba": [r(p) for p in self.proba], "score": r(self.score),
+                "seconds": r(self.seconds), "texts_evaluated": self.texts_evaluated, "seed": self.seed,
+                "weights": {str(k): [r(w) for w in v] for k, v in self.weights.items()},
+                "intercept": {str(k): r(v) for k, v in self.intercept.items()}}
+
+
+def explain(predictor, text: str, labels: Sequence[int], samples: int = 1000, seed: int = 0,
+            kernel_width: float = KERNEL_WIDTH) -> Explanation:
+    """LIME for ``text`` and each of ``labels``, with every word's weight (no feature selection)."""
+    words = indexed(text).inverse_vocab
+    if not words:
+        raise ValueError(f"LIME: the text has no words to remove: {text!r}")
+    if samples < 2:
+        raise ValueError(f"LIME needs at least 2 samples, got {samples}")
+    labels = sorted({int(x) for x in labels})
+    explainer = LimeTextExplainer(kernel_width=kernel_width, bow=True, split_expression=SPLIT,
+                                  feature_selection="none", random_state=seed)
+    evaluated: list = []
+    t0 = time.perf_counter()
+    exp = explainer.explain_instance(text, classifier_fn(predictor, evaluated), labels=labels,
+                                     num_features=len(words), num_samples=samples)
+    seconds = time.perf_counter() - t0
+    weights = {}
+    for label in labels:
+        w = np.zeros(len(words))
+        for j, v in exp.local_exp[label]:
+            w[j] = v
+        weights[label] = w
+    return Explanation(words=list(words), weights=weights,
+                       intercept={k: float(exp.intercept[k]) for k in labels},
+                       proba=np.asarray(exp.predict_proba, dtype=float), score=float(exp.score),
+                       seconds=seconds, texts_evaluated=int(sum(evaluated)), seed=seed, samples=samples)
+
+
+# --------------------------------------------------------------------------- agreement
+def top_k(weights: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest |weights| (ties: LIME's word order)."""
+    return np.argsort(-np.abs(np.asarray(weights)), kind="stable")[:k]
+
+
+def agreement(a: np.ndarray, b: np.ndarray, ks: Sequence[int] = (5, 10)) -> dict:
+    """How alike two explanations of the same text and label are.
+
+    ``top{k}_overlap``: share of the k most important words (by |weight|) found in both;
+    ``top{k}_sign``: among those shared words, share with the same sign; ``spearman`` and
+    ``kendall``: rank correlation of all word weights. A metric is NaN where it says nothing:
+    top-k when the text has no more than k words (the overlap would be 1 by construction),
+    sign when nothing is shared, correlations with fewer than 3 words or constant weights."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"explanations over different words: {a.shape} vs {b.shape}")
+    d = len(a)
+    out = {}
+    for k in ks:
+        if d <= k:
+            out[f"top{k}_overlap"] = out[f"top{k}_sign"] = float("nan")
+            continue
+        shared = sorted(set(top_k(a, k).tolist()) & set(top_k(b, k).tolist()))
+        out[f"top{k}_overlap"] = len(shared) / k
+        out[f"top{k}_sign"] = (float(np.mean(np.sign(a[shared]) == np.sign(b[shared]))) if shared
+                               else float("nan"))
+    if d >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0:
+        out["spearman"] = float(spearmanr(a, b).statistic)
+        out["kendall"] = float(kendalltau(a, b).statistic)
+    else:
+        out["spearman"] = out["kendall"] = float("nan")
+    return out
+
+
+# --------------------------------------------------------------------------- faithfulness
+def removal_sizes(n_words: int, fractions: Sequence[float]) -> list:
+    """Words removed (or kept) per fraction: ceil(fraction x words), at least 1, at most all."""
+    return [min(n_words, max(1, math.ceil(f * n_words))) for f in fractions]
+
+
+def faithfulness(predictor, text: str, weights: np.ndarray, label: int, fractions: Sequence[float],
+                 seed: int = 0) -> dict:
+    """ERASER comprehensiveness and sufficiency of one explanation, with ``predictor``.
+
+    Words are ranked by their weight toward ``label`` (most supportive first). For each
+    fraction f the top ceil(f x words) are removed (comprehensiveness: p(label | text) -
+    p(label | text without them); higher is more faithful) or kept alone (sufficiency:
+    p(label | text) - p(label | only them); lower is more faithful). AOPC: the mean over
+    fractions. The same for a random ranking (seeded) is the chance level."""
+    s = indexed(text)
+    d = s.num_words()
+    if len(weights) != d:
+        raise ValueError(f"{len(weights)} weights for a text of {d} words")
+    ks = removal_sizes(d, fractions)
+    orders = {"": np.argsort(-np.asarray(weights), kind="stable"),
+              "random_": np.random.default_rng(seed).permutation(d)}
+    texts = [text]
+    for order in orders.values():
+        for k in ks:
+            texts += [s.inverse_removing(order[:k]), s.inverse_removing(order[k:])]
+    p = predictor.predict_proba(texts)[:, label]
+    p0, rest = p[0], p[1:].reshape(len(orders), len(ks), 2)
+    out = {"p_full": float(p0)}
+    for i, prefix in enumerate(orders):
+        comp, suff = p0 - rest[i, :, 0], p0 - rest[i, :, 1]
+        out[f"{prefix}comprehensiveness"] = float(comp.mean())
+        out[f"{prefix}sufficiency"] = float(suff.mean())
+        out[f"{prefix}per_fraction"] = {str(f): [float(c), float(x)] for f, c, x in zip(fractions, comp, suff)}
+    return out
+
+
+# --------------------------------------------------------------------------- examples
+def select_examples(texts: Sequence[str], labels: Sequence[int], preds: dict, confidence: np.ndarray,
+                    reference: str, disagreement_variants: Sequence[str], n_examples: int, bins: int,
+                    seed: int, min_words: int = 3) -> list:
+    """The examples to explain, by a stated rule.
+
+    1. every test text where a variant in ``disagreement_variants`` predicts a different class
+       than ``reference``;
+    2. filled up to ``n_examples`` (at least one per stratum) with a stratified sample:
+       strata = the reference's predicted class x ``bins`` quantile bins of its confidence
+       (computed per class), the same number from each stratum, drawn with ``seed``.
+    Texts with fewer than ``min_words`` distinct words are left out (no ranking to compare)."""
+    ref = np.asarray(preds[reference])
+    n = len(ref)
+    words = np.array([indexed(t).num_words() for t in texts])
+    ok = words >= min_words
+    chosen: dict = {}
+    for v in disagreement_variants:
+        if v not in preds:
+            raise KeyError(f"explain.disagreements_of names {v!r}, which the evaluation has not run; "
+                           f"known: {', '.join(preds)}")
+        for i in np.flatnonzero((np.asarray(preds[v]) != ref) & ok):
+            chosen.setdefault(int(i), {"reason": "disagreement", "with": []})["with"].append(v)
+    conf = np.asarray(confidence, float)
+    strata = np.full(n, -1)
+    classes = sorted(set(ref.tolist()))
+    for c in classes:
+        idx = np.flatnonzero(ref == c)
+        edges = np.quantile(conf[idx], np.linspace(0, 1, bins + 1)[1:-1]) if bins > 1 else []
+        strata[idx] = classes.index(c) * bins + np.searchsorted(edges, conf[idx], side="right")
+    n_strata = len(classes) * bins
+    want = max(n_examples - len(chosen), n_strata)
+    per = [want // n_strata + (s < want % n_strata) for s in range(n_strata)]
+    rng = np.random.default_rng(seed)
+    for s in range(n_strata):
+        pool = np.flatnonzero((strata == s) & ok & ~np.isin(np.arange(n), list(chosen)))
+        for i in rng.choice(pool, size=min(per[s], len(pool)), replace=False):
+            c, b = divmod(s, bins)
+            chosen[int(i)] = {"reason": "stratified", "stratum": {"class": int(classes[c]), "confidence_bin": int(b)}}
+    out = []
+    for i in sorted(chosen):
+        out.append({"index": i, "text": texts[i], "label": int(labels[i]), "words": int(words[i]),
+                    "reference_pred": int(ref[i]), "reference_confidence": float(conf[i]), **chosen[i]})
+    return out
+
+
+# --------------------------------------------------------------------------- aggregation
+def _nanmean(values) -> float:
+    v = np.asarray(values, float)
+    return float(v[~np.isnan(v)].mean()) if np.any(~np.isnan(v)) else float("nan")
+
+
+def mean_ci(values, confidence: float = 0.95, reps: int = 1000, seed: int = 0) -> dict:
+    """Mean over examples with a bootstrap interval; NaNs (metric undefined) are left out."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return {"mean": float("nan"), "ci": [float("nan"), float("nan")], "n": 0}
+    idx = np.random.default_rng(seed).integers(0, len(v), size=(reps, len(v)))
+    means = v[idx].mean(axis=1)
+    a = (1 - confidence) / 2
+    return {"mean": float(v.mean()), "ci": [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))],
+            "n": int(len(v))}
+
+
+# --------------------------------------------------------------------------- the step
+def run_explain(cfg, progress: bool = True) -> dict:
+    """Explain the selected test examples with every configured variant (same neighbourhood),
+    the reference again with other seeds (noise floor), then agreement, faithfulness and cost."""
+    from . import data as D
+    from . import modeling as M
+    from . import pipeline as P
+    from .provenance import load_result, write_result
+
+    ex = cfg.explain
+    ev = load_result(cfg, "evaluate")["variants"]
+    if ex.reference not in ev:
+        raise KeyError(f"explain.reference {ex.reference!r} has no evaluation predictions; "
+                       f"evaluated: {', '.join(ev)}")
+    variants = [v for v in (ex.variants or ev) if v != ex.reference and v not in ex.cost_variants]
+    variants.insert(0, ex.reference)
+    cost_only = list(ex.cost_variants)
+    unknown = [v for v in variants + cost_only if v not in P.variant_table(cfg, baselines=True)]
+    if unknown:
+        raise KeyError(f"explain.variants: unknown variant(s) {unknown}; known: "
+                       f"{', '.join(P.variant_table(cfg, baselines=True))}")
+    test = D.load_splits(cfg)["test"]
+    texts, y = test["text"].tolist(), test["label"].to_numpy()
+    preds = {n: np.asarray(v["predictions"]) for n, v in ev.items()}
+    examples = select_examples(texts, y, preds, np.asarray(ev[ex.reference]["confidence"]), ex.reference,
+                               ex.disagreements_of, ex.examples, ex.confidence_bins, cfg.seed)
+    tok = M.load_tokenizer(str(P.checkpoint_dir(cfg)))
+    prs = {n: P.make_predictor(cfg, n, batch_size=ex.batch_size, tokenizer=tok) for n in variants + cost_only}
+    ex_texts = [e["text"] for e in examples]
+    own = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in prs.items()}
+    noise_seeds = [cfg.seed + 1000 * (j + 1) for j in range(ex.noise_seeds)]
+    # cost-only variants (e.g. a slow baseline) are explained on a few examples spread evenly
+    cost_at = set(np.unique(np.linspace(0, len(examples) - 1, min(ex.cost_examples, len(examples))).round()
+                            .astype(int)).tolist())
+
+    exps = {n: [] for n in variants + cost_only}
+    noise = {s: [] for s in noise_seeds}
+    faith = {n: [] for n in variants}
+    t0 = time.perf_counter()
+    for i, e in enumerate(tqdm(examples, desc="LIME examples", disable=not progress)):
+        ref_label = int(own[ex.reference][i])
+        for n in variants + (cost_only if i in cost_at else []):   # interleaved: drift hits all alike
+            exps[n].append(explain(prs[n], e["text"], {ref_label, int(own[n][i])}, ex.samples, cfg.seed))
+        for s in noise_seeds:
+            noise[s].append(explain(prs[ex.reference], e["text"], {ref_label}, ex.samples, s))
+        for n in variants:
+            label = int(own[n][i])   # each variant's explanation of its own prediction
+            faith[n].append(faithfulness(prs[n], e["text"], exps[n][-1].weights[label], label, ex.fractions,
+                                         seed=cfg.seed + i))
+    total = time.perf_counter() - t0
+
+    ks = tuple(ex.top_k)
+    ref_w = [x.weights[int(own[ex.reference][i])] for i, x in enumerate(exps[ex.reference])]
+    per_example = {}
+    for n in variants[1:]:
+        per_example[n] = [agreement(ref_w[i], exps[n][i].weights[int(own[ex.reference][i])], ks)
+                          for i in range(len(examples))]
+    metrics = [f"top{k}_{m}" for k in ks for m in ("overlap", "sign")] + ["spearman", "kendall"]
+    floor = []        # per example: the mean agreement of the reference with itself under other seeds
+    for i in range(len(examples)):
+        label = int(own[ex.reference][i])
+        rows = [agreement(ref_w[i], noise[s][i].weights[label], ks) for s in noise_seeds]
+        floor.append({m: _nanmean([r[m] for r in rows]) for m in metrics})
+    if noise_seeds:
+        per_example["noise-floor"] = floor
+
+    def summary(rows_of: list, mask: np.ndarray) -> dict:
+        return {m: mean_ci([r[m] for r, k in zip(rows_of, mask) if k], cfg.eval.confidence,
+                           cfg.eval.bootstrap, cfg.seed) for m in metrics}
+
+    same = {n: own[n] == own[ex.reference] for n in variants}
+    agree = {}
+    for n, rows in per_example.items():
+        mask_all = np.ones(len(examples), bool)
+        agree[n] = {"all": summary(rows, mask_all)}
+        if n != "noise-floor":
+            agree[n]["same_prediction"] = summary(rows, same[n])
+            agree[n]["different_prediction"] = summary(rows, ~same[n])
+            if noise_seeds:   # paired: this variant's agreement minus LIME's own seed noise, per example
+                agree[n]["minus_noise_floor"] = {
+                    m: mean_ci([r[m] - f[m] for r, f in zip(rows, floor)], cfg.eval.confidence,
+                               cfg.eval.bootstrap, cfg.seed) for m in metrics}
+
+    faithful = {}
+    for n in variants:
+        faithful[n] = {k: mean_ci([f[k] for f in faith[n]], cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
+                       for k in ("comprehensiveness", "sufficiency", "random_comprehensiveness",
+                                 "random_sufficiency")}
+        faithful[n]["local_r2"] = mean_ci([x.score for x in exps[n]], cfg.eval.confidence, cfg.eval.bootstrap,
+                                          cfg.seed)
+    cost = {}
+    for n in variants + cost_only:
+        secs = np.array([x.seconds for x in exps[n]])
+        cost[n] = {"explanations_per_s": float(len(secs) / secs.sum()), "median_s": float(np.median(secs)),
+                   "p90_s": float(np.percentile(secs, 90)), "total_s": float(secs.sum()),
+                   "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in exps[n]])),
+                   "examples": len(secs)}
+    # throughput against PyTorch FP32 (the baseline a user would run), on the examples both explained
+    base = "pytorch-fp32" if "pytorch-fp32" in cost else ex.reference
+    where = {n: sorted(cost_at) if n in cost_only else list(range(len(examples))) for n in exps}
+
+    def rate(n: str, on: list) -> float:
+        xs = [exps[n][where[n].index(i)] for i in on]
+        return len(xs) / sum(x.seconds for x in xs)
+
+    for n in exps:
+        on = sorted(cost_at) if (n in cost_only or base in cost_only) else where[n]
+        cost[n]["throughput_vs_baseline"] = rate(n, on) / rate(base, on)
+
+    payload = {
+        "reference": ex.reference, "variants": variants, "samples": ex.samples, "batch_size": ex.batch_size,
+        "kernel_width": KERNEL_WIDTH, "split_expression": SPLIT, "bow": True, "feature_selection": "none",
+        "seed": cfg.seed, "noise_seeds": noise_seeds, "fractions": list(ex.fractions), "top_k": list(ks),
+        "selection": {"rule": (f"every test text where {', '.join(ex.disagreements_of) or 'no variant'} "
+                               f"predicts differently from {ex.reference}, then a stratified sample "
+                               f"(predicted class x {ex.confidence_bins} confidence bins) up to {ex.examples}; "
+                               f"texts with fewer than 3 distinct words left out"),
+                      "disagreements_of": list(ex.disagreements_of),
+                      "n_disagreement": sum(e["reason"] == "disagreement" for e in examples),
+                      "n_stratified": sum(e["reason"] == "stratified" for e in examples)},
+        "n_examples": len(examples), "examples": examples,
+        "cost_variants": cost_only, "cost_examples": sorted(cost_at) if cost_only else [],
+        "predictions": {n: own[n].tolist() for n in variants},
+        "explanations": {n: [x.to_dict() for x in exps[n]] for n in variants},
+        "noise_explanations": {str(s): [x.to_dict() for x in noise[s]] for s in noise_seeds},
+        "agreement_per_example": per_example, "agreement": agree,
+        "faithfulness_per_example": faith, "faithfulness": faithful,
+        "cost": cost, "throughput_baseline": base, "total_seconds": total,
+        "figure_examples": figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
+        "compare": ex.compare,
+    }
+    write_result(cfg, "explain", payload)
+    return payload
+
+
+def figure_examples(examples: list, compare_rows: list, n: int) -> list:
+    """Which examples the side-by-side figure shows: the most confident stratified example of
+    each class, then the disagreement example whose explanations differ most (lowest Spearman
+    between the reference and the compared variant); ``n`` at most."""
+    picks: list = []
+    strat = [i for i, e in enumerate(examples) if e["reason"] == "stratified"]
+    for c in sorted({examples[i]["reference_pred"] for i in strat}):
+        cand = [i for i in strat if examples[i]["reference_pred"] == c]
+        picks.append(max(cand, key=lambda i: examples[i]["reference_confidence"]))
+    dis = [i for i, e in enumerate(examples) if e["reason"] == "disagreement"]
+    if compare_rows:
+        dis = [i for i in dis if not np.isnan(compare_rows[i]["spearman"])]
+        if dis:
+            picks.append(min(dis, key=lambda i: compare_rows[i]["spearman"]))
+    return picks[-n:] if len(picks) > n else picks
+
+
+# --------------------------------------------------------------------------- browsing
+def segments(text: str) -> list:
+    """The text as LIME splits it: (piece, word index or None) in order."""
+    s = indexed(text)
+    where = {pos: j for j, ps in enumerate(s.positions) for pos in ps}
+    return [(piece, where.get(i)) for i, piece in enumerate(s.as_list)]
+
+
+def _highlight(text: str, weights: Sequence[float]) -> str:
+    top = max((abs(w) for w in weights), default=0) or 1.0
+    out = []
+    for piece, j in segments(text):
+        if j is None:
+            out.append(html.escape(piece))
+            continue
+        w = weights[j] / top
+        rgb = "46,125,50" if w > 0 else "198,40,40"
+        out.append(f'<span title="{weights[j]:+.4f}" style="background:rgba({rgb},{abs(w):.2f})">'
+                   f"{html.escape(piece)}</span>")
+    return "".join(out)
+
+
+def write_html(result: dict, out_dir: Path, class_names: Sequence[str]) -> Path:
+    """Browsable pages: an index of the explained examples and one page per example with
+    every variant's explanation (text highlighted: green supports the reference's predicted
+    class, red opposes it; hover for the weight). Written to a git-ignored folder."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ref, variants = result["reference"], result["variants"]
+    style = ("<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{padding:2px 8px;"
+             "text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}.t{line-height:1.8}</style>")
+    rows = []
+    for i, e in enumerate(result["examples"]):
+        label = str(e["reference_pred"])
+        page = [f"<html><head><meta charset='utf-8'><title>example {e['index']}</title>{style}</head><body>",
+                f"<p><a href='index.html'>all examples</a></p><h2>Test example {e['index']}</h2>",
+                f"<p>true class: <b>{html.escape(class_names[e['label']])}</b>; {html.escape(ref)} predicts "
+                f"<b>{html.escape(class_names[e['reference_pred']])}</b> ({e['reference_confidence']:.3f}); "
+                f"chosen as: {e['reason']}</p>",
+                f"<p>Word weights toward <b>{html.escape(class_names[int(label)])}</b>, "
+                f"{result['samples']} samples, the same perturbations for every variant.</p><table>",
+                "<tr><th>variant</th><th>prediction</th><th>Spearman vs reference</th><th>text</th></tr>"]
+        for n in variants:
+            x = result["explanations"][n][i]
+            rho = "" if n == ref else f"{result['agreement_per_example'][n][i]['spearman']:.2f}"
+            page.append(f"<tr><td>{html.escape(n)}</td><td>{html.escape(class_names[x['pred']])} "
+                        f"({max(x['proba']):.3f})</td><td>{rho}</td>"
+                        f"<td class='t'>{_highlight(e['text'], x['weights'][label])}</td></tr>")
+        for s, xs in result.get("noise_explanations", {}).items():
+            page.append(f"<tr><td>{html.escape(ref)}, seed {s}</td><td></td><td>"
+                        f"{result['agreement_per_example']['noise-floor'][i]['spearman']:.2f} (mean)</td>"
+                        f"<td class='t'>{_highlight(e['text'], xs[i]['weights'][label])}</td></tr>")
+        page.append("</table></body></html>")
+        (out_dir / f"example_{e['index']}.html").write_text("\n".join(page), encoding="utf-8")
+        rho = {n: result["agreement_per_example"][n][i]["spearman"] for n in variants[1:]}
+        rows.append(f"<tr><td><a href='example_{e['index']}.html'>{e['index']}</a></td><td>{e['reason']}</td>"
+                    f"<td>{html.escape(class_names[e['label']])}</td><td>{html.escape(e['text'][:120])}</td>"
+                    + "".join(f"<td>{r:.2f}</td>" for r in rho.values()) + "</tr>")
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in variants[1:])
+    index = (f"<html><head><meta charset='utf-8'><title>LIME explanations</title>{style}</head><body>"
+             f"<h1>LIME explanations ({len(result['examples'])} test examples)</h1><p>Spearman correlation of "
+             f"each variant's word weights with {html.escape(ref)}'s.</p><table><tr><th>example</th>"
+             f"<th>chosen as</th><th>true class</th><th>text</th>{head}</tr>" + "\n".join(rows)
+             + "</table></body></html>")
+    path = out_dir / "index.html"
+    path.write_text(index, encoding="utf-8")
+    return path
+
+
+def agreement_frame(result: dict) -> pd.DataFrame:
+    """Long table of per-example agreement: variant, example, metric, value (NaNs dropped)."""
+    rows = [{"variant": n, "example": i, "metric": m, "value": v}
+            for n, per in result["agreement_per_example"].items() for i, r in enumerate(per)
+            for m, v in r.items() if v == v]
+    return pd.DataFrame(rows)
