@@ -2,6 +2,7 @@
 #   make paper-figures   # set up .venv if missing, run the study (PROFILE=default), draw figures + tables
 #   make test            # unit tests + nbval over every notebook (smoke profile)
 #   make bench           # the benchmark step alone (after the steps it needs)
+#   make explain         # the LIME step alone (after the steps it needs)
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
 # Each step is a file target: a second run with nothing changed reruns nothing.
 SHELL := /bin/bash
@@ -32,11 +33,11 @@ define notebook
 	  --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper bench test unit nbval venv clean clean-profile help
+.PHONY: all paper-figures paper bench explain test unit nbval venv clean clean-profile help
 all: paper-figures
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,7p' Makefile
 
 # ---------------------------------------------------------------- environment
 venv: $(STAMP)
@@ -82,16 +83,24 @@ $(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(ART)/onnx
 		$(LIB)/bench.py $(LIB)/predict.py | $(STAMP)
 	$(call notebook,07_benchmark)
 
+# LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
+$(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
+		$(LIB)/explain.py $(LIB)/predict.py | $(STAMP)
+	$(call notebook,08_explain)
+
 RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \
-	bench.json)
+	bench.json explain.json)
 
 # figures and tables are drawn from results JSON only, so redrawing never retrains
-build/$(P).report: $(RESULTS) $(LIB)/report.py | $(STAMP)
+build/$(P).report: $(RESULTS) $(LIB)/report.py $(LIB)/explain.py | $(STAMP)
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 	@mkdir -p build && touch $@
 
 # the benchmark alone (also part of paper-figures): CPU always, GPU paths where a GPU is present
 bench: $(RES)/bench.json
+
+# LIME explanations alone (also part of paper-figures)
+explain: $(RES)/explain.json
 
 paper-figures: build/$(P).report
 	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"
@@ -115,7 +124,8 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 clean-profile:
-	rm -rf results/$(P) artifacts/$(P) data/processed/$(P) figures/$(P) paper/tables/$(P) $(NBOUT) build/$(P).report
+	rm -rf results/$(P) artifacts/$(P) data/processed/$(P) figures/$(P) paper/tables/$(P) $(NBOUT) build/$(P).report \
+	  explanations/$(P)
 
 clean:
 	rm -rf build artifacts data/processed

@@ -99,3 +99,31 @@ def test_bench_covers_every_variant_with_stable_medians():
     assert {"pytorch-fp32", "pytorch-int8-dynamic", "onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat"} <= set(head)
     assert all(len(v["round_medians_ms"]) >= 3 for v in head.values())
     assert all(rec[0]["memcpy_nodes"] == 0 for rec in b["placement"].values())      # CPU provider only
+
+
+def test_explanations_cover_100_examples_with_the_same_neighbourhood_and_a_noise_floor():
+    x = read_json(RES / "explain.json")
+    assert x["n_examples"] >= 100 and x["samples"] >= 1000
+    # every disagreement of the seed's INT8 model with FP32 is among the explained examples
+    ev = read_json(RES / "evaluate.json")["variants"]
+    flips = {i for i, (a, b) in enumerate(zip(ev["onnx-fp32"]["predictions"], ev["onnx-int8-dynamic"]["predictions"]))
+             if a != b}
+    assert x["selection"]["n_disagreement"] == len(flips) == len(flips & {e["index"] for e in x["examples"]})
+    # the same perturbed texts for every variant: as many distinct texts reached each model
+    main = x["variants"]
+    for i in range(x["n_examples"]):
+        assert len({x["explanations"][v][i]["texts_evaluated"] for v in main}) == 1
+    assert len(x["noise_seeds"]) >= 2 and "noise-floor" in x["agreement"]
+    for v in main[1:]:
+        assert x["agreement"][v]["all"]["spearman"]["n"] == x["n_examples"]
+        assert "minus_noise_floor" in x["agreement"][v]
+    # every explanation beats a random ranking on its own model
+    for v, f in x["faithfulness"].items():
+        assert f["comprehensiveness"]["ci"][0] > f["random_comprehensiveness"]["mean"], v
+
+
+def test_lime_on_int8_is_at_least_twice_as_fast_as_on_pytorch_fp32():
+    x = read_json(RES / "explain.json")
+    assert x["throughput_baseline"] == "pytorch-fp32"
+    best = max(v["throughput_vs_baseline"] for n, v in x["cost"].items() if "int8" in n)
+    assert best >= 2.0

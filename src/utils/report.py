@@ -250,7 +250,7 @@ def paper_macros(cfg: Config) -> Path:
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "GPUNote": _tex_escape(b["gpu"].get("note", "GPU measured")),
         }
-    return write_macros(cfg, {**macros,
+    return write_macros(cfg, {**macros, **explain_macros(cfg),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
@@ -378,6 +378,243 @@ def placement_table(cfg: Config) -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- explanations
+def _label_names(cfg: Config) -> list:
+    return load_result(cfg, "data")["labels"]
+
+
+def _draw_highlighted(ax, text: str, weights, fontsize: float = 8.0) -> None:
+    """The text as LIME split it, each word shaded by its weight (green: supports, red: opposes)."""
+    from .explain import segments
+
+    ax.set_axis_off()
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    width = ax.get_window_extent(renderer).width
+    top = max((abs(w) for w in weights), default=0) or 1.0
+    x, y, line = 0.0, 1.0, 0.0
+    for piece, j in segments(" ".join(text.split())):
+        box = None
+        if j is not None:
+            w = weights[j] / top
+            box = {"facecolor": (0.18, 0.49, 0.2) if w > 0 else (0.78, 0.16, 0.16), "alpha": min(0.85, abs(w)),
+                   "pad": 0.6, "edgecolor": "none"}
+        t = ax.text(x, y, piece, transform=ax.transAxes, va="top", ha="left", fontsize=fontsize, bbox=box)
+        ext = t.get_window_extent(renderer)
+        line = max(line, 1.5 * ext.height / ax.get_window_extent(renderer).height)
+        w_ax = ext.width / width
+        if x > 0 and x + w_ax > 1.0:
+            y -= line
+            x = 0.0
+            t.set_position((x, y))
+        x += w_ax
+
+
+def explain_example_figure(cfg: Config):
+    """The seed's "LIME example", side by side: the reference and the compared INT8 variant on
+    the same text and the same perturbations (bars: the ten largest word weights toward the
+    reference's predicted class; below: the text highlighted)."""
+    r = load_result(cfg, "explain")
+    names = _label_names(cfg)
+    ref, cmp_ = r["reference"], r["compare"]
+    picks = r["figure_examples"]
+    if cmp_ not in r["explanations"] or not picks:
+        return None
+    fig = plt.figure(figsize=(12, 3.9 * len(picks)))
+    gs = fig.add_gridspec(2 * len(picks), 2, height_ratios=[2.2, 1.1] * len(picks), hspace=0.5, wspace=0.3)
+    for row, i in enumerate(picks):
+        e = r["examples"][i]
+        label = str(e["reference_pred"])
+        wr = np.asarray(r["explanations"][ref][i]["weights"][label])
+        words = _example_words(e["text"])
+        order = np.argsort(-np.abs(wr), kind="stable")[:10][::-1]
+        lim = max(np.abs(wr).max(), *(np.abs(r["explanations"][v][i]["weights"][label]).max() for v in (cmp_,)))
+        for col, v in enumerate((ref, cmp_)):
+            x = r["explanations"][v][i]
+            w = np.asarray(x["weights"][label])
+            ax = fig.add_subplot(gs[2 * row, col])
+            ax.barh([words[j] for j in order], w[order], color=["C2" if w[j] > 0 else "C3" for j in order])
+            ax.axvline(0, color="k", lw=0.8)
+            ax.set_xlim(-1.1 * lim, 1.1 * lim)
+            rho = "" if v == ref else f", Spearman vs {ref}: {r['agreement_per_example'][v][i]['spearman']:.2f}"
+            head = (f"test example {e['index']} (true: {names[e['label']]}; chosen as {e['reason']})" if col == 0
+                    else "")
+            ax.set_title(f"{head}\n{v}: predicts {names[x['pred']]} ({max(x['proba']):.2f}){rho}", fontsize=9,
+                         loc="left")
+            ax.set_xlabel(f"LIME weight toward '{names[int(label)]}'", fontsize=8)
+            ax.tick_params(labelsize=8)
+            _draw_highlighted(fig.add_subplot(gs[2 * row + 1, col]), e["text"], w)
+    save_figure(fig, cfg, "lime_examples")
+    return fig
+
+
+def _example_words(text: str) -> list:
+    from .explain import indexed
+
+    return list(indexed(text).inverse_vocab)
+
+
+def _explain_colors(r: dict) -> dict:
+    """One colour per explained variant, the same in every explanation figure; the noise floor grey."""
+    names = list(r["variants"]) + list(r.get("cost_variants", []))
+    return {**{n: f"C{i % 10}" for i, n in enumerate(names)}, "noise-floor": "0.6"}
+
+
+def explain_agreement_figure(cfg: Config):
+    """Per-example agreement with the reference's explanation, next to LIME's own seed noise."""
+    from .explain import agreement_frame
+
+    r = load_result(cfg, "explain")
+    df = agreement_frame(r)
+    df = df[df["metric"].isin(["top5_overlap", "top10_overlap", "spearman", "kendall"])]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    order = [v for v in r["agreement_per_example"] if v != "noise-floor"] + ["noise-floor"]
+    colors = _explain_colors(r)
+    sns.boxplot(df, x="metric", y="value", hue="variant", hue_order=order, ax=axes[0], fliersize=2,
+                palette=[colors[v] for v in order], showmeans=True,
+                meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 4})
+    axes[0].set(ylabel="agreement with " + r["reference"], xlabel="",
+                title=f"{r['n_examples']} test examples, {r['samples']} LIME samples, same perturbations")
+    axes[0].legend(fontsize=7, loc="lower left")
+    rows = [{"variant": v, "mean": a["minus_noise_floor"]["spearman"]["mean"],
+             "lo": a["minus_noise_floor"]["spearman"]["ci"][0], "hi": a["minus_noise_floor"]["spearman"]["ci"][1]}
+            for v, a in r["agreement"].items() if "minus_noise_floor" in a]
+    if rows:
+        d = pd.DataFrame(rows)
+        axes[1].barh(d["variant"], d["mean"], xerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], capsize=3,
+                     color=[colors[v] for v in d["variant"]])
+        axes[1].axvline(0, color="k", lw=1, ls="--")
+        axes[1].set(xlabel="Spearman with reference minus seed-noise Spearman", title="Beyond LIME's own noise? (95% CI)")
+        axes[1].tick_params(axis="y", labelsize=8)
+    else:
+        axes[1].set_axis_off()
+    fig.tight_layout()
+    save_figure(fig, cfg, "lime_agreement")
+    return fig
+
+
+def explain_faithfulness_figure(cfg: Config):
+    """Comprehensiveness (higher: more faithful), sufficiency (lower) against a random ranking,
+    and the cost of an explanation per variant."""
+    r = load_result(cfg, "explain")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    f = r["faithfulness"]
+    names = list(f)
+    colors = _explain_colors(r)
+    for ax, key, better in ((axes[0], "comprehensiveness", "higher"), (axes[1], "sufficiency", "lower")):
+        m = np.array([f[n][key]["mean"] for n in names])
+        lo = np.array([f[n][key]["ci"][0] for n in names])
+        hi = np.array([f[n][key]["ci"][1] for n in names])
+        ax.barh(names, m, xerr=[m - lo, hi - m], capsize=3, color=[colors[n] for n in names],
+                label="LIME ranking (95% CI)")
+        ax.scatter([f[n]["random_" + key]["mean"] for n in names], names, marker="x", color="k", zorder=3,
+                   label="random ranking")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(xlabel=f"AOPC {key} ({better} is more faithful)", title=key.capitalize())
+        ax.legend(fontsize=7)
+    c = r["cost"]
+    cn = sorted(c, key=lambda n: c[n]["throughput_vs_baseline"])
+    axes[2].barh(cn, [c[n]["throughput_vs_baseline"] for n in cn], color=[colors[n] for n in cn])
+    for p, n in zip(axes[2].patches, cn):
+        axes[2].annotate(f" {c[n]['explanations_per_s']:.2f}/s ({c[n]['examples']} texts)",
+                         (p.get_width(), p.get_y() + p.get_height() / 2), va="center", fontsize=7)
+    axes[2].axvline(1, color="k", lw=0.8, ls="--")
+    axes[2].set(xlabel=f"explanations per second / {r['throughput_baseline']}'s, same texts",
+                title=f"Cost of an explanation ({r['samples']} samples)")
+    for ax in axes:
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    save_figure(fig, cfg, "lime_faithfulness")
+    return fig
+
+
+def _mci(rec: dict, digits: int = 2) -> str:
+    if rec["n"] == 0:
+        return "--"
+    return f"{rec['mean']:.{digits}f} [{rec['ci'][0]:.{digits}f}, {rec['ci'][1]:.{digits}f}]"
+
+
+def explain_agreement_table(cfg: Config) -> pd.DataFrame:
+    r = load_result(cfg, "explain")
+    rows = {}
+    for v, a in r["agreement"].items():
+        al = a["all"]
+        rows[v] = {"top-5 overlap": _mci(al["top5_overlap"]), "top-10 overlap": _mci(al["top10_overlap"]),
+                   "sign (top-10)": _mci(al["top10_sign"]), "Spearman": _mci(al["spearman"]),
+                   "Kendall": _mci(al["kendall"]),
+                   "Spearman - noise": _mci(a["minus_noise_floor"]["spearman"]) if "minus_noise_floor" in a else "--",
+                   "texts (same / other class)": (f"{a['same_prediction']['spearman']['n']} / "
+                                                  f"{a['different_prediction']['spearman']['n']}"
+                                                  if "same_prediction" in a else str(al["spearman"]["n"]))}
+    df = pd.DataFrame(rows).T
+    write_table(df, cfg, "explain_agreement", label=f"tab:explain-agreement-{cfg.name}",
+                caption=(f"Agreement of each variant's LIME explanation with {r['reference']}'s on "
+                         f"{r['n_examples']} test texts ({r['samples']} samples, the same perturbed texts for "
+                         f"every variant); noise-floor: {r['reference']} against itself under "
+                         f"{len(r['noise_seeds'])} other seeds. Mean [95\% bootstrap interval]; "
+                         f"Spearman - noise: paired per text. Top-k: texts with more than k words."))
+    return df
+
+
+def explain_faithfulness_table(cfg: Config) -> pd.DataFrame:
+    r = load_result(cfg, "explain")
+    rows = {}
+    for v in r["cost"]:
+        f = r["faithfulness"].get(v)
+        c = r["cost"][v]
+        rows[v] = {"comprehensiveness": _mci(f["comprehensiveness"]) if f else "--",
+                   "random": f"{f['random_comprehensiveness']['mean']:.2f}" if f else "--",
+                   "sufficiency": _mci(f["sufficiency"]) if f else "--",
+                   "random ": f"{f['random_sufficiency']['mean']:.2f}" if f else "--",
+                   "local $R^2$": f"{f['local_r2']['mean']:.2f}" if f else "--",
+                   "expl./s": f"{c['explanations_per_s']:.2f}",
+                   f"x {r['throughput_baseline']}": f"{c['throughput_vs_baseline']:.2f}",
+                   "texts": str(c["examples"])}
+    df = pd.DataFrame(rows).T
+    fr = ", ".join(f"{100 * x:g}" for x in r["fractions"])
+    write_table(df, cfg, "explain_faithfulness", label=f"tab:explain-faithfulness-{cfg.name}",
+                caption=(f"Faithfulness of each variant's own LIME explanation, computed with that variant: "
+                         f"AOPC comprehensiveness (higher is better) and sufficiency (lower is better) over "
+                         f"removing or keeping the top {fr}\% of the words, beside a random ranking; local "
+                         f"$R^2$ of LIME's ridge model; cost with {r['samples']} samples, variants interleaved "
+                         f"(rows without faithfulness were explained on {len(r['cost_examples'])} texts for "
+                         f"their cost only)."))
+    return df
+
+
+def explain_html(cfg: Config) -> Path:
+    """Browsable HTML pages of every explanation, in the git-ignored explanations/<profile>/."""
+    from .explain import write_html
+
+    return write_html(load_result(cfg, "explain"), cfg.path("explanations", cfg.name), _label_names(cfg))
+
+
+def explain_macros(cfg: Config) -> dict:
+    if not (cfg.results_dir / "explain.json").is_file():
+        return {}
+    r = load_result(cfg, "explain")
+    a, c = r["agreement"], r["cost"]
+    sp = lambda v, m="spearman": f"{a[v]['all'][m]['mean']:.2f}" if v in a else "--"  # noqa: E731
+    ints = [n for n in c if "int8" in n]
+    best = max(ints, key=lambda n: c[n]["explanations_per_s"]) if ints else None
+    return {
+        "ExplainN": str(r["n_examples"]), "ExplainSamples": f"{r['samples']:,}",
+        "ExplainDisagree": str(r["selection"]["n_disagreement"]), "ExplainMinutes": f"{r['total_seconds'] / 60:.1f}",
+        "ExplainNoiseSeeds": str(len(r["noise_seeds"])),
+        "ExplainSpearmanNoise": sp("noise-floor"), "ExplainSpearmanDyn": sp("onnx-int8-dynamic"),
+        "ExplainSpearmanQat": sp("onnx-int8-qat"), "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
+        "ExplainTopFiveDyn": sp("onnx-int8-dynamic", "top5_overlap"),
+        "ExplainTopFiveQat": sp("onnx-int8-qat", "top5_overlap"),
+        "ExplainBestInt": (best or "--").replace("onnx-", ""),
+        "ExplainBestIntSpeedup": f"{c[best]['throughput_vs_baseline']:.2f}" if best else "--",
+        "ExplainBaseline": r["throughput_baseline"],
+        "ExplainCompFP": f"{r['faithfulness'][r['reference']]['comprehensiveness']['mean']:.2f}",
+        "ExplainCompQat": (f"{r['faithfulness']['onnx-int8-qat']['comprehensiveness']['mean']:.2f}"
+                           if "onnx-int8-qat" in r["faithfulness"] else "--"),
+        "ExplainCompRandom": f"{r['faithfulness'][r['reference']]['random_comprehensiveness']['mean']:.2f}",
+    }
+
+
 # --------------------------------------------------------------------------- everything
 def render_all(cfg: Config) -> list:
     """Every figure and table of the study that the profile's results allow, plus
@@ -387,7 +624,9 @@ def render_all(cfg: Config) -> list:
                     "do not edit.\n"]
     steps = {"data": (data_figure, data_table), "train_fp32": (training_figure,),
              "quantize": (quantize_table,), "evaluate": (evaluation_figure, evaluation_table, paper_macros),
-             "bench": (bench_figure, tradeoff_figure, bench_table, placement_table)}
+             "bench": (bench_figure, tradeoff_figure, bench_table, placement_table),
+             "explain": (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
+                         explain_agreement_table, explain_faithfulness_table, explain_html, paper_macros)}
     for step, fns in steps.items():
         if not (cfg.results_dir / f"{step}.json").is_file():
             print(f"report: results/{cfg.name}/{step}.json not found; its figures and tables are skipped")

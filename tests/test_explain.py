@@ -1,0 +1,199 @@
+"""LIME over real predictors (a tiny real BERT in PyTorch and in ONNX Runtime), the metrics,
+the example rule and the browsable pages."""
+import json
+
+import numpy as np
+import pytest
+
+from utils.config import ConfigError, load_config
+from utils.explain import (agreement, explain, faithfulness, indexed, mean_ci, removal_sizes, segments,
+                           select_examples, write_html)
+from utils.modeling import load_checkpoint
+from utils.predict import OrtPredictor, TorchPredictor
+
+TEXT = "a gripping, beautifully acted film that never drags and never lets the cast down"
+
+
+class RecordingMixin:
+    """A real predictor that also records what reaches the model."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.texts, self.batches = [], []
+
+    def predict_proba(self, texts, progress=False):
+        self.texts.extend(texts)
+        return super().predict_proba(texts, progress)
+
+    def _forward(self, enc):
+        self.batches.append(len(enc["input_ids"]))
+        return super()._forward(enc)
+
+
+class Recording(RecordingMixin, OrtPredictor):
+    pass
+
+
+class RecordingTorch(RecordingMixin, TorchPredictor):
+    pass
+
+
+@pytest.fixture(scope="module")
+def ort_pr(tiny_onnx, tokenizer):
+    return OrtPredictor(tiny_onnx[0], tokenizer, 32, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def torch_pr(tiny_model_dir):
+    model, tok = load_checkpoint(tiny_model_dir)
+    return TorchPredictor(model, tok, 32, batch_size=16)
+
+
+def test_same_seed_same_variant_gives_the_identical_explanation(ort_pr):
+    a = explain(ort_pr, TEXT, [0, 2], samples=300, seed=7)
+    b = explain(ort_pr, TEXT, [0, 2], samples=300, seed=7)
+    assert a.words == b.words == list(indexed(TEXT).inverse_vocab)
+    for label in (0, 2):
+        assert np.array_equal(a.weights[label], b.weights[label])
+        assert np.any(a.weights[label] != 0)
+    c = explain(ort_pr, TEXT, [0], samples=300, seed=8)
+    assert not np.array_equal(a.weights[0], c.weights[0])       # another seed: another neighbourhood
+
+
+def test_every_variant_sees_the_same_perturbed_texts(tiny_onnx, tokenizer, torch_pr):
+    ort_rec = Recording(tiny_onnx[0], tokenizer, 32, batch_size=16)
+    torch_rec = RecordingTorch(torch_pr.model, tokenizer, 32, batch_size=16)
+    a = explain(ort_rec, TEXT, [1], samples=200, seed=3)
+    b = explain(torch_rec, TEXT, [1], samples=200, seed=3)
+    assert ort_rec.texts == torch_rec.texts and len(set(torch_rec.texts)) > 50
+    # the two runtimes compute the same FP32 model: the same neighbourhood gives the same weights
+    np.testing.assert_allclose(a.weights[1], b.weights[1], atol=1e-4)
+    other = Recording(tiny_onnx[0], tokenizer, 32, batch_size=16)
+    explain(other, TEXT, [1], samples=200, seed=4)
+    assert other.texts != ort_rec.texts
+
+
+def test_classifier_is_batched_and_deduplicated(tiny_onnx, tokenizer):
+    rec = Recording(tiny_onnx[0], tokenizer, 32, batch_size=7)
+    x = explain(rec, TEXT, [0], samples=5000, seed=0)
+    assert max(rec.batches) <= 7                 # 5,000 perturbed texts never go through at once
+    assert len(rec.texts) == len(set(rec.texts)) == x.texts_evaluated == sum(rec.batches) < 5000
+
+
+def test_multiclass_weights_of_all_labels_balance(ort_pr):
+    # probabilities sum to 1 and LIME's ridge model is linear in its target, so over the three
+    # classes the word weights sum to 0 and the intercepts to 1
+    x = explain(ort_pr, TEXT, [0, 1, 2], samples=400, seed=1)
+    assert len(x.proba) == 3 and set(x.weights) == {0, 1, 2}
+    np.testing.assert_allclose(sum(x.weights.values()), 0, atol=1e-6)
+    assert sum(x.intercept.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_explain_rejects_a_text_without_words(ort_pr):
+    with pytest.raises(ValueError, match="no words"):
+        explain(ort_pr, " ... !!", [0], samples=50)
+
+
+def test_agreement_metrics_on_known_vectors():
+    a = np.array([9, -8, 7, 6, -5, 4, 3, 2, 1, 0.5, 0.25, 0.1])
+    same = agreement(a, a)
+    assert all(v == pytest.approx(1.0) for v in same.values())
+    neg = agreement(a, -a)
+    assert neg["top5_overlap"] == 1.0 and neg["top5_sign"] == 0.0 and neg["spearman"] == pytest.approx(-1)
+    rev = agreement(a, np.abs(a)[::-1].copy())        # importance order reversed
+    assert rev["top5_overlap"] == 0.0 and np.isnan(rev["top5_sign"])
+    b = a.copy()
+    b[[0, 5]] = b[[5, 0]]                              # word 0 leaves the top 5, word 5 enters it
+    r = agreement(a, b, ks=(5,))
+    assert r["top5_overlap"] == pytest.approx(4 / 5) and r["top5_sign"] == 1.0
+    short = agreement(a[:4], a[:4])                   # 4 words: top-5 overlap would be 1 by construction
+    assert np.isnan(short["top5_overlap"]) and np.isnan(short["top10_overlap"]) and short["spearman"] == 1
+    with pytest.raises(ValueError, match="different words"):
+        agreement(a, a[:5])
+
+
+def test_faithfulness_is_the_erasers_definition(ort_pr):
+    s = indexed(TEXT)
+    d = s.num_words()
+    w = np.linspace(1, -1, d)
+    f = faithfulness(ort_pr, TEXT, w, label=2, fractions=[1.0], seed=0)
+    p = ort_pr.predict_proba([TEXT, s.inverse_removing(np.arange(d))])[:, 2]
+    # removing every word: p(full) - p(nothing left); keeping every word: no change
+    assert f["comprehensiveness"] == pytest.approx(p[0] - p[1], abs=1e-5)
+    assert f["sufficiency"] == pytest.approx(0.0, abs=1e-6)
+    assert f["random_comprehensiveness"] == pytest.approx(f["comprehensiveness"], abs=1e-6)
+    g = faithfulness(ort_pr, TEXT, w, label=2, fractions=[0.2], seed=0)
+    k = removal_sizes(d, [0.2])[0]
+    top = np.argsort(-w, kind="stable")[:k]
+    q = ort_pr.predict_proba([TEXT, s.inverse_removing(top)])[:, 2]
+    assert g["comprehensiveness"] == pytest.approx(q[0] - q[1], abs=1e-5)
+    with pytest.raises(ValueError, match="weights for a text"):
+        faithfulness(ort_pr, TEXT, w[:-1], label=0, fractions=[0.5])
+
+
+def test_removal_sizes():
+    assert removal_sizes(18, [0.01, 0.05, 0.1, 0.2, 0.5]) == [1, 1, 2, 4, 9]
+    assert removal_sizes(2, [1.0, 0.01]) == [2, 1]
+
+
+def test_example_rule_takes_every_disagreement_then_a_stratified_fill():
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "film", "plot", "cast", "score", "ending", "story"]
+    texts = [" ".join(rng.choice(words, size=6)) for _ in range(300)]
+    texts[5] = "good good"                              # one distinct word: left out
+    ref = rng.integers(0, 3, 300)
+    other = ref.copy()
+    flips = [3, 5, 40, 41, 200]
+    other[flips] = (other[flips] + 1) % 3
+    conf = rng.uniform(0.34, 1.0, 300)
+    preds = {"fp32": ref, "int8": other}
+    out = select_examples(texts, ref, preds, conf, "fp32", ["int8"], n_examples=28, bins=4, seed=1)
+    dis = [e["index"] for e in out if e["reason"] == "disagreement"]
+    assert dis == [3, 40, 41, 200]
+    assert len(out) == 28 and len({e["index"] for e in out}) == 28
+    strata = {(e["stratum"]["class"], e["stratum"]["confidence_bin"]) for e in out if e["reason"] == "stratified"}
+    assert strata == {(c, b) for c in range(3) for b in range(4)}      # 24 = 2 from each of 12 strata
+    again = select_examples(texts, ref, preds, conf, "fp32", ["int8"], n_examples=28, bins=4, seed=1)
+    assert again == out
+    assert len(select_examples(texts, ref, preds, conf, "fp32", [], n_examples=5, bins=4, seed=1)) == 12
+    with pytest.raises(KeyError, match="int4"):
+        select_examples(texts, ref, preds, conf, "fp32", ["int4"], n_examples=5, bins=2, seed=1)
+
+
+def test_mean_ci_leaves_undefined_values_out():
+    r = mean_ci([1.0, float("nan"), 0.0, 1.0, 1.0], reps=200)
+    assert r["n"] == 4 and r["mean"] == 0.75 and r["ci"][0] <= 0.75 <= r["ci"][1]
+    assert mean_ci([float("nan")])["n"] == 0
+
+
+def test_segments_rebuild_the_text():
+    segs = segments(TEXT)
+    assert "".join(p for p, _ in segs) == TEXT
+    assert [p for p, j in segs if j is not None][:3] == ["a", "gripping", "beautifully"]
+    assert max(j for _, j in segs if j is not None) == indexed(TEXT).num_words() - 1
+
+
+def test_html_pages(tmp_path, ort_pr):
+    xs = [explain(ort_pr, t, [0], samples=60, seed=0) for t in (TEXT, "dull <b>and</b> far too long")]
+    occurrences = sum(j is not None for _, j in segments("dull <b>and</b> far too long"))
+    result = {
+        "reference": "fp32", "variants": ["fp32", "int8"], "samples": 60,
+        "examples": [{"index": i, "text": t, "label": 0, "reference_pred": 0, "reference_confidence": 0.9,
+                      "reason": "stratified"} for i, t in enumerate((TEXT, "dull <b>and</b> far too long"))],
+        "explanations": {v: [x.to_dict() for x in xs] for v in ("fp32", "int8")},
+        "agreement_per_example": {"int8": [{"spearman": 1.0}] * 2},
+    }
+    index = write_html(json.loads(json.dumps(result)), tmp_path / "html", ["neg", "neu", "pos"])
+    page = (tmp_path / "html" / "example_1.html").read_text()
+    assert "&lt;" in page and "<b>and" not in page          # the text is escaped, never interpreted
+    assert page.count("<span title=") == 2 * occurrences == 14      # every word, in both variants' rows
+    assert "example_0.html" in index.read_text()
+
+
+def test_explain_profile_is_validated(repo):
+    with pytest.raises(ConfigError, match="fractions"):
+        load_config("smoke", {"explain": {"fractions": [0.0, 0.5]}}, root=repo)
+    with pytest.raises(ConfigError, match="reference"):
+        load_config("smoke", {"explain": {"variants": ["onnx-int8-qat"]}}, root=repo)
+    with pytest.raises(ConfigError, match="samples"):
+        load_config("smoke", {"explain": {"samples": 5}}, root=repo)
