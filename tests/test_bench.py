@@ -45,3 +45,14 @@ def test_gpu_status_explains_a_skip():
     assert "CPUExecutionProvider" in st["ort_providers"]
     if not st["torch_cuda"]:
         assert "skipped" in st["note"]
+
+
+def test_the_gpu_dtype_path_runs_on_the_cpu(tiny_model_dir, tokenizer, sentences):
+    # the code the GPU run uses (fp32 / fp16 / bf16 PyTorch), exercised here on the CPU
+    out = B.torch_dtype_latency(tiny_model_dir, tokenizer, sentences, 16, [1, 2], reps=2, device="cpu", warmup=1)
+    assert list(out) == ["pytorch-cpu-fp32", "pytorch-cpu-fp16", "pytorch-cpu-bf16"]
+    assert out["pytorch-cpu-fp32"]["max_abs_logit_diff_vs_first"] == 0.0
+    for rec in out.values():
+        assert set(rec["batch_size"]) == {"1", "2"} and rec["batch_size"]["2"]["n"] == 2
+        assert rec["max_abs_logit_diff_vs_first"] < 0.1      # half precision moves logits, a little
+    assert out["pytorch-cpu-bf16"]["max_abs_logit_diff_vs_first"] > 0

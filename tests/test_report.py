@@ -21,3 +21,18 @@ def test_macros_are_letters_only(smoke_cfg):
     assert "\\newcommand{\\FPAcc}{87.6}" in p.read_text()
     with pytest.raises(ValueError, match="letters only"):
         write_macros(smoke_cfg, {"FP32Acc": "1"})
+
+
+def test_gpu_table_from_a_gpu_run_and_none_without(smoke_cfg, tiny_model_dir, tokenizer, sentences):
+    from utils.bench import torch_dtype_latency
+    from utils.provenance import write_result
+    from utils.report import gpu_table
+
+    write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": False, "note": "no GPU"}})
+    assert gpu_table(smoke_cfg) is None
+    run = torch_dtype_latency(tiny_model_dir, tokenizer, sentences, 16, [1], reps=2, device="cpu", warmup=1)
+    write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": True, "torch_device": "CPU stand-in",
+                                                            "pytorch": run}})
+    df = gpu_table(smoke_cfg)
+    assert list(df.index) == list(run) and df.loc["pytorch-cpu-fp32", "same argmax"] == "100.0%"
+    assert "CPU stand-in" in (smoke_cfg.tables_dir / "gpu.tex").read_text()

@@ -173,32 +173,47 @@ def fresh_process_memory(profile: str, variant: str, threads: int, root: str) ->
 
 
 # --------------------------------------------------------------------------- the benchmark step
-def _gpu_torch(cfg, tok, texts, length: int, batch_sizes, reps: int) -> dict:
-    """PyTorch on the GPU: FP32, FP16, BF16 (eager, sdpa attention), latency per batch size."""
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: int, device: str = "cuda",
+                        dtypes=DTYPES, warmup: int = 5) -> dict:
+    """PyTorch eager (sdpa attention) in each of ``dtypes`` on ``device``: latency per batch size,
+    and how far the logits move from FP32's on the same inputs. Written for the GPU, where it
+    runs with whatever PyTorch / transformers that machine has; it runs on the CPU too, which
+    is how the tests exercise it without a GPU."""
     import torch
 
     from .modeling import load_checkpoint
 
-    out = {}
-    for dtype_name, dtype in (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
-        model, _ = load_checkpoint(Path(cfg.artifacts_dir) / "fp32", attn="sdpa")
-        model = model.to("cuda", dtype=dtype).eval()
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    types = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    probe = fixed_length_batch(tok, texts, length, max(batch_sizes))
+    out, ref = {}, None
+    for name in dtypes:
+        model, _ = load_checkpoint(Path(checkpoint), attn="sdpa")
+        model = model.to(device, dtype=types[name]).eval()
         res = {}
-        for b in batch_sizes:
-            enc = {k: torch.from_numpy(v).cuda() for k, v in fixed_length_batch(tok, texts, length, b).items()}
-            times = []
-            with torch.inference_mode():
-                for i in range(reps + 5):
-                    torch.cuda.synchronize()
+        with torch.inference_mode():
+            for b in batch_sizes:
+                enc = {k: torch.from_numpy(v).to(device) for k, v in fixed_length_batch(tok, texts, length, b).items()}
+                times = []
+                for i in range(reps + warmup):
+                    sync()
                     t0 = time.perf_counter()
                     model(**enc)
-                    torch.cuda.synchronize()
-                    if i >= 5:
+                    sync()
+                    if i >= warmup:
                         times.append((time.perf_counter() - t0) * 1e3)
-            res[str(b)] = summarize(times)
-        out[f"pytorch-cuda-{dtype_name}"] = res
+                res[str(b)] = {**summarize(times), "texts_per_s": 1e3 * b / float(np.median(times))}
+            logits = model(**{k: torch.from_numpy(v).to(device) for k, v in probe.items()}).logits.float().cpu().numpy()
+        ref = logits if ref is None else ref
+        out[f"pytorch-{device.split(':')[0]}-{name}"] = {
+            "batch_size": res, "max_abs_logit_diff_vs_first": float(np.abs(logits - ref).max()),
+            "argmax_agreement_vs_first": float(np.mean(logits.argmax(-1) == ref.argmax(-1)))}
         del model
-        torch.cuda.empty_cache()
+        if str(device).startswith("cuda"):
+            torch.cuda.empty_cache()
     return out
 
 
@@ -264,7 +279,8 @@ def run_bench(cfg, progress: bool = True) -> dict:
         result["memory"] = {n: fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
                             for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}
     if result["gpu"]["torch_cuda"]:
-        result["gpu"]["pytorch"] = _gpu_torch(cfg, tok, texts, b.length, b.batch_sizes, b.reps)
+        result["gpu"]["pytorch"] = torch_dtype_latency(checkpoint_dir(cfg), tok, texts, b.length, b.batch_sizes,
+                                                       b.reps, device="cuda")
     ref = result["cpu"][f"threads_{all_threads}"]["headline"]
     result["speedup_vs_onnx_fp32"] = {n: ref["onnx-fp32"]["median_ms"] / ref[n]["median_ms"]
                                       for n in names if "onnx-fp32" in ref}

@@ -378,6 +378,28 @@ def placement_table(cfg: Config) -> pd.DataFrame:
     return df
 
 
+def gpu_table(cfg: Config):
+    """PyTorch on the GPU per dtype (when bench.json holds a GPU run): latency, throughput and the
+    logit change against FP32; None where the benchmark ran without a GPU."""
+    g = load_result(cfg, "bench")["gpu"]
+    if not g.get("pytorch"):
+        return None
+    rows = {}
+    for name, rec in g["pytorch"].items():
+        row = {}
+        for bsz, v in rec["batch_size"].items():
+            row[f"b{bsz} median (ms)"] = f"{v['median_ms']:.2f}"
+            row[f"b{bsz} texts/s"] = f"{v['texts_per_s']:.0f}"
+        row["max |logit diff| vs fp32"] = f"{rec['max_abs_logit_diff_vs_first']:.1e}"
+        row["same argmax"] = f"{rec['argmax_agreement_vs_first']:.1%}"
+        rows[name] = row
+    df = pd.DataFrame(rows).T
+    write_table(df, cfg, "gpu", label=f"tab:gpu-{cfg.name}",
+                caption=f"PyTorch eager on {_tex_escape(g.get('torch_device') or 'the GPU')}, length "
+                        f"{load_result(cfg, 'bench')['length']}.")
+    return df
+
+
 # --------------------------------------------------------------------------- explanations
 def _label_names(cfg: Config) -> list:
     return load_result(cfg, "data")["labels"]
@@ -624,7 +646,7 @@ def render_all(cfg: Config) -> list:
                     "do not edit.\n"]
     steps = {"data": (data_figure, data_table), "train_fp32": (training_figure,),
              "quantize": (quantize_table,), "evaluate": (evaluation_figure, evaluation_table, paper_macros),
-             "bench": (bench_figure, tradeoff_figure, bench_table, placement_table),
+             "bench": (bench_figure, tradeoff_figure, bench_table, placement_table, gpu_table),
              "explain": (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
                          explain_agreement_table, explain_faithfulness_table, explain_html, paper_macros)}
     for step, fns in steps.items():
@@ -633,6 +655,8 @@ def render_all(cfg: Config) -> list:
             continue
         for fn in fns:
             out = fn(cfg)
+            if out is None:       # nothing to draw for this profile (e.g. no GPU run)
+                continue
             if hasattr(out, "savefig"):
                 plt.close(out)
             elif isinstance(out, pd.DataFrame):
