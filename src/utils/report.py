@@ -573,7 +573,7 @@ def explain_agreement_table(cfg: Config) -> pd.DataFrame:
                 caption=(f"Agreement of each variant's LIME explanation with {r['reference']}'s on "
                          f"{r['n_examples']} test texts ({r['samples']} samples, the same perturbed texts for "
                          f"every variant); noise-floor: {r['reference']} against itself under "
-                         f"{len(r['noise_seeds'])} other seeds. Mean [95\% bootstrap interval]; "
+                         f"{len(r['noise_seeds'])} other seeds. Mean [95\\% bootstrap interval]; "
                          f"Spearman - noise: paired per text. Top-k: texts with more than k words."))
     return df
 
@@ -597,7 +597,7 @@ def explain_faithfulness_table(cfg: Config) -> pd.DataFrame:
     write_table(df, cfg, "explain_faithfulness", label=f"tab:explain-faithfulness-{cfg.name}",
                 caption=(f"Faithfulness of each variant's own LIME explanation, computed with that variant: "
                          f"AOPC comprehensiveness (higher is better) and sufficiency (lower is better) over "
-                         f"removing or keeping the top {fr}\% of the words, beside a random ranking; local "
+                         f"removing or keeping the top {fr}\\% of the words, beside a random ranking; local "
                          f"$R^2$ of LIME's ridge model; cost with {r['samples']} samples, variants interleaved "
                          f"(rows without faithfulness were explained on {len(r['cost_examples'])} texts for "
                          f"their cost only)."))
