@@ -56,3 +56,14 @@ def test_the_gpu_dtype_path_runs_on_the_cpu(tiny_model_dir, tokenizer, sentences
         assert set(rec["batch_size"]) == {"1", "2"} and rec["batch_size"]["2"]["n"] == 2
         assert rec["max_abs_logit_diff_vs_first"] < 0.1      # half precision moves logits, a little
     assert out["pytorch-cpu-bf16"]["max_abs_logit_diff_vs_first"] > 0
+
+
+def test_iobinding_latency_runs_with_the_cpu_provider(onnx_file, tokenizer, sentences):
+    # the code the ONNX Runtime CUDA / TensorRT measurement uses, exercised on the CPU
+    feed = B.fixed_length_batch(tokenizer, sentences, 16, 1)
+    rec = B.iobinding_latency(onnx_file, feed, reps=3, providers=["CPUExecutionProvider"], device="cpu", warmup=1)
+    assert rec["n"] == 3 and rec["providers"] == ["CPUExecutionProvider"]
+    direct = OrtPredictor(onnx_file, tokenizer, 64)._forward(feed)
+    np.testing.assert_allclose(rec["logits_row0"], direct.ravel()[:8], atol=1e-6)
+    if "CUDAExecutionProvider" not in B.available_providers():
+        assert "skipped" in B.iobinding_latency(onnx_file, feed, 1, ["CUDAExecutionProvider", "CPUExecutionProvider"])

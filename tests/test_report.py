@@ -36,3 +36,17 @@ def test_gpu_table_from_a_gpu_run_and_none_without(smoke_cfg, tiny_model_dir, to
     df = gpu_table(smoke_cfg)
     assert list(df.index) == list(run) and df.loc["pytorch-cpu-fp32", "same argmax"] == "100.0%"
     assert "CPU stand-in" in (smoke_cfg.tables_dir / "gpu.tex").read_text()
+
+
+def test_gpu_table_lists_onnxruntime_gpu_rows(smoke_cfg, tiny_onnx, tokenizer, sentences):
+    from utils.bench import fixed_length_batch, iobinding_latency
+    from utils.provenance import write_result
+    from utils.report import gpu_table
+
+    feed = fixed_length_batch(tokenizer, sentences, 16, 1)
+    rec = iobinding_latency(tiny_onnx[0], feed, 2, ["CPUExecutionProvider"], device="cpu", warmup=1)
+    write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": True, "onnxruntime": {
+        "CUDAExecutionProvider": {"onnx-fp32": rec, "onnx-int8-dynamic": {"skipped": "no kernel"}}}}})
+    df = gpu_table(smoke_cfg)
+    assert df.loc["onnx-int8-dynamic [CUDA]", "b1 median (ms)"] == "skipped"
+    assert float(df.loc["onnx-fp32 [CUDA]", "b1 median (ms)"]) == pytest.approx(rec["median_ms"], abs=0.01)

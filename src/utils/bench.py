@@ -140,6 +140,37 @@ def node_placement(path: str | os.PathLike, providers: list, feed: dict) -> dict
             "graph_nodes": len(graph.graph.node)}
 
 
+def iobinding_latency(path: str | os.PathLike, feed: dict, reps: int, providers: list, device: str = "cuda",
+                      warmup: int = 5) -> dict:
+    """ONNX Runtime latency with I/O binding: inputs copied to ``device`` once, outputs left there,
+    so the timing is the graph and its Memcpy nodes, not the host<->device copies of the feed.
+    ``device`` "cuda" with the CUDA / TensorRT providers; "cpu" with the CPU provider (how the
+    tests exercise it without a GPU)."""
+    import onnxruntime as ort
+
+    from .predict import ort_session
+
+    if providers[0] not in ort.get_available_providers():
+        return {"skipped": f"{providers[0]} is not available in this onnxruntime build"}
+    sess = ort_session(path, providers=providers)
+    active = sess.get_providers()
+    if active[0] != providers[0]:
+        return {"skipped": f"{providers[0]} unavailable; the session fell back to {active}"}
+    io = sess.io_binding()
+    for i in sess.get_inputs():
+        io.bind_ortvalue_input(i.name, ort.OrtValue.ortvalue_from_numpy(feed[i.name], device, 0))
+    for o in sess.get_outputs():
+        io.bind_output(o.name, device)
+    times = []
+    for k in range(reps + warmup):
+        t0 = time.perf_counter()
+        sess.run_with_iobinding(io)   # synchronous: returns once the device work is done
+        if k >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    logits = io.copy_outputs_to_cpu()[0]
+    return {**summarize(times), "providers": active, "logits_row0": [float(x) for x in np.ravel(logits)[:8]]}
+
+
 MEMORY_SNIPPET = """
 import resource, sys, time
 import psutil
@@ -270,11 +301,16 @@ def run_bench(cfg, progress: bool = True) -> dict:
     feed = fixed_length_batch(tok, texts, b.length, 1)
     result["placement"] = {}
     providers = [["CPUExecutionProvider"]]
-    if "CUDAExecutionProvider" in result["gpu"]["ort_providers"]:
-        providers.append(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    gpu_providers = [[p, "CPUExecutionProvider"] for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+                     if p in result["gpu"]["ort_providers"]]
     for n in names:
         if table[n][0] == "onnxruntime":
-            result["placement"][n] = [node_placement(table[n][1], p, feed) for p in providers]
+            result["placement"][n] = [node_placement(table[n][1], p, feed) for p in providers + gpu_providers]
+    if gpu_providers:   # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's
+        # dynamic INT8 (the negative control: its integer ops fall back to the CPU) included
+        result["gpu"]["onnxruntime"] = {
+            p[0]: {n: iobinding_latency(table[n][1], feed, b.reps, p, device="cuda")
+                   for n in names if table[n][0] == "onnxruntime"} for p in gpu_providers}
     if b.memory:
         result["memory"] = {n: fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
                             for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}

@@ -381,11 +381,25 @@ def placement_table(cfg: Config) -> pd.DataFrame:
 def gpu_table(cfg: Config):
     """PyTorch on the GPU per dtype (when bench.json holds a GPU run): latency, throughput and the
     logit change against FP32; None where the benchmark ran without a GPU."""
-    g = load_result(cfg, "bench")["gpu"]
-    if not g.get("pytorch"):
+    from .provenance import read_json
+
+    # a run of `python -m utils.gpu_bench` on a GPU machine, else the GPU part of `make bench`
+    own = cfg.results_dir / "bench_gpu.json"
+    g = read_json(own) if own.is_file() else load_result(cfg, "bench")["gpu"]
+    length = g.get("length") or load_result(cfg, "bench")["length"]
+    if not g.get("pytorch") and not g.get("onnxruntime"):
         return None
     rows = {}
-    for name, rec in g["pytorch"].items():
+    for prov, recs in (g.get("onnxruntime") or {}).items():   # batch 1, I/O binding
+        for n, v in recs.items():
+            place = [p for p in (g.get("placement") or {}).get(n, []) if p["providers"][0] == prov]
+            rows[f"{n} [{prov.replace('ExecutionProvider', '')}]"] = {
+                **({"b1 median (ms)": f"{v['median_ms']:.2f}", "b1 p90": f"{v['p90_ms']:.2f}"} if "median_ms" in v
+                   else {"b1 median (ms)": "skipped"}),
+                **({"nodes on GPU / CPU": f"{place[0]['nodes_per_provider'].get(prov, 0)} / "
+                                          f"{place[0]['nodes_per_provider'].get('CPUExecutionProvider', 0)}",
+                    "Memcpy": str(place[0]["memcpy_nodes"])} if place else {})}
+    for name, rec in (g.get("pytorch") or {}).items():
         row = {}
         for bsz, v in rec["batch_size"].items():
             row[f"b{bsz} median (ms)"] = f"{v['median_ms']:.2f}"
@@ -393,10 +407,11 @@ def gpu_table(cfg: Config):
         row["max |logit diff| vs fp32"] = f"{rec['max_abs_logit_diff_vs_first']:.1e}"
         row["same argmax"] = f"{rec['argmax_agreement_vs_first']:.1%}"
         rows[name] = row
-    df = pd.DataFrame(rows).T
+    df = pd.DataFrame(rows).T.fillna("--")
     write_table(df, cfg, "gpu", label=f"tab:gpu-{cfg.name}",
-                caption=f"PyTorch eager on {_tex_escape(g.get('torch_device') or 'the GPU')}, length "
-                        f"{load_result(cfg, 'bench')['length']}.")
+                caption=f"On {_tex_escape(g.get('torch_device') or 'the GPU')}, length {length}: ONNX Runtime "
+                        f"with I/O binding (batch 1; nodes per provider and Memcpy nodes from a profiled run) "
+                        f"and PyTorch eager per dtype.")
     return df
 
 
