@@ -265,12 +265,15 @@ REFERENCE = "pytorch-fp32"
 
 def variant_table(cfg: Config, baselines: bool = False) -> dict:
     """name -> (runtime, artifact path) for every variant: PyTorch FP32, the PyTorch fake-quant
-    QAT model, and every ONNX file (export + quantize steps). ``baselines`` adds PyTorch's own
-    dynamic INT8 (``torch.ao.quantization.quantize_dynamic``, built in memory from FP32)."""
+    QAT model, and every ONNX file (export + quantize steps). ``baselines`` adds what a user could
+    run instead, built in memory from FP32: PyTorch's own dynamic INT8
+    (``torch.ao.quantization.quantize_dynamic``) and PyTorch in bfloat16 (fast on CPUs with
+    AVX512-BF16 or AMX)."""
     q = load_result(cfg, "quantize")["variants"]
     table = {REFERENCE: ("pytorch", checkpoint_dir(cfg) / "model.safetensors")}
     if baselines:
         table["pytorch-int8-dynamic"] = ("pytorch", checkpoint_dir(cfg) / "model.safetensors")
+        table["pytorch-bf16"] = ("pytorch", checkpoint_dir(cfg) / "model.safetensors")
     table["pytorch-qat-fakequant"] = ("pytorch", cfg.artifacts_dir / "qat_fakequant.safetensors")
     table["onnx-fp32"] = ("onnxruntime", onnx_path(cfg, "fp32"))
     for name, v in q.items():
@@ -293,6 +296,9 @@ def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokeni
         model, tok = load_qat_model(cfg)
     else:
         model, tok = M.load_checkpoint(checkpoint_dir(cfg), attn="sdpa")
+        if name == "pytorch-bf16":
+            import torch
+            model = model.to(torch.bfloat16)
         if name == "pytorch-int8-dynamic":
             import warnings
 

@@ -247,6 +247,7 @@ def paper_macros(cfg: Config) -> Path:
             "BenchDynMs": fmt_ms("onnx-int8-dynamic"), "BenchDynVsOnnx": fmt_x("onnx-int8-dynamic"),
             "BenchQatMs": fmt_ms("onnx-int8-qat"), "BenchQatVsOnnx": fmt_x("onnx-int8-qat"),
             "BenchFQMs": fmt_ms("pytorch-qat-fakequant"), "BenchTorchDynMs": fmt_ms("pytorch-int8-dynamic"),
+            "BenchTorchBFMs": fmt_ms("pytorch-bf16"),
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "GPUNote": _tex_escape(b["gpu"].get("note", "GPU measured")),
         }
