@@ -281,6 +281,8 @@ def run_explain(cfg, progress: bool = True) -> dict:
     prs = {n: P.make_predictor(cfg, n, batch_size=ex.batch_size, tokenizer=tok) for n in variants + cost_only}
     ex_texts = [e["text"] for e in examples]
     own = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in prs.items()}
+    for e, p in zip(examples, own[ex.reference]):   # the label explained is the one predicted here
+        e["reference_pred"] = int(p)
     noise_seeds = [cfg.seed + 1000 * (j + 1) for j in range(ex.noise_seeds)]
     # cost-only variants (e.g. a slow baseline) are explained on a few examples spread evenly
     cost_at = set(np.unique(np.linspace(0, len(examples) - 1, min(ex.cost_examples, len(examples))).round()
