@@ -121,3 +121,29 @@ def test_evaluation_never_moves_activation_scales(tiny_model_dir, sentences):
     with torch.no_grad():
         model(**enc)
     assert QA.activation_scales(model) != before
+
+
+def test_integer_evaluation_is_the_integer_kernel(qat_model, sentences):
+    model, tok, _ = qat_model
+    lin = next(m for m in model.modules() if isinstance(m, QA.QATLinear))
+    x = torch.randn(3, 5, lin.in_features) * 2
+    got = QA.integer_linear(x, lin.act_fq, lin.w_fq, lin.weight, lin.bias)
+    # by hand, in integers: uint8 activations, int8 weights, an int64 sum, then the float32 scales
+    s_x, zp, s_w = float(lin.act_fq.scale), int(lin.act_fq.zero_point), lin.w_fq.scale.float()
+    qx = np.clip(np.rint(x.numpy() / np.float32(s_x)) + zp, 0, 255).astype(np.int64) - zp
+    qw = np.clip(np.rint(lin.weight.detach().numpy() / s_w.numpy()[:, None]), -127, 127).astype(np.int64)
+    want = (qx @ qw.T).astype(np.float32) * (np.float32(s_x) * s_w.numpy()) + lin.bias.detach().numpy()
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-6)
+    # the same function as fake quantization, up to float32 summation error
+    fq = lin(x)
+    np.testing.assert_allclose(got.numpy(), fq.detach().numpy(), atol=1e-4)
+    QA.set_integer_eval(model, True)
+    try:
+        a = TorchPredictor(model, tok, 32).predict_logits(sentences)
+    finally:
+        QA.set_integer_eval(model, False)
+    b = TorchPredictor(model, tok, 32).predict_logits(sentences)
+    assert not np.array_equal(a, b) and np.abs(a - b).max() < 1e-3
+    model.train()
+    assert torch.equal(lin(x), fq)            # training always uses the differentiable fake quantization
+    model.eval()

@@ -340,8 +340,17 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
         rows[name]["predictions"] = preds[name].tolist()
         rows[name]["confidence"] = np.round(confidences[name], 5).tolist()
     fq = preds["pytorch-qat-fakequant"]
+    # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then
+    # the float32 scales) instead of float32 sums of dequantized values
+    from .qat import set_integer_eval
+
+    qmodel, qtok = load_qat_model(cfg)
+    integer = TorchPredictor(set_integer_eval(qmodel), qtok, cfg.model.max_length, cfg.eval.batch_size,
+                             cfg.threads, name="pytorch-qat-integer").predict(texts, progress=progress)
     for name in ("onnx-int8-qat", "onnx-int8-qat-seed"):
         rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
+        rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == integer))
+    rows["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] = float(np.mean(integer == fq))
     payload = {"reference": REFERENCE, "labels": labels, "n_test": len(y),
                "majority_class_accuracy": float(np.bincount(y, minlength=len(labels)).max() / len(y)),
                "latency_note": (f"batch 1, {len(lat_texts)} test texts, tokenization excluded, variants "

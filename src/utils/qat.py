@@ -73,13 +73,36 @@ def table_fq() -> FakeQuantize:
 
 
 class QATLinear(nn.Linear):
-    """``nn.Linear`` whose input and weight pass through fake quantizers (same parameter names)."""
+    """``nn.Linear`` whose input and weight pass through fake quantizers (same parameter names).
+
+    ``integer_eval`` (off by default; see ``set_integer_eval``): in eval mode, compute the layer
+    as ONNX Runtime's integer kernel does instead of as a float product of dequantized values."""
 
     act_fq: FakeQuantize
     w_fq: FakeQuantize
+    integer_eval = False
 
     def forward(self, x):
+        if self.integer_eval and not self.training:
+            return integer_linear(x, self.act_fq, self.w_fq, self.weight, self.bias)
         return F.linear(self.act_fq(x), self.w_fq(self.weight), self.bias)
+
+
+@torch.no_grad()
+def integer_linear(x, act_fq: FakeQuantize, w_fq: FakeQuantize, weight, bias=None):
+    """What ``MatMulIntegerToFloat`` computes for a QDQ MatMul with these scales: x quantized to
+    uint8 (x / scale, rounded half to even, plus the zero point, saturated), weights to int8 with
+    their symmetric per-channel scales, the integer products summed exactly (in float64, exact far
+    beyond the int32 range any layer here reaches), then times scale_x * scale_w (float32), plus the
+    bias. Fake quantization computes the same sum in float32 over dequantized values; the ulp-level
+    difference is what flips a later rounding now and then (measured in the evaluation step)."""
+    w_fq(weight)                  # refresh the weight scales from the current weights
+    s_x, zp = act_fq.scale.float(), act_fq.zero_point.float()
+    s_w = w_fq.scale.float()
+    qx = torch.clamp(torch.round(x / s_x) + zp, ACT_QMIN, ACT_QMAX) - zp
+    qw = torch.clamp(torch.round(weight / s_w[:, None]), W_QMIN, W_QMAX)
+    out = torch.matmul(qx.double(), qw.double().T).float() * (s_x * s_w)
+    return out if bias is None else out + bias
 
 
 class QATEmbedding(nn.Embedding):
@@ -141,6 +164,14 @@ def set_observers(model, enabled: bool) -> None:
     for fq in fake_quantizers(model):
         if id(fq) in act:
             fq.enable_observer() if enabled else fq.disable_observer()
+
+
+def set_integer_eval(model, enabled: bool = True):
+    """Evaluate every quantized Linear with ONNX Runtime's integer arithmetic (``integer_linear``)."""
+    for m in model.modules():
+        if isinstance(m, QATLinear):
+            m.integer_eval = enabled
+    return model
 
 
 def set_fake_quant(model, enabled: bool) -> None:

@@ -267,6 +267,8 @@ def paper_macros(cfg: Config) -> Path:
         "QatMB": f"{qa['size_mb']:.1f}", "QatRatio": f"{ox['size_mb'] / qa['size_mb']:.2f}",
         "QatAgreeFQ": pct(qa["agreement_with_qat_fakequant"], 2),
         "QatSeedAgreeFQ": pct(qs["agreement_with_qat_fakequant"], 2),
+        "QatAgreeInt": pct(qa["agreement_with_qat_integer"], 2),
+        "QatSeedAgreeInt": pct(qs["agreement_with_qat_integer"], 2),
         "QatScalesEqual": f"{sm['activation_scales_equal']}", "QatLayers": f"{sm['layers']}",
         "FQMB": f"{fq['size_mb']:.1f}", "FQLatency": lat(fq), "FPLatency": lat(fp),
         "OnnxFPLatency": lat(ox), "QatLatency": lat(qa), "DynLatency": lat(q8),
