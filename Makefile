@@ -76,7 +76,7 @@ $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx &: notebooks/05_quantize.ipynb $(
 	$(call notebook,05_quantize)
 
 $(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
-		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py | $(STAMP)
+		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py $(LIB)/qat.py | $(STAMP)
 	$(call notebook,06_evaluate)
 
 $(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
