@@ -27,7 +27,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -72,7 +72,6 @@ class Explanation:
     texts_evaluated: int          # distinct perturbed texts the model predicted
     seed: int
     samples: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def pred(self) -> int:
