@@ -67,3 +67,9 @@ def test_iobinding_latency_runs_with_the_cpu_provider(onnx_file, tokenizer, sent
     np.testing.assert_allclose(rec["logits_row0"], direct.ravel()[:8], atol=1e-6)
     if "CUDAExecutionProvider" not in B.available_providers():
         assert "skipped" in B.iobinding_latency(onnx_file, feed, 1, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_gpu_provider_chains_prefer_tensorrt_and_fall_back_to_the_cpu():
+    assert B.gpu_provider_chains(["CPUExecutionProvider"]) == []
+    assert B.gpu_provider_chains(["CUDAExecutionProvider", "CPUExecutionProvider", "TensorrtExecutionProvider"]) == [
+        ["TensorrtExecutionProvider", "CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]]

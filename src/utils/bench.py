@@ -171,6 +171,24 @@ def iobinding_latency(path: str | os.PathLike, feed: dict, reps: int, providers:
     return {**summarize(times), "providers": active, "logits_row0": [float(x) for x in np.ravel(logits)[:8]]}
 
 
+GPU_EPS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def gpu_provider_chains(available: Sequence[str]) -> list:
+    """The GPU execution providers present, each with the CPU provider as its fallback."""
+    return [[p, "CPUExecutionProvider"] for p in GPU_EPS if p in available]
+
+
+def ort_gpu_runs(files: dict, feed: dict, reps: int, chains: list) -> tuple:
+    """For each ONNX file (name -> path) and GPU provider chain: the node placement of a profiled
+    run, and the latency with I/O binding. Returns (placement: name -> [record per chain],
+    latency: provider -> name -> record)."""
+    placement = {n: [node_placement(f, c, feed) for c in chains] for n, f in files.items()}
+    latency = {c[0]: {n: iobinding_latency(f, feed, reps, c, device="cuda") for n, f in files.items()}
+               for c in chains}
+    return placement, latency
+
+
 MEMORY_SNIPPET = """
 import resource, sys, time
 import psutil
@@ -299,18 +317,15 @@ def run_bench(cfg, progress: bool = True) -> dict:
         result["cpu"][key] = rec
         del preds
     feed = fixed_length_batch(tok, texts, b.length, 1)
-    result["placement"] = {}
-    providers = [["CPUExecutionProvider"]]
-    gpu_providers = [[p, "CPUExecutionProvider"] for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-                     if p in result["gpu"]["ort_providers"]]
-    for n in names:
-        if table[n][0] == "onnxruntime":
-            result["placement"][n] = [node_placement(table[n][1], p, feed) for p in providers + gpu_providers]
-    if gpu_providers:   # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's
-        # dynamic INT8 (the negative control: its integer ops fall back to the CPU) included
-        result["gpu"]["onnxruntime"] = {
-            p[0]: {n: iobinding_latency(table[n][1], feed, b.reps, p, device="cuda")
-                   for n in names if table[n][0] == "onnxruntime"} for p in gpu_providers}
+    onnx_files = {n: table[n][1] for n in names if table[n][0] == "onnxruntime"}
+    chains = gpu_provider_chains(result["gpu"]["ort_providers"])
+    # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's dynamic INT8 (the
+    # negative control: its integer ops fall back to the CPU) included
+    gpu_place, gpu_latency = ort_gpu_runs(onnx_files, feed, b.reps, chains)
+    result["placement"] = {n: [node_placement(f, ["CPUExecutionProvider"], feed)] + gpu_place[n]
+                           for n, f in onnx_files.items()}
+    if chains:
+        result["gpu"]["onnxruntime"] = gpu_latency
     if b.memory:
         result["memory"] = {n: fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
                             for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}

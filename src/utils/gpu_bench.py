@@ -50,7 +50,7 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
     """PyTorch per dtype and ONNX Runtime GPU providers on ``device``; {"skipped": why} without one."""
     import pandas as pd
 
-    from .bench import fixed_length_batch, gpu_status, iobinding_latency, node_placement, torch_dtype_latency
+    from .bench import fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
     from .modeling import load_tokenizer
 
     status = gpu_status()
@@ -66,15 +66,10 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
            "weights": "stored in FP16 for transport, run as each dtype below",
            "pytorch": torch_dtype_latency(ckpt, tok, texts, b.length, b.batch_sizes, reps, device=device)}
     feed = fixed_length_batch(tok, texts, b.length, 1)
-    gpu_eps = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in status["ort_providers"]]
-    out["onnxruntime"], out["placement"] = {}, {}
-    for f in sorted(pack_dir.glob("*.onnx")):
-        name = f"onnx-{f.stem}"
-        out["placement"][name] = [node_placement(f, [p, "CPUExecutionProvider"], feed) for p in gpu_eps]
-        for p in gpu_eps:
-            out["onnxruntime"].setdefault(p, {})[name] = iobinding_latency(f, feed, reps, [p, "CPUExecutionProvider"],
-                                                                           device="cuda")
-    if not gpu_eps:
+    chains = gpu_provider_chains(status["ort_providers"])
+    files = {f"onnx-{f.stem}": f for f in sorted(pack_dir.glob("*.onnx"))}
+    out["placement"], out["onnxruntime"] = ort_gpu_runs(files, feed, reps, chains)
+    if not chains:
         out["onnxruntime_note"] = "onnxruntime has no CUDA / TensorRT provider here (install onnxruntime-gpu)"
     return out
 

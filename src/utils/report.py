@@ -388,8 +388,9 @@ def gpu_table(cfg: Config):
 
     # a run of `python -m utils.gpu_bench` on a GPU machine, else the GPU part of `make bench`
     own = cfg.results_dir / "bench_gpu.json"
-    g = read_json(own) if own.is_file() else load_result(cfg, "bench")["gpu"]
-    length = g.get("length") or load_result(cfg, "bench")["length"]
+    bench = load_result(cfg, "bench")
+    g = read_json(own) if own.is_file() else bench["gpu"]
+    length = g.get("length", bench["length"])
     if not g.get("pytorch") and not g.get("onnxruntime"):
         return None
     rows = {}
@@ -468,7 +469,7 @@ def explain_example_figure(cfg: Config):
         wr = np.asarray(r["explanations"][ref][i]["weights"][label])
         words = _example_words(e["text"])
         order = np.argsort(-np.abs(wr), kind="stable")[:10][::-1]
-        lim = max(np.abs(wr).max(), *(np.abs(r["explanations"][v][i]["weights"][label]).max() for v in (cmp_,)))
+        lim = max(np.abs(wr).max(), np.abs(r["explanations"][cmp_][i]["weights"][label]).max())
         for col, v in enumerate((ref, cmp_)):
             x = r["explanations"][v][i]
             w = np.asarray(x["weights"][label])
