@@ -32,6 +32,49 @@ def test_time_calls_interleaves_every_predictor(onnx_file, tiny_model_dir, token
     assert s["n"] == 5 and s["p10_ms"] <= s["median_ms"] <= s["p99_ms"]
 
 
+class _Recorder:
+    """A real predictor that also records which input (by identity) it was given, in call order."""
+
+    def __init__(self, pred, log, index):
+        self.pred, self.log, self.index = pred, log, index
+
+    def _forward(self, enc):
+        self.log.append((self.pred.name, self.index[id(enc)]))
+        return self.pred._forward(enc)
+
+
+def test_time_calls_in_blocks_warm_each_block_and_rotate_the_order(onnx_file, tiny_model_dir, tokenizer, sentences):
+    model, _ = load_checkpoint(tiny_model_dir)
+    inputs = [B.fixed_length_batch(tokenizer, sentences, 16, 1, offset=i) for i in range(7)]
+    index, log = {id(e): i for i, e in enumerate(inputs)}, []
+    preds = {"torch": _Recorder(TorchPredictor(model, tokenizer, 64, name="torch"), log, index),
+             "ort": _Recorder(OrtPredictor(onnx_file, tokenizer, 64, name="ort", spinning=True), log, index)}
+    t = B.time_calls(preds, inputs, reps=7, warmup=1, block=3, block_warmup=2)
+    assert {k: len(v) for k, v in t.items()} == {"torch": 7, "ort": 7}
+    assert log[:2] == [("torch", 0), ("ort", 0)]                  # one warm-up call each
+    # blocks of 3 timed calls (the last one short), each after 2 untimed calls on the block's own
+    # inputs (cycled); the order rotates every block
+    expected = []
+    for order, start in ((["torch", "ort"], 0), (["ort", "torch"], 3), (["torch", "ort"], 6)):
+        for n in order:
+            expected += [(n, start), (n, (start + 1) % 7)] + [(n, i) for i in range(start, min(start + 3, 7))]
+    assert log[2:] == expected
+
+
+def test_predecessor_effect_splits_every_call_by_the_runtime_before_it(onnx_file, tiny_model_dir, tokenizer,
+                                                                       sentences):
+    model, _ = load_checkpoint(tiny_model_dir)
+    preds = {"torch": TorchPredictor(model, tokenizer, 64), "ort-a": OrtPredictor(onnx_file, tokenizer, 64),
+             "ort-b": OrtPredictor(onnx_file, tokenizer, 64)}
+    runtimes = {"torch": "pytorch", "ort-a": "onnxruntime", "ort-b": "onnxruntime"}
+    inputs = [B.fixed_length_batch(tokenizer, sentences, 16, 1, offset=i) for i in range(4)]
+    res = B.predecessor_effect(preds, runtimes, inputs, reps=12, seed=0)
+    assert all(r["n"] == 12 for r in res.values())
+    assert sum(a["n"] for r in res.values() for a in r["after"].values()) == 3 * 12 - 1
+    assert set(res["torch"]["after"]) <= {"pytorch", "onnxruntime"}
+    assert res["ort-a"]["after"]["pytorch"]["n"] > 0 and res["ort-a"]["after"]["onnxruntime"]["n"] > 0
+
+
 def test_cpu_placement_has_no_memcpy(onnx_file, tokenizer, sentences):
     feed = B.fixed_length_batch(tokenizer, sentences, 16, 1)
     rec = B.node_placement(onnx_file, ["CPUExecutionProvider"], feed)

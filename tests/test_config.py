@@ -78,3 +78,11 @@ def test_every_shipped_profile_loads():
     assert {"default", "smoke", "indobert-gpu"} <= set(names)
     for n in names:
         assert load_config(n, root=root).name == n
+
+
+def test_bench_call_by_call_with_spinning_threads_is_refused():
+    with pytest.raises(ConfigError, match="spinning"):
+        load_config("smoke", overrides={"bench": {"block": 1, "spinning": True}})
+    assert load_config("smoke", overrides={"bench": {"block": 1, "spinning": False}}).bench.block == 1
+    with pytest.raises(ConfigError, match="block_warmup"):
+        load_config("smoke", overrides={"bench": {"block_warmup": -1}})

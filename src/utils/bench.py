@@ -1,8 +1,9 @@
 """Latency measurement and what ONNX Runtime actually runs.
 
-``interleaved_latency`` times several predictors on the same inputs, one call each in
-turn (round-robin), so drift on a shared machine hits all of them alike; it reports
-median and percentiles. ``session_ops`` lists the operators of the graph ONNX Runtime
+``time_calls`` times several predictors on the same inputs, interleaved (in blocks of calls
+or call by call), so drift on a shared machine hits all of them alike; ``predecessor_effect``
+measures what interleaving call by call costs (the previous runtime's threads still hold the
+cores); ``interleaved_latency`` is the quick call-by-call look the evaluation uses. ``session_ops`` lists the operators of the graph ONNX Runtime
 executes after its own optimizations (e.g. DequantizeLinear + MatMul fused into
 MatMulIntegerToFloat), which is the proof that an INT8 file runs integer kernels.
 """
@@ -75,20 +76,55 @@ def fixed_length_batch(tokenizer, texts: Sequence[str], length: int, batch: int,
             "token_type_ids": np.zeros_like(input_ids)}
 
 
-def time_calls(predictors: dict, inputs: Sequence[dict], reps: int, warmup: int = 3) -> dict:
-    """Round-robin timing of ``predictor._forward`` on pre-encoded ``inputs`` (cycled), ms."""
+def time_calls(predictors: dict, inputs: Sequence[dict], reps: int, warmup: int = 3, block: int = 1,
+               block_warmup: int = 2) -> dict:
+    """Interleaved timing of ``predictor._forward`` on pre-encoded ``inputs`` (cycled), ms.
+
+    ``block=1``: round-robin call by call, the order rotating every call. ``block>1``: each predictor
+    in turn runs ``block_warmup`` untimed calls and then ``block`` timed ones, the order rotating every
+    block. Blocks keep a model's own threads and caches as a server running it would; the untimed
+    calls absorb the previous model's threads still busy on the cores (see ``predecessor_effect``).
+    Either way every predictor sees the same inputs and drift is spread over all of them."""
     names = list(predictors)
     for n in names:
         for enc in inputs[:warmup]:
             predictors[n]._forward(enc)
     times = {n: [] for n in names}
+    for j, start in enumerate(range(0, reps, block)):
+        for n in names[j % len(names):] + names[:j % len(names)]:
+            if block > 1:
+                for i in range(start, start + block_warmup):
+                    predictors[n]._forward(inputs[i % len(inputs)])
+            for i in range(start, min(start + block, reps)):
+                enc = inputs[i % len(inputs)]
+                t0 = time.perf_counter()
+                predictors[n]._forward(enc)
+                times[n].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def predecessor_effect(predictors: dict, runtimes: dict, inputs: Sequence[dict], reps: int, seed: int = 0) -> dict:
+    """Call by call, in a new random order for every input: each predictor's latency overall and
+    split by the runtime (``runtimes[name]``) of the call just before it. A runtime whose threads
+    keep spinning after its call (PyTorch's OpenMP pool) slows whichever model runs next."""
+    rng = np.random.default_rng(seed)
+    names = list(predictors)
+    times = {n: [] for n in names}
+    after = {n: {} for n in names}
+    prev = None
     for i in range(reps):
         enc = inputs[i % len(inputs)]
-        for n in names[i % len(names):] + names[:i % len(names)]:
+        for k in rng.permutation(len(names)):
+            n = names[k]
             t0 = time.perf_counter()
             predictors[n]._forward(enc)
-            times[n].append((time.perf_counter() - t0) * 1e3)
-    return times
+            dt = (time.perf_counter() - t0) * 1e3
+            times[n].append(dt)
+            if prev is not None:
+                after[n].setdefault(runtimes[prev], []).append(dt)
+            prev = n
+    return {n: {**summarize(times[n]), "after": {rt: summarize(v) for rt, v in sorted(after[n].items())}}
+            for n in names}
 
 
 # --------------------------------------------------------------------------- processes, providers
@@ -286,17 +322,25 @@ def run_bench(cfg, progress: bool = True) -> dict:
     tok = load_tokenizer(str(checkpoint_dir(cfg)))
     texts = D.load_splits(cfg)["test"]["text"].tolist()[:512]
     all_threads = cfg.threads
-    result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status()}
+    result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status(),
+              "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
+                           "reps": b.reps, "rounds": b.rounds,
+                           "description": (f"variants interleaved in blocks of {b.block} timed calls after "
+                                           f"{b.block_warmup} untimed ones, the order rotating every block"
+                                           if b.block > 1 else "variants interleaved call by call")}}
+    blocks = {"block": b.block, "block_warmup": b.block_warmup}
+    # throughput: fewer, longer calls; two blocks each so the drift is still shared
+    thr_blocks = {"block": min(b.block, max(1, b.throughput_reps // 2)), "block_warmup": min(1, b.block_warmup)}
     for threads in [t or all_threads for t in b.threads]:
         key = f"threads_{threads}"
         torch.set_num_threads(threads)
-        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok) for n in
+        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning) for n in
                  tqdm(names, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
         head = [fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
         rounds = []
         for _ in tqdm(range(b.rounds if threads == all_threads else 1), desc="headline rounds",
                       disable=not progress, leave=False):
-            rounds.append(time_calls(preds, head, b.reps))
+            rounds.append(time_calls(preds, head, b.reps, **blocks))
         rec = {"headline": {}}
         for n in names:
             medians = [float(np.median(r[n])) for r in rounds]
@@ -306,14 +350,24 @@ def run_bench(cfg, progress: bool = True) -> dict:
             rec["seq_length"] = {}
             for L in tqdm(b.seq_lengths, desc="sequence lengths", disable=not progress, leave=False):
                 inputs = [fixed_length_batch(tok, texts, L, 1, offset=i) for i in range(b.reps)]
-                t = time_calls(preds, inputs, b.reps)
+                t = time_calls(preds, inputs, b.reps, **blocks)
                 rec["seq_length"][str(L)] = {n: summarize(t[n]) for n in names}
             rec["batch_size"] = {}
             for B in tqdm(b.batch_sizes, desc="batch sizes", disable=not progress, leave=False):
                 inputs = [fixed_length_batch(tok, texts, b.length, B, offset=i * B) for i in range(b.throughput_reps)]
-                t = time_calls(preds, inputs, b.throughput_reps, warmup=1)
+                t = time_calls(preds, inputs, b.throughput_reps, warmup=1, **thr_blocks)
                 rec["batch_size"][str(B)] = {n: {**summarize(t[n]), "texts_per_s": 1e3 * B / float(np.median(t[n]))}
                                              for n in names}
+            if b.per_call_check:
+                # the other protocol, call by call: ORT may not spin there (its pools would fight), and
+                # each latency is split by the runtime of the call before it
+                runtimes = {n: table[n][0] for n in names}
+                quiet = {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=False)
+                             if runtimes[n] == "onnxruntime" else preds[n]) for n in names}
+                for p in quiet.values():
+                    p._forward(head[0])
+                rec["per_call"] = predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)
+                del quiet
         result["cpu"][key] = rec
         del preds
     feed = fixed_length_batch(tok, texts, b.length, 1)
@@ -337,5 +391,10 @@ def run_bench(cfg, progress: bool = True) -> dict:
                                       for n in names if "onnx-fp32" in ref}
     result["speedup_vs_pytorch_fp32"] = {n: ref["pytorch-fp32"]["median_ms"] / ref[n]["median_ms"]
                                          for n in names if "pytorch-fp32" in ref}
+    if "onnx-fp32" in ref:   # per round: drift common to a round cancels in the ratio
+        fp = ref["onnx-fp32"]["round_medians_ms"]
+        rr = {n: [a / c for a, c in zip(fp, ref[n]["round_medians_ms"])] for n in names}
+        result["speedup_vs_onnx_fp32_rounds"] = {
+            n: {"ratios": r, "spread": (max(r) - min(r)) / float(np.median(r))} for n, r in rr.items()}
     write_result(cfg, "bench", result, threads=all_threads)
     return result

@@ -105,6 +105,11 @@ class BenchConfig:
     reps: int = 60                    # timed calls per variant and setting (after warm-up)
     throughput_reps: int = 10
     rounds: int = 5                   # headline measured this many times: run-to-run spread
+    block: int = 10                   # timed calls per variant in a row (1: round-robin call by call)
+    block_warmup: int = 2             # untimed calls before each block: absorb the previous model's threads
+    spinning: bool = True             # ORT intra-op threads busy-wait between ops (its default)
+    per_call_check: bool = True       # also one round call by call, random order, ORT not spinning:
+                                      # the cost of the previous call's threads, measured
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
     variants: Optional[list] = None   # None: every variant
     memory: bool = True               # peak RSS of a fresh process per variant
@@ -326,6 +331,13 @@ def _validate(cfg: Config) -> None:
     if x.reference in x.cost_variants or x.cost_examples < 1:
         raise ConfigError(f"explain.cost_variants cannot hold the reference {x.reference!r}, and "
                           f"explain.cost_examples must be >= 1 (got {x.cost_examples})")
+    bb = cfg.bench
+    if bb.block < 1 or bb.block_warmup < 0 or bb.reps < 1 or bb.rounds < 1:
+        raise ConfigError(f"bench: block, reps, rounds >= 1 and block_warmup >= 0, got block={bb.block}, "
+                          f"block_warmup={bb.block_warmup}, reps={bb.reps}, rounds={bb.rounds}")
+    if bb.block == 1 and bb.spinning:
+        raise ConfigError("bench: block 1 (call by call) with spinning ORT threads measures contention: the "
+                          "previous model's spinning threads hold the cores; set bench.spinning: false")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 

@@ -281,8 +281,9 @@ def variant_table(cfg: Config, baselines: bool = False) -> dict:
     return table
 
 
-def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokenizer=None):
-    """The predictor of one variant by name (see ``variant_table``)."""
+def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokenizer=None, spinning: bool = False):
+    """The predictor of one variant by name (see ``variant_table``); ``spinning``: ONNX Runtime's
+    threads busy-wait between ops (its default; off unless one model runs at a time)."""
     threads = threads or cfg.threads
     bs = batch_size or cfg.eval.batch_size
     table = variant_table(cfg, baselines=True)
@@ -291,7 +292,7 @@ def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokeni
     runtime, path = table[name]
     if runtime == "onnxruntime":
         tok = tokenizer or M.load_tokenizer(str(checkpoint_dir(cfg)))
-        return OrtPredictor(path, tok, cfg.model.max_length, bs, threads, name=name)
+        return OrtPredictor(path, tok, cfg.model.max_length, bs, threads, name=name, spinning=spinning)
     if name == "pytorch-qat-fakequant":
         model, tok = load_qat_model(cfg)
     else:

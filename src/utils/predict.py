@@ -90,7 +90,8 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
     """An ONNX Runtime session; a missing or corrupt file gets one clear error.
 
     ``spinning=False`` stops the intra-op threads from busy-waiting after each run: with
-    several models measured in turn, a spinning pool steals the cores of the next model."""
+    several models called in turn, a spinning pool steals the cores of the next model.
+    ``spinning=True`` is ONNX Runtime's default, what a server running one model gets."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -118,10 +119,11 @@ class OrtPredictor(Predictor):
     name = "onnx"
 
     def __init__(self, path: str | os.PathLike, tokenizer, max_length: int, batch_size: int = 64,
-                 threads: Optional[int] = None, providers: Optional[list] = None, name: Optional[str] = None):
+                 threads: Optional[int] = None, providers: Optional[list] = None, name: Optional[str] = None,
+                 spinning: bool = False):
         super().__init__(tokenizer, max_length, batch_size)
         self.path = Path(path)
-        self.session = ort_session(path, threads=threads, providers=providers)
+        self.session = ort_session(path, threads=threads, providers=providers, spinning=spinning)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.name = name or self.path.stem
 
