@@ -80,9 +80,12 @@ def test_every_shipped_profile_loads():
         assert load_config(n, root=root).name == n
 
 
-def test_bench_call_by_call_with_spinning_threads_is_refused():
+def test_bench_spinning_threads_need_blocks_with_untimed_calls():
     with pytest.raises(ConfigError, match="spinning"):
         load_config("smoke", overrides={"bench": {"block": 1, "spinning": True}})
+    with pytest.raises(ConfigError, match="spinning"):
+        load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 0, "spinning": True}})
+    assert load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 2, "spinning": True}}).bench.spinning
     assert load_config("smoke", overrides={"bench": {"block": 1, "spinning": False}}).bench.block == 1
     with pytest.raises(ConfigError, match="block_warmup"):
         load_config("smoke", overrides={"bench": {"block_warmup": -1}})

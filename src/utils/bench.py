@@ -77,7 +77,7 @@ def fixed_length_batch(tokenizer, texts: Sequence[str], length: int, batch: int,
 
 
 def time_calls(predictors: dict, inputs: Sequence[dict], reps: int, warmup: int = 3, block: int = 1,
-               block_warmup: int = 2) -> dict:
+               block_warmup: int = 0) -> dict:
     """Interleaved timing of ``predictor._forward`` on pre-encoded ``inputs`` (cycled), ms.
 
     ``block=1``: round-robin call by call, the order rotating every call. ``block>1``: each predictor
@@ -92,9 +92,8 @@ def time_calls(predictors: dict, inputs: Sequence[dict], reps: int, warmup: int 
     times = {n: [] for n in names}
     for j, start in enumerate(range(0, reps, block)):
         for n in names[j % len(names):] + names[:j % len(names)]:
-            if block > 1:
-                for i in range(start, start + block_warmup):
-                    predictors[n]._forward(inputs[i % len(inputs)])
+            for i in range(start, start + block_warmup):
+                predictors[n]._forward(inputs[i % len(inputs)])
             for i in range(start, min(start + block, reps)):
                 enc = inputs[i % len(inputs)]
                 t0 = time.perf_counter()
@@ -325,12 +324,12 @@ def run_bench(cfg, progress: bool = True) -> dict:
     result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status(),
               "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
                            "reps": b.reps, "rounds": b.rounds,
-                           "description": (f"variants interleaved in blocks of {b.block} timed calls after "
-                                           f"{b.block_warmup} untimed ones, the order rotating every block"
-                                           if b.block > 1 else "variants interleaved call by call")}}
+                           "description": (f"variants interleaved in turns of {b.block} timed call(s) after "
+                                           f"{b.block_warmup} untimed one(s), the order rotating every turn; "
+                                           f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning")}}
     blocks = {"block": b.block, "block_warmup": b.block_warmup}
-    # throughput: fewer, longer calls; two blocks each so the drift is still shared
-    thr_blocks = {"block": min(b.block, max(1, b.throughput_reps // 2)), "block_warmup": min(1, b.block_warmup)}
+    # throughput: fewer, longer calls (a spinning tail is a small part of them): two blocks per variant
+    thr_blocks = {"block": max(b.block, b.throughput_reps // 2), "block_warmup": min(1, b.block_warmup)}
     for threads in [t or all_threads for t in b.threads]:
         key = f"threads_{threads}"
         torch.set_num_threads(threads)
@@ -359,11 +358,11 @@ def run_bench(cfg, progress: bool = True) -> dict:
                 rec["batch_size"][str(B)] = {n: {**summarize(t[n]), "texts_per_s": 1e3 * B / float(np.median(t[n]))}
                                              for n in names}
             if b.per_call_check:
-                # the other protocol, call by call: ORT may not spin there (its pools would fight), and
-                # each latency is split by the runtime of the call before it
+                # call by call, no untimed calls, a random order: each latency split by the runtime of the
+                # call before it, which is what the untimed calls of the headline protocol absorb
                 runtimes = {n: table[n][0] for n in names}
                 quiet = {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=False)
-                             if runtimes[n] == "onnxruntime" else preds[n]) for n in names}
+                             if runtimes[n] == "onnxruntime" and b.spinning else preds[n]) for n in names}
                 for p in quiet.values():
                     p._forward(head[0])
                 rec["per_call"] = predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)

@@ -105,9 +105,9 @@ class BenchConfig:
     reps: int = 60                    # timed calls per variant and setting (after warm-up)
     throughput_reps: int = 10
     rounds: int = 5                   # headline measured this many times: run-to-run spread
-    block: int = 10                   # timed calls per variant in a row (1: round-robin call by call)
-    block_warmup: int = 2             # untimed calls before each block: absorb the previous model's threads
-    spinning: bool = True             # ORT intra-op threads busy-wait between ops (its default)
+    block: int = 2                    # timed calls per variant in a row (1: round-robin call by call)
+    block_warmup: int = 1             # untimed calls before each block: absorb the previous model's threads
+    spinning: bool = False            # ORT intra-op threads busy-wait between ops (ORT's own default)
     per_call_check: bool = True       # also one round call by call, random order, ORT not spinning:
                                       # the cost of the previous call's threads, measured
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
@@ -335,9 +335,9 @@ def _validate(cfg: Config) -> None:
     if bb.block < 1 or bb.block_warmup < 0 or bb.reps < 1 or bb.rounds < 1:
         raise ConfigError(f"bench: block, reps, rounds >= 1 and block_warmup >= 0, got block={bb.block}, "
                           f"block_warmup={bb.block_warmup}, reps={bb.reps}, rounds={bb.rounds}")
-    if bb.block == 1 and bb.spinning:
-        raise ConfigError("bench: block 1 (call by call) with spinning ORT threads measures contention: the "
-                          "previous model's spinning threads hold the cores; set bench.spinning: false")
+    if bb.spinning and (bb.block < 2 or bb.block_warmup < 1):
+        raise ConfigError("bench: spinning ORT threads need block >= 2 and block_warmup >= 1, or the previous "
+                          "model's spinning threads hold the cores during timed calls; or set bench.spinning: false")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 
