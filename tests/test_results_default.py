@@ -101,6 +101,19 @@ def test_bench_covers_every_variant_with_stable_medians():
     assert {"pytorch-fp32", "pytorch-int8-dynamic", "onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat"} <= set(head)
     assert all(len(v["round_medians_ms"]) >= 3 for v in head.values())
     assert all(rec[0]["memcpy_nodes"] == 0 for rec in b["placement"].values())      # CPU provider only
+    assert b["protocol"]["block_warmup"] >= 1 and not b["protocol"]["ort_spinning"]
+    assert set(b["speedup_vs_onnx_fp32_rounds"]) == set(head)
+
+
+def test_the_call_by_call_round_shows_what_the_untimed_calls_absorb():
+    # the paper's sentence: an ONNX Runtime call after a PyTorch call is slower than after another ONNX one
+    b = read_json(RES / "bench.json")
+    cpu = b["cpu"][f"threads_{b['provenance']['threads']}"]
+    per = cpu["per_call"]
+    assert set(per) == set(cpu["headline"]) and all(v["n"] == b["protocol"]["reps"] for v in per.values())
+    onnx = [v["after"] for n, v in per.items() if n.startswith("onnx")]
+    slower = [a["pytorch"]["median_ms"] > a["onnxruntime"]["median_ms"] for a in onnx]
+    assert sum(slower) > len(slower) / 2
 
 
 def test_explanations_cover_100_examples_with_the_same_neighbourhood_and_a_noise_floor():

@@ -394,7 +394,7 @@ def _protocol(r: dict) -> str:
 
 
 def protocol_table(cfg: Config):
-    """The headline measured two ways: in blocks (the reported numbers) and call by call in a random
+    """The headline measured two ways: in turns (the reported numbers) and call by call in a random
     order, the latter split by the runtime of the previous call. None without the call-by-call round."""
     r = load_result(cfg, "bench")
     cpu = _bench_all_threads(r)
@@ -405,16 +405,16 @@ def protocol_table(cfg: Config):
     rows = {}
     for n, v in per.items():
         after = v["after"]
-        rows[n] = {"blocks (ms)": f"{head[n]['median_ms']:.2f}", "call by call (ms)": f"{v['median_ms']:.2f}",
+        rows[n] = {"in turns (ms)": f"{head[n]['median_ms']:.2f}", "call by call (ms)": f"{v['median_ms']:.2f}",
                    **{f"after {rt} (ms)": f"{a['median_ms']:.2f} (n={a['n']})" for rt, a in after.items()},
-                   "x ONNX fp32, blocks": f"{head[ref]['median_ms'] / head[n]['median_ms']:.2f}" if ref in head else "--",
+                   "x ONNX fp32, in turns": f"{head[ref]['median_ms'] / head[n]['median_ms']:.2f}" if ref in head else "--",
                    "x ONNX fp32, call by call": f"{per[ref]['median_ms'] / v['median_ms']:.2f}" if ref in per else "--"}
     df = pd.DataFrame(rows).T.fillna("--")
     write_table(df, cfg, "bench_protocol", label=f"tab:bench-protocol-{cfg.name}",
                 caption=(f"The headline (batch 1, length {r['length']}, {r['provenance']['threads']} threads) "
-                         f"measured two ways in one run: {_protocol(r)} (the reported numbers), and call by call "
-                         f"in a new random order per input with ONNX Runtime's threads not spinning, each call "
-                         f"also split by the runtime of the call before it."))
+                         f"measured two ways in one run. As reported: {_protocol(r)}. Call by call: a new random "
+                         f"order for every input, no untimed calls, ONNX Runtime's threads not spinning; each "
+                         f"call also split by the runtime of the call before it (n: calls)."))
     return df
 
 
