@@ -83,6 +83,20 @@ def test_cpu_placement_has_no_memcpy(onnx_file, tokenizer, sentences):
     assert 0 < rec["nodes_per_provider"]["CPUExecutionProvider"] <= rec["graph_nodes"]
 
 
+def test_operator_times_add_up_and_show_integer_matmuls_after_quantization(onnx_file, tokenizer, sentences, tmp_path):
+    from utils.quantize import quantize_dynamic_int8
+
+    feed = B.fixed_length_batch(tokenizer, sentences, 16, 1)
+    fp = B.node_placement(onnx_file, ["CPUExecutionProvider"], feed, reps=3, threads=1)
+    assert fp["profiled_runs"] == 3
+    assert fp["kernel_ms"] == pytest.approx(sum(fp["op_ms"].values()))
+    assert 0 < fp["matmul_ms"] < fp["kernel_ms"] and "MatMul" in fp["op_ms"]
+    q8 = B.node_placement(quantize_dynamic_int8(onnx_file, tmp_path / "int8.onnx"), ["CPUExecutionProvider"], feed,
+                          reps=3, threads=1)
+    integer = {"MatMulIntegerToFloat", "DynamicQuantizeMatMul", "MatMulInteger"}
+    assert integer & set(q8["op_ms"]) and q8["matmul_ms"] > 0
+
+
 def test_gpu_status_explains_a_skip():
     st = B.gpu_status()
     assert "CPUExecutionProvider" in st["ort_providers"]

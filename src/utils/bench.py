@@ -146,9 +146,16 @@ def gpu_status() -> dict:
     return out
 
 
-def node_placement(path: str | os.PathLike, providers: list, feed: dict) -> dict:
-    """Nodes each execution provider ran, and the Memcpy nodes ONNX Runtime inserted between
-    providers, read from one profiled run."""
+# operator types that compute a matrix product (float or integer), for the time breakdown
+MATMUL_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "MatMulIntegerToFloat",
+                        "DynamicQuantizeMatMul", "QLinearMatMul", "QGemm", "MatMulNBits"})
+
+
+def node_placement(path: str | os.PathLike, providers: list, feed: dict, reps: int = 1,
+                   threads: Optional[int] = None) -> dict:
+    """Nodes each execution provider ran, the Memcpy nodes ONNX Runtime inserted between providers,
+    and the kernel time per operator type (ms per call, mean of ``reps`` profiled runs after a first
+    one), read from ONNX Runtime's profiler; threads not spinning, as in the benchmark."""
     import json
 
     import onnxruntime as ort
@@ -159,20 +166,32 @@ def node_placement(path: str | os.PathLike, providers: list, feed: dict) -> dict
         so.profile_file_prefix = str(Path(d) / "prof")
         so.log_severity_level = 3
         so.optimized_model_filepath = str(Path(d) / "optimized.onnx")
+        if threads:
+            so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(str(path), so, providers=providers)
-        sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})
+        run_feed = {i.name: feed[i.name] for i in sess.get_inputs()}
+        for _ in range(1 + reps):
+            sess.run(None, run_feed)
         events = json.loads(Path(sess.end_profiling()).read_text())
         graph = onnx.load(so.optimized_model_filepath)
     per_provider: Counter = Counter()
-    seen = set()
+    runs: dict = {}
     for e in events:
         args = e.get("args", {})
-        if e.get("cat") == "Node" and "provider" in args and e["name"] not in seen:
-            seen.add(e["name"])
-            per_provider[args["provider"]] += 1
+        if e.get("cat") == "Node" and "provider" in args:
+            runs.setdefault(e["name"], []).append(e)
+    op_ms: Counter = Counter()
+    for evs in runs.values():
+        per_provider[evs[0]["args"]["provider"]] += 1
+        for e in sorted(evs, key=lambda e: e["ts"])[1:]:     # the first run is cold
+            op_ms[e["args"]["op_name"]] += e["dur"] / 1e3 / reps
     memcpy = sum(1 for n in graph.graph.node if n.op_type.startswith("Memcpy"))
+    op_ms = dict(op_ms.most_common())
     return {"providers": providers, "nodes_per_provider": dict(per_provider), "memcpy_nodes": memcpy,
-            "graph_nodes": len(graph.graph.node)}
+            "graph_nodes": len(graph.graph.node), "profiled_runs": reps, "op_ms": op_ms,
+            "kernel_ms": float(sum(op_ms.values())),
+            "matmul_ms": float(sum(v for k, v in op_ms.items() if k in MATMUL_OPS))}
 
 
 def iobinding_latency(path: str | os.PathLike, feed: dict, reps: int, providers: list, device: str = "cuda",
@@ -375,8 +394,11 @@ def run_bench(cfg, progress: bool = True) -> dict:
     # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's dynamic INT8 (the
     # negative control: its integer ops fall back to the CPU) included
     gpu_place, gpu_latency = ort_gpu_runs(onnx_files, feed, b.reps, chains)
-    result["placement"] = {n: [node_placement(f, ["CPUExecutionProvider"], feed)] + gpu_place[n]
-                           for n, f in onnx_files.items()}
+    # CPU: every node's provider, and where the time of a call goes, per operator type
+    result["placement"] = {n: [node_placement(f, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20),
+                                              threads=all_threads)] + gpu_place[n]
+                           for n, f in tqdm(onnx_files.items(), desc="placement + operator times",
+                                            disable=not progress, leave=False)}
     if chains:
         result["gpu"]["onnxruntime"] = gpu_latency
     if b.memory:

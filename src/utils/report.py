@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .bench import MATMUL_OPS
 from .config import Config
 from .provenance import atomic_path, load_result
 
@@ -287,6 +288,20 @@ def _protocol_macros(b: dict, best: str) -> dict:
         out["BestIntRatioSpread"] = f"{100 * rr[best]['spread']:.1f}"
         out["BenchMaxRatioSpread"] = f"{100 * max(v['spread'] for v in rr.values()):.1f}"
         out["BenchBlock"], out["BenchBlockWarmup"] = str(b["protocol"]["block"]), str(b["protocol"]["block_warmup"])
+    one = b["cpu"].get("threads_1", {}).get("headline", {})
+    head = _bench_all_threads(b)["headline"]
+    if {"onnx-fp32", best} <= set(one) and b["provenance"]["threads"] != 1:
+        out["BestIntVsOnnxOneThread"] = f"{one['onnx-fp32']['median_ms'] / one[best]['median_ms']:.2f}"
+        out["OnnxFPThreadGain"] = f"{one['onnx-fp32']['median_ms'] / head['onnx-fp32']['median_ms']:.2f}"
+        out["BestIntThreadGain"] = f"{one[best]['median_ms'] / head[best]['median_ms']:.2f}"
+    ops = _cpu_op_times(b)
+    if {"onnx-fp32", best} <= set(ops):
+        fp, q = ops["onnx-fp32"], ops[best]
+        out.update({"FPKernelMs": f"{fp['kernel_ms']:.1f}", "FPMatmulMs": f"{fp['matmul_ms']:.1f}",
+                    "IntKernelMs": f"{q['kernel_ms']:.1f}", "IntMatmulMs": f"{q['matmul_ms']:.1f}",
+                    "FPOtherMs": f"{fp['kernel_ms'] - fp['matmul_ms']:.1f}",
+                    "IntOtherMs": f"{q['kernel_ms'] - q['matmul_ms']:.1f}",
+                    "MatmulSpeedup": f"{fp['matmul_ms'] / q['matmul_ms']:.2f}"})
     if per and "onnx-fp32" in per:
         out["PerCallBestVsOnnx"] = f"{per['onnx-fp32']['median_ms'] / per[best]['median_ms']:.2f}"
         slow = [v["after"]["pytorch"]["median_ms"] / v["after"]["onnxruntime"]["median_ms"] - 1
@@ -338,6 +353,37 @@ def bench_figure(cfg: Config):
     axes[2].tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     save_figure(fig, cfg, "benchmark")
+    return fig
+
+
+def _cpu_op_times(r: dict) -> dict:
+    """variant -> the CPU placement record with operator times (bench.json from before has none)."""
+    return {n: recs[0] for n, recs in r.get("placement", {}).items() if "op_ms" in recs[0]}
+
+
+def op_time_figure(cfg: Config):
+    """Where a batch-1 call's kernel time goes, per operator type, for every ONNX variant on the CPU."""
+    r = load_result(cfg, "bench")
+    ops = _cpu_op_times(r)
+    if not ops:
+        return None
+    df = pd.DataFrame({n: rec["op_ms"] for n, rec in ops.items()}).T.fillna(0.0)
+    top = df.sum().sort_values(ascending=False).index[:8].tolist()
+    df = df[top].assign(other=df.drop(columns=top).sum(axis=1))
+    df = df.loc[df.sum(axis=1).sort_values().index]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(df) + 1.8))
+    left = np.zeros(len(df))
+    palette = sns.color_palette("tab10", len(df.columns))
+    for color, op in zip(palette, df.columns):
+        ax.barh(df.index, df[op], left=left, color=color, label=op, hatch="//" if op in MATMUL_OPS else None,
+                edgecolor="white", linewidth=0.5)
+        left += df[op].to_numpy()
+    ax.set(xlabel=f"kernel time per call (ms), batch 1, length {r['length']}, {r['provenance']['threads']} threads",
+           title="Where the time goes (ONNX Runtime profiler; hatched: matrix products)")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, cfg, "op_times")
     return fig
 
 
@@ -719,7 +765,7 @@ def render_all(cfg: Config) -> list:
                     "do not edit.\n"]
     steps = {"data": (data_figure, data_table), "train_fp32": (training_figure,),
              "quantize": (quantize_table,), "evaluate": (evaluation_figure, evaluation_table, paper_macros),
-             "bench": (bench_figure, tradeoff_figure, bench_table, protocol_table, placement_table, gpu_table),
+             "bench": (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, placement_table, gpu_table),
              "explain": (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
                          explain_agreement_table, explain_faithfulness_table, explain_html, paper_macros)}
     for step, fns in steps.items():
