@@ -307,8 +307,8 @@ def _protocol_macros(b: dict, best: str) -> dict:
         slow = [v["after"]["pytorch"]["median_ms"] / v["after"]["onnxruntime"]["median_ms"] - 1
                 for n, v in per.items() if n.startswith("onnx") and {"pytorch", "onnxruntime"} <= set(v["after"])]
         if slow:
-            out["OnnxAfterTorchMin"] = f"{100 * min(slow):.0f}"
-            out["OnnxAfterTorchMax"] = f"{100 * max(slow):.0f}"
+            out["OnnxAfterTorchMin"] = f"{100 * min(slow):+.0f}"
+            out["OnnxAfterTorchMax"] = f"{100 * max(slow):+.0f}"
             out["OnnxAfterTorchMedian"] = f"{100 * float(np.median(slow)):.0f}"
     return out
 
