@@ -1,11 +1,13 @@
 """Latency measurement and what ONNX Runtime actually runs.
 
-``time_calls`` times several predictors on the same inputs, interleaved (in blocks of calls
-or call by call), so drift on a shared machine hits all of them alike; ``predecessor_effect``
-measures what interleaving call by call costs (the previous runtime's threads still hold the
-cores); ``interleaved_latency`` is the quick call-by-call look the evaluation uses. ``session_ops`` lists the operators of the graph ONNX Runtime
-executes after its own optimizations (e.g. DequantizeLinear + MatMul fused into
-MatMulIntegerToFloat), which is the proof that an INT8 file runs integer kernels.
+``time_calls`` times several predictors on the same inputs, interleaved in short turns, so
+drift on a shared machine hits all of them alike; ``predecessor_effect`` measures what the
+previous runtime's threads, still busy on the cores, cost a call; ``interleaved_latency`` is the
+quick call-by-call look the evaluation uses. ``node_placement`` reads ONNX Runtime's profiler:
+which provider ran each node, Memcpy nodes, kernel time per operator type. ``session_ops`` lists
+the operators of the graph ONNX Runtime executes after its own optimizations (e.g.
+DequantizeLinear + MatMul fused into MatMulIntegerToFloat), which is the proof that an INT8 file
+runs integer kernels.
 """
 from __future__ import annotations
 
@@ -80,11 +82,10 @@ def time_calls(predictors: dict, inputs: Sequence[dict], reps: int, warmup: int 
                block_warmup: int = 0) -> dict:
     """Interleaved timing of ``predictor._forward`` on pre-encoded ``inputs`` (cycled), ms.
 
-    ``block=1``: round-robin call by call, the order rotating every call. ``block>1``: each predictor
-    in turn runs ``block_warmup`` untimed calls and then ``block`` timed ones, the order rotating every
-    block. Blocks keep a model's own threads and caches as a server running it would; the untimed
-    calls absorb the previous model's threads still busy on the cores (see ``predecessor_effect``).
-    Either way every predictor sees the same inputs and drift is spread over all of them."""
+    Each predictor in turn runs ``block_warmup`` untimed calls and then ``block`` timed ones, the
+    order rotating every turn (``block=1, block_warmup=0``: plain round-robin call by call). The
+    untimed calls absorb the previous model's threads still busy on the cores (see
+    ``predecessor_effect``). Every predictor sees the same inputs; drift is spread over all of them."""
     names = list(predictors)
     for n in names:
         for enc in inputs[:warmup]:

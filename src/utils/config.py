@@ -107,7 +107,7 @@ class BenchConfig:
     rounds: int = 5                   # headline measured this many times: run-to-run spread
     block: int = 2                    # timed calls per variant in a row (1: round-robin call by call)
     block_warmup: int = 1             # untimed calls before each block: absorb the previous model's threads
-    spinning: bool = False            # ORT intra-op threads busy-wait between ops (ORT's own default)
+    spinning: bool = False            # ORT intra-op threads busy-wait between ops (on in ORT itself)
     per_call_check: bool = True       # also one round call by call, random order, ORT not spinning:
                                       # the cost of the previous call's threads, measured
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
