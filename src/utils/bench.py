@@ -147,6 +147,9 @@ def gpu_status() -> dict:
     return out
 
 
+# the spinning check: blocks long enough, and enough untimed calls, for a spinning pool to settle
+SPIN_BLOCK, SPIN_WARMUP = 10, 2
+
 # operator types that compute a matrix product (float or integer), for the time breakdown
 MATMUL_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "MatMulIntegerToFloat",
                         "DynamicQuantizeMatMul", "QLinearMatMul", "QGemm", "MatMulNBits"})
@@ -387,6 +390,17 @@ def run_bench(cfg, progress: bool = True) -> dict:
                     p._forward(head[0])
                 rec["per_call"] = predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)
                 del quiet
+            if b.spinning_check:
+                # ORT's own default: threads busy-wait between ops, as a server running one model has
+                # them; long blocks with 2 untimed calls first, so a pool still spinning from the
+                # previous model has stopped before the timed calls
+                runtimes = {n: table[n][0] for n in names}
+                spin = {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=True)
+                            if runtimes[n] == "onnxruntime" and not b.spinning else preds[n]) for n in names}
+                t = time_calls(spin, head, b.reps, warmup=1, block=SPIN_BLOCK, block_warmup=SPIN_WARMUP)
+                rec["spinning"] = {"block": SPIN_BLOCK, "block_warmup": SPIN_WARMUP,
+                                   "variants": {n: summarize(t[n]) for n in names}}
+                del spin
         result["cpu"][key] = rec
         del preds
     feed = fixed_length_batch(tok, texts, b.length, 1)

@@ -110,6 +110,8 @@ class BenchConfig:
     spinning: bool = False            # ORT intra-op threads busy-wait between ops (on in ORT itself)
     per_call_check: bool = True       # also one round call by call, random order, ORT not spinning:
                                       # the cost of the previous call's threads, measured
+    spinning_check: bool = True       # also one round with ORT's threads spinning (its default), in
+                                      # blocks of 10 timed calls after 2 untimed ones: a one-model server
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
     variants: Optional[list] = None   # None: every variant
     memory: bool = True               # peak RSS of a fresh process per variant

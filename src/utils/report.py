@@ -302,6 +302,12 @@ def _protocol_macros(b: dict, best: str) -> dict:
                     "FPOtherMs": f"{fp['kernel_ms'] - fp['matmul_ms']:.1f}",
                     "IntOtherMs": f"{q['kernel_ms'] - q['matmul_ms']:.1f}",
                     "MatmulSpeedup": f"{fp['matmul_ms'] / q['matmul_ms']:.2f}"})
+    spin = _bench_all_threads(b).get("spinning", {}).get("variants", {})
+    if {"onnx-fp32", best} <= set(spin):
+        out.update({"SpinOnnxFPMs": f"{spin['onnx-fp32']['median_ms']:.1f}",
+                    "SpinBestIntMs": f"{spin[best]['median_ms']:.1f}",
+                    "SpinBestIntVsOnnx": f"{spin['onnx-fp32']['median_ms'] / spin[best]['median_ms']:.2f}",
+                    "SpinBlock": str(_bench_all_threads(b)["spinning"]["block"])})
     if per and "onnx-fp32" in per:
         out["PerCallBestVsOnnx"] = f"{per['onnx-fp32']['median_ms'] / per[best]['median_ms']:.2f}"
         slow = [v["after"]["pytorch"]["median_ms"] / v["after"]["onnxruntime"]["median_ms"] - 1
@@ -440,27 +446,34 @@ def _protocol(r: dict) -> str:
 
 
 def protocol_table(cfg: Config):
-    """The headline measured two ways: in turns (the reported numbers) and call by call in a random
-    order, the latter split by the runtime of the previous call. None without the call-by-call round."""
+    """The headline measured several ways in one run: in turns (the reported numbers), call by call in
+    a random order (split by the runtime of the previous call), and with ONNX Runtime's threads
+    spinning where bench.json has that round. None without the call-by-call round."""
     r = load_result(cfg, "bench")
     cpu = _bench_all_threads(r)
     per = cpu.get("per_call")
     if not per:
         return None
     head, ref = cpu["headline"], "onnx-fp32"
+    spin = cpu.get("spinning", {}).get("variants", {})
+    ratio = lambda rec, n: f"{rec[ref]['median_ms'] / rec[n]['median_ms']:.2f}" if ref in rec else "--"  # noqa: E731
     rows = {}
     for n, v in per.items():
         after = v["after"]
         rows[n] = {"in turns (ms)": f"{head[n]['median_ms']:.2f}", "call by call (ms)": f"{v['median_ms']:.2f}",
                    **{f"after {rt} (ms)": f"{a['median_ms']:.2f} (n={a['n']})" for rt, a in after.items()},
-                   "x ONNX fp32, in turns": f"{head[ref]['median_ms'] / head[n]['median_ms']:.2f}" if ref in head else "--",
-                   "x ONNX fp32, call by call": f"{per[ref]['median_ms'] / v['median_ms']:.2f}" if ref in per else "--"}
+                   **({"ORT spinning (ms)": f"{spin[n]['median_ms']:.2f}"} if n in spin else {}),
+                   "x ONNX fp32, in turns": ratio(head, n), "x ONNX fp32, call by call": ratio(per, n),
+                   **({"x ONNX fp32, spinning": ratio(spin, n)} if n in spin else {})}
     df = pd.DataFrame(rows).T.fillna("--")
     write_table(df, cfg, "bench_protocol", label=f"tab:bench-protocol-{cfg.name}",
                 caption=(f"The headline (batch 1, length {r['length']}, {r['provenance']['threads']} threads) "
-                         f"measured two ways in one run. As reported: {_protocol(r)}. Call by call: a new random "
+                         f"measured several ways in one run. As reported: {_protocol(r)}. Call by call: a new random "
                          f"order for every input, no untimed calls, ONNX Runtime's threads not spinning; each "
-                         f"call also split by the runtime of the call before it (n: calls)."))
+                         f"call also split by the runtime of the call before it (n: calls)."
+                         + (f" ORT spinning: ONNX Runtime's threads busy-waiting between operators (its default, "
+                            f"what a server running one model gets), blocks of {cpu['spinning']['block']} timed "
+                            f"calls after {cpu['spinning']['block_warmup']} untimed ones." if spin else "")))
     return df
 
 
