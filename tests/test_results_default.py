@@ -114,6 +114,8 @@ def test_the_call_by_call_round_shows_what_the_untimed_calls_absorb():
     onnx = [v["after"] for n, v in per.items() if n.startswith("onnx")]
     slower = [a["pytorch"]["median_ms"] > a["onnxruntime"]["median_ms"] for a in onnx]
     assert sum(slower) > len(slower) / 2
+    spin = cpu["spinning"]
+    assert spin["block_warmup"] >= 1 and set(spin["variants"]) == set(cpu["headline"])
 
 
 def test_explanations_cover_100_examples_with_the_same_neighbourhood_and_a_noise_floor():
