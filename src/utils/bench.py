@@ -380,12 +380,17 @@ def run_bench(cfg, progress: bool = True) -> dict:
                 t = time_calls(preds, inputs, b.throughput_reps, warmup=1, **thr_blocks)
                 rec["batch_size"][str(B)] = {n: {**summarize(t[n]), "texts_per_s": 1e3 * B / float(np.median(t[n]))}
                                              for n in names}
+            runtimes = {n: table[n][0] for n in names}
+
+            def with_spinning(spinning: bool) -> dict:
+                """The loaded predictors, ONNX Runtime ones reloaded where their spinning differs."""
+                return {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=spinning)
+                            if runtimes[n] == "onnxruntime" and b.spinning != spinning else preds[n]) for n in names}
+
             if b.per_call_check:
                 # call by call, no untimed calls, a random order: each latency split by the runtime of the
                 # call before it, which is what the untimed calls of the headline protocol absorb
-                runtimes = {n: table[n][0] for n in names}
-                quiet = {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=False)
-                             if runtimes[n] == "onnxruntime" and b.spinning else preds[n]) for n in names}
+                quiet = with_spinning(False)
                 for p in quiet.values():
                     p._forward(head[0])
                 rec["per_call"] = predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)
@@ -394,9 +399,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
                 # ORT's own default: threads busy-wait between ops, as a server running one model has
                 # them; long blocks with 2 untimed calls first, so a pool still spinning from the
                 # previous model has stopped before the timed calls
-                runtimes = {n: table[n][0] for n in names}
-                spin = {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=True)
-                            if runtimes[n] == "onnxruntime" and not b.spinning else preds[n]) for n in names}
+                spin = with_spinning(True)
                 t = time_calls(spin, head, b.reps, warmup=1, block=SPIN_BLOCK, block_warmup=SPIN_WARMUP)
                 rec["spinning"] = {"block": SPIN_BLOCK, "block_warmup": SPIN_WARMUP,
                                    "variants": {n: summarize(t[n]) for n in names}}

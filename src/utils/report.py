@@ -282,14 +282,15 @@ def paper_macros(cfg: Config) -> Path:
 
 def _protocol_macros(b: dict, best: str) -> dict:
     """Paper numbers on how the variants were interleaved, where bench.json records it."""
-    rr, per = b.get("speedup_vs_onnx_fp32_rounds"), _bench_all_threads(b).get("per_call")
+    cpu = _bench_all_threads(b)
+    rr, per = b.get("speedup_vs_onnx_fp32_rounds"), cpu.get("per_call")
     out = {}
     if rr:
         out["BestIntRatioSpread"] = f"{100 * rr[best]['spread']:.1f}"
         out["BenchMaxRatioSpread"] = f"{100 * max(v['spread'] for v in rr.values()):.1f}"
         out["BenchBlock"], out["BenchBlockWarmup"] = str(b["protocol"]["block"]), str(b["protocol"]["block_warmup"])
     one = b["cpu"].get("threads_1", {}).get("headline", {})
-    head = _bench_all_threads(b)["headline"]
+    head = cpu["headline"]
     if {"onnx-fp32", best} <= set(one) and b["provenance"]["threads"] != 1:
         out["BestIntVsOnnxOneThread"] = f"{one['onnx-fp32']['median_ms'] / one[best]['median_ms']:.2f}"
         out["OnnxFPThreadGain"] = f"{one['onnx-fp32']['median_ms'] / head['onnx-fp32']['median_ms']:.2f}"
@@ -302,12 +303,12 @@ def _protocol_macros(b: dict, best: str) -> dict:
                     "FPOtherMs": f"{fp['kernel_ms'] - fp['matmul_ms']:.1f}",
                     "IntOtherMs": f"{q['kernel_ms'] - q['matmul_ms']:.1f}",
                     "MatmulSpeedup": f"{fp['matmul_ms'] / q['matmul_ms']:.2f}"})
-    spin = _bench_all_threads(b).get("spinning", {}).get("variants", {})
+    spin = cpu.get("spinning", {}).get("variants", {})
     if {"onnx-fp32", best} <= set(spin):
         out.update({"SpinOnnxFPMs": f"{spin['onnx-fp32']['median_ms']:.1f}",
                     "SpinBestIntMs": f"{spin[best]['median_ms']:.1f}",
                     "SpinBestIntVsOnnx": f"{spin['onnx-fp32']['median_ms'] / spin[best]['median_ms']:.2f}",
-                    "SpinBlock": str(_bench_all_threads(b)["spinning"]["block"])})
+                    "SpinBlock": str(cpu["spinning"]["block"])})
     if per and "onnx-fp32" in per:
         out["PerCallBestVsOnnx"] = f"{per['onnx-fp32']['median_ms'] / per[best]['median_ms']:.2f}"
         slow = [v["after"]["pytorch"]["median_ms"] / v["after"]["onnxruntime"]["median_ms"] - 1
