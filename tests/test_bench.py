@@ -107,12 +107,23 @@ def test_gpu_status_explains_a_skip():
 def test_the_gpu_dtype_path_runs_on_the_cpu(tiny_model_dir, tokenizer, sentences):
     # the code the GPU run uses (fp32 / fp16 / bf16 PyTorch), exercised here on the CPU
     out = B.torch_dtype_latency(tiny_model_dir, tokenizer, sentences, 16, [1, 2], reps=2, device="cpu", warmup=1)
-    assert list(out) == ["pytorch-cpu-fp32", "pytorch-cpu-fp16", "pytorch-cpu-bf16"]
+    assert list(out) == ["pytorch-cpu-fp32", "pytorch-cpu-fp16", "pytorch-cpu-bf16", "pytorch-cpu-int8"]
     assert out["pytorch-cpu-fp32"]["max_abs_logit_diff_vs_first"] == 0.0
     for rec in out.values():
         assert set(rec["batch_size"]) == {"1", "2"} and rec["batch_size"]["2"]["n"] == 2
-        assert rec["max_abs_logit_diff_vs_first"] < 0.1      # half precision moves logits, a little
+        assert rec["max_abs_logit_diff_vs_first"] < 0.1      # half precision / int8 move logits, a little
+        assert "cuda_graph" not in rec                      # CUDA graphs only on CUDA
     assert out["pytorch-cpu-bf16"]["max_abs_logit_diff_vs_first"] > 0
+    # int8: the 2 x 6 encoder linears and the pooler in integers, the 3-label head (3 % 8) kept in float
+    assert out["pytorch-cpu-int8"]["int8_linears"] == 13 and out["pytorch-cpu-int8"]["float_linears"] == ["classifier"]
+    assert out["pytorch-cpu-int8"]["max_abs_logit_diff_vs_first"] > 0
+
+
+def test_a_variant_that_fails_records_its_error_and_the_others_run(tiny_model_dir, tokenizer, sentences, monkeypatch):
+    monkeypatch.setitem(B.TORCH_VARIANTS, "bad", ("float128", False))   # no such torch dtype
+    out = B.torch_dtype_latency(tiny_model_dir, tokenizer, sentences, 16, [1], reps=1, device="cpu", warmup=0,
+                                dtypes=("bad", "fp32"))
+    assert "float128" in out["pytorch-cpu-bad"]["error"] and out["pytorch-cpu-fp32"]["batch_size"]["1"]["n"] == 1
 
 
 def test_iobinding_latency_runs_with_the_cpu_provider(onnx_file, tokenizer, sentences):

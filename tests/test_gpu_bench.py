@@ -23,7 +23,7 @@ def _pack(tmp_path, tiny_model_dir, tiny_onnx, sentences):
 def test_run_measures_every_dtype_from_a_pack(smoke_cfg, tmp_path, tiny_model_dir, tiny_onnx, sentences):
     d = _pack(tmp_path, tiny_model_dir, tiny_onnx, sentences)
     res = gpu_bench.run(smoke_cfg, d, device="cpu", reps=2)
-    assert list(res["pytorch"]) == ["pytorch-cpu-fp32", "pytorch-cpu-fp16", "pytorch-cpu-bf16"]
+    assert list(res["pytorch"]) == ["pytorch-cpu-fp32", "pytorch-cpu-fp16", "pytorch-cpu-bf16", "pytorch-cpu-int8"]
     assert set(res["pytorch"]["pytorch-cpu-fp16"]["batch_size"]) == {str(b) for b in smoke_cfg.bench.batch_sizes}
     if "CUDAExecutionProvider" not in res["ort_providers"]:
         assert "onnxruntime-gpu" in res["onnxruntime_note"] and res["onnxruntime"] == {}

@@ -280,46 +280,97 @@ def fresh_process_memory(profile: str, variant: str, threads: int, root: str) ->
 
 
 # --------------------------------------------------------------------------- the benchmark step
-DTYPES = ("fp32", "fp16", "bf16")
+# PyTorch on the GPU: each name -> (dtype of the model, int8 weights and activations in its linears)
+TORCH_VARIANTS = {"fp32": ("float32", False), "fp16": ("float16", False), "bf16": ("bfloat16", False),
+                  "int8": ("float16", True)}
+DTYPES = tuple(TORCH_VARIANTS)
+
+
+def _graph_latency(model, enc: dict, reps: int, warmup: int, eager_logits) -> dict:
+    """Latency of one CUDA graph replay of the forward pass on static inputs (no kernel-launch
+    overhead: what a server that captures its model gets), and how far its logits are from eager's."""
+    import torch
+
+    static = {k: v.clone() for k, v in enc.items() if k != "attention_mask"}   # all ones: no mask needed
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            model(**static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = model(**static).logits
+    times = []
+    for i in range(reps + warmup):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        graph.replay()
+        torch.cuda.synchronize()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return {**summarize(times), "max_abs_logit_diff_vs_eager": float((out.float() - eager_logits.float()).abs().max())}
 
 
 def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: int, device: str = "cuda",
-                        dtypes=DTYPES, warmup: int = 5) -> dict:
-    """PyTorch eager (sdpa attention) in each of ``dtypes`` on ``device``: latency per batch size,
-    and how far the logits move from FP32's on the same inputs. Written for the GPU, where it
-    runs with whatever PyTorch / transformers that machine has; it runs on the CPU too, which
-    is how the tests exercise it without a GPU."""
+                        dtypes=DTYPES, warmup: int = 5, graphs: bool = True) -> dict:
+    """PyTorch eager (sdpa attention) per variant of ``TORCH_VARIANTS`` on ``device``: latency per
+    batch size, and how far the logits move from the first variant's (FP32) on the same inputs.
+    ``int8``: every linear layer with int8 weights and per-token int8 activations (``torch_int8``),
+    the rest in fp16. On CUDA, with ``graphs``, also the latency of a CUDA graph replay of the same
+    forward pass. Written for the GPU, where it runs with whatever PyTorch / transformers that
+    machine has; it runs on the CPU too, which is how the tests exercise it without a GPU. A variant
+    that fails records its error and the others still run."""
     import torch
 
     from .modeling import load_checkpoint
+    from .torch_int8 import quantize_w8a8
 
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
-    types = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    cuda = str(device).startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     probe = fixed_length_batch(tok, texts, length, max(batch_sizes))
     out, ref = {}, None
     for name in dtypes:
-        model, _ = load_checkpoint(Path(checkpoint), attn="sdpa")
-        model = model.to(device, dtype=types[name]).eval()
-        res = {}
-        with torch.inference_mode():
-            for b in batch_sizes:
-                enc = {k: torch.from_numpy(v).to(device) for k, v in fixed_length_batch(tok, texts, length, b).items()}
-                times = []
-                for i in range(reps + warmup):
-                    sync()
-                    t0 = time.perf_counter()
-                    model(**enc)
-                    sync()
-                    if i >= warmup:
-                        times.append((time.perf_counter() - t0) * 1e3)
-                res[str(b)] = {**summarize(times), "texts_per_s": 1e3 * b / float(np.median(times))}
-            logits = model(**{k: torch.from_numpy(v).to(device) for k, v in probe.items()}).logits.float().cpu().numpy()
-        ref = logits if ref is None else ref
-        out[f"pytorch-{device.split(':')[0]}-{name}"] = {
-            "batch_size": res, "max_abs_logit_diff_vs_first": float(np.abs(logits - ref).max()),
-            "argmax_agreement_vs_first": float(np.mean(logits.argmax(-1) == ref.argmax(-1)))}
-        del model
-        if str(device).startswith("cuda"):
+        dtype, int8 = TORCH_VARIANTS[name]
+        key = f"pytorch-{device.split(':')[0]}-{name}"
+        try:
+            model, _ = load_checkpoint(Path(checkpoint), attn="sdpa")
+            model = model.to(device, dtype=getattr(torch, dtype)).eval()
+            rec = {"dtype": dtype}
+            if int8:
+                layers = quantize_w8a8(model)
+                rec["int8_linears"], rec["float_linears"] = len(layers["quantized"]), layers["kept"]
+            res, graph_res = {}, {}
+            with torch.inference_mode():
+                for b in batch_sizes:
+                    enc = {k: torch.from_numpy(v).to(device) for k, v in fixed_length_batch(tok, texts, length, b).items()}
+                    times = []
+                    for i in range(reps + warmup):
+                        sync()
+                        t0 = time.perf_counter()
+                        logits = model(**enc).logits
+                        sync()
+                        if i >= warmup:
+                            times.append((time.perf_counter() - t0) * 1e3)
+                    res[str(b)] = {**summarize(times), "texts_per_s": 1e3 * b / float(np.median(times))}
+                    if cuda and graphs:
+                        try:
+                            g = _graph_latency(model, enc, reps, warmup, logits)
+                            graph_res[str(b)] = {**g, "texts_per_s": 1e3 * b / g["median_ms"]}
+                        except Exception as e:  # noqa: BLE001 - recorded; eager numbers stand
+                            graph_res[str(b)] = {"error": f"{type(e).__name__}: {e}"[:500]}
+                logits = model(**{k: torch.from_numpy(v).to(device) for k, v in probe.items()}).logits
+                logits = logits.float().cpu().numpy()
+            ref = logits if ref is None else ref
+            rec.update({"batch_size": res, "max_abs_logit_diff_vs_first": float(np.abs(logits - ref).max()),
+                        "argmax_agreement_vs_first": float(np.mean(logits.argmax(-1) == ref.argmax(-1)))})
+            if graph_res:
+                rec["cuda_graph"] = graph_res
+            out[key] = rec
+            del model
+        except Exception as e:  # noqa: BLE001 - one dtype that fails (e.g. no bf16 kernels) loses only itself
+            out[key] = {"error": f"{type(e).__name__}: {e}"[:500]}
+        if cuda:
             torch.cuda.empty_cache()
     return out
 

@@ -518,10 +518,16 @@ def gpu_table(cfg: Config):
                                           f"{place[0]['nodes_per_provider'].get('CPUExecutionProvider', 0)}",
                     "Memcpy": str(place[0]["memcpy_nodes"])} if place else {})}
     for name, rec in (g.get("pytorch") or {}).items():
+        if "error" in rec:
+            rows[name] = {"b1 median (ms)": "failed"}
+            continue
         row = {}
         for bsz, v in rec["batch_size"].items():
             row[f"b{bsz} median (ms)"] = f"{v['median_ms']:.2f}"
             row[f"b{bsz} texts/s"] = f"{v['texts_per_s']:.0f}"
+            graph = rec.get("cuda_graph", {}).get(bsz)
+            if graph:
+                row[f"b{bsz} graph (ms)"] = f"{graph['median_ms']:.2f}" if "median_ms" in graph else "failed"
         row["max |logit diff| vs fp32"] = f"{rec['max_abs_logit_diff_vs_first']:.1e}"
         row["same argmax"] = f"{rec['argmax_agreement_vs_first']:.1%}"
         rows[name] = row
@@ -529,7 +535,8 @@ def gpu_table(cfg: Config):
     write_table(df, cfg, "gpu", label=f"tab:gpu-{cfg.name}",
                 caption=f"On {_tex_escape(g.get('torch_device') or 'the GPU')}, length {length}: ONNX Runtime "
                         f"with I/O binding (batch 1; nodes per provider and Memcpy nodes from a profiled run) "
-                        f"and PyTorch eager per dtype.")
+                        f"and PyTorch eager per dtype (int8: int8 weights and per-token int8 activations in every linear layer, "
+                        f"integer products, the rest in fp16); graph: one CUDA graph replay of the same forward pass.")
     return df
 
 
