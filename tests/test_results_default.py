@@ -144,3 +144,16 @@ def test_lime_on_int8_is_at_least_twice_as_fast_as_on_pytorch_fp32():
     assert x["throughput_baseline"] == "pytorch-fp32"
     best = max(v["throughput_vs_baseline"] for n, v in x["cost"].items() if "int8" in n)
     assert best >= 2.0
+
+
+def test_the_run_history_holds_the_committed_run_among_runs_measured_alike():
+    # the paper's run-to-run sentence and table are drawn from these
+    from utils import bench_runs as R
+    from utils.config import load_config
+
+    cfg = load_config("default")
+    this = R.summary(read_json(RES / "bench.json"))
+    runs = R.read_runs(cfg)
+    assert (this["date"], this["commit"]) in {(r["date"], r["commit"]) for r in runs}
+    same = R.comparable(runs, this)
+    assert len(same) >= 2 and this in same

@@ -376,15 +376,17 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
 
 
 def run_bench(cfg, progress: bool = True) -> dict:
-    """Latency over sequence lengths, throughput over batch sizes, thread counts, run-to-run
-    spread, node placement, session creation and fresh-process memory, for every variant; GPU
+    """Latency over sequence lengths, throughput over batch sizes, thread counts, spread over
+    rounds (and the run appended to the run-to-run history), node placement, session creation and fresh-process memory, for every variant; GPU
     paths when a GPU is present (skipped with a note otherwise)."""
     import torch
 
     from . import data as D
     from .modeling import load_tokenizer
+    from .bench_runs import record as record_run
+    from .bench_runs import relative_range
     from .pipeline import checkpoint_dir, make_predictor, variant_table
-    from .provenance import write_result
+    from .provenance import read_json, write_result
 
     b = cfg.bench
     table = variant_table(cfg, baselines=True)
@@ -418,7 +420,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
         for n in names:
             medians = [float(np.median(r[n])) for r in rounds]
             rec["headline"][n] = {**summarize([t for r in rounds for t in r[n]]), "round_medians_ms": medians,
-                                  "spread": (max(medians) - min(medians)) / float(np.median(medians))}
+                                  "spread": relative_range(medians)}
         if threads == all_threads:
             rec["seq_length"] = {}
             for L in tqdm(b.seq_lengths, desc="sequence lengths", disable=not progress, leave=False):
@@ -485,6 +487,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
         fp = ref["onnx-fp32"]["round_medians_ms"]
         rr = {n: [a / c for a, c in zip(fp, ref[n]["round_medians_ms"])] for n in names}
         result["speedup_vs_onnx_fp32_rounds"] = {
-            n: {"ratios": r, "spread": (max(r) - min(r)) / float(np.median(r))} for n, r in rr.items()}
-    write_result(cfg, "bench", result, threads=all_threads)
+            n: {"ratios": r, "spread": relative_range(r)} for n, r in rr.items()}
+    path = write_result(cfg, "bench", result, threads=all_threads)
+    record_run(cfg, read_json(path))      # the run-to-run history beside it (bench_runs.jsonl)
     return result

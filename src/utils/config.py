@@ -104,7 +104,7 @@ class BenchConfig:
     length: int = 128                 # the headline point: batch 1 at this length
     reps: int = 60                    # timed calls per variant and setting (after warm-up)
     throughput_reps: int = 10
-    rounds: int = 5                   # headline measured this many times: run-to-run spread
+    rounds: int = 5                   # headline measured this many times: spread within a run
     block: int = 2                    # timed calls per variant in a row (1: round-robin call by call)
     block_warmup: int = 1             # untimed calls before each block: absorb the previous model's threads
     spinning: bool = False            # ORT intra-op threads busy-wait between ops (on in ORT itself)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Optional
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
@@ -234,8 +235,7 @@ def paper_macros(cfg: Config) -> Path:
     if (cfg.results_dir / "bench.json").is_file():
         b = load_result(cfg, "bench")
         head = _bench_all_threads(b)["headline"]
-        ints = {n: v["median_ms"] for n, v in head.items() if n.startswith("onnx-int8")}
-        best = min(ints, key=ints.get)
+        best = _best_int(head)
         sp, spt = b["speedup_vs_onnx_fp32"], b["speedup_vs_pytorch_fp32"]
         fmt_ms = lambda n: f"{head[n]['median_ms']:.1f}" if n in head else "--"  # noqa: E731
         fmt_x = lambda n: f"{sp[n]:.2f}" if n in sp else "--"  # noqa: E731
@@ -251,7 +251,7 @@ def paper_macros(cfg: Config) -> Path:
             "BenchTorchBFMs": fmt_ms("pytorch-bf16"),
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
-            **_protocol_macros(b, best),
+            **_protocol_macros(b, best), **_run_macros(cfg, b),
             "GPUNote": _tex_escape(b["gpu"].get("note", "GPU measured")),
         }
     return write_macros(cfg, {**macros, **explain_macros(cfg),
@@ -317,6 +317,32 @@ def _protocol_macros(b: dict, best: str) -> dict:
             out["OnnxAfterTorchMin"] = f"{100 * min(slow):+.0f}"
             out["OnnxAfterTorchMax"] = f"{100 * max(slow):+.0f}"
             out["OnnxAfterTorchMedian"] = f"{100 * float(np.median(slow)):.0f}"
+    return out
+
+
+def _run_macros(cfg: Config, b: dict) -> dict:
+    """Paper numbers on run-to-run spread, where bench_runs.jsonl has two comparable runs or more."""
+    from . import bench_runs as R
+
+    rr = _run_to_run(cfg, b)
+    if rr is None:
+        return {}
+    sp = {n: v["spread"] for n, v in rr["median_ms"].items()}
+    best = rr["speedup_vs_onnx_fp32"]["variant"]
+    out = {"RunsN": str(rr["runs"]), "RunSpreadBestInt": f"{100 * sp[best]:.1f}",
+           "RunSpreadMin": f"{100 * min(sp.values()):.1f}", "RunSpreadMax": f"{100 * max(sp.values()):.1f}",
+           "RunSpreadBestIntVsOnnx": f"{100 * rr['speedup_vs_onnx_fp32']['spread']:.1f}",
+           "RunsUnderFive": str(sum(v < 0.05 for v in sp.values())), "RunsVariants": str(len(sp))}
+    if "onnx-fp32" in sp:
+        out["RunSpreadOnnxFP"] = f"{100 * sp['onnx-fp32']:.1f}"
+    old = [run for run in R.read_runs(cfg) if run["protocol"] == R.UNRECORDED and best in run["speedup_vs_onnx_fp32"]]
+    if old:
+        x = [run["speedup_vs_onnx_fp32"][best] for run in old]
+        ms = [run["median_ms"]["onnx-fp32"] for run in old]
+        span = lambda v, f: f.format(min(v)) if f.format(min(v)) == f.format(max(v)) \
+            else f"{f.format(min(v))}--{f.format(max(v))}"  # noqa: E731
+        out.update({"OldRunsN": str(len(old)), "OldBestIntVsOnnx": span(x, "{:.2f}"),
+                    "OldOnnxFPMs": span(ms, "{:.1f}")})
     return out
 
 
@@ -439,6 +465,60 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                          f"medians over their median; spread of x: the same for the per-round speed-up over ONNX "
                          f"fp32 (drift common to a round cancels in it); model RSS: resident memory a fresh "
                          f"process adds when it loads the variant and predicts."))
+    return df
+
+
+def _best_int(head: dict) -> str:
+    ints = {n: v["median_ms"] for n, v in head.items() if n.startswith("onnx-int8")}
+    return min(ints, key=ints.get)
+
+
+def _run_to_run(cfg: Config, r: dict) -> Optional[dict]:
+    """The comparable clean runs of bench_runs.jsonl, their spread; None with fewer than two."""
+    from . import bench_runs as R
+
+    rr = R.run_to_run(R.read_runs(cfg), R.summary(r), _best_int(_bench_all_threads(r)["headline"]))
+    return rr if rr["runs"] >= 2 else None
+
+
+def bench_runs_table(cfg: Config):
+    """Every recorded benchmark run (bench_runs.jsonl): the headline of each, and the run-to-run
+    spread of the runs measured as the reported one; None where fewer than two runs are recorded."""
+    from . import bench_runs as R
+
+    r = load_result(cfg, "bench")
+    runs, this = R.read_runs(cfg), R.summary(r)
+    if len(runs) < 2:
+        return None
+    best = _best_int(_bench_all_threads(r)["headline"])
+    same = R.comparable(runs, this)
+    fmt = lambda d, n, f="{:.2f}": f.format(d[n]) if n in d else "--"  # noqa: E731
+    rows = []
+    for run in runs:
+        rows.append({"run (UTC)": run["date"][:16].replace("T", " "),
+                     "commit": (run["commit"] or "?")[:7] + (" (dirty)" if run["dirty"] else ""),
+                     "interleaving": R.label(run) + (f", {run['reps']} x {run['rounds']}" if run["reps"] else ""),
+                     "compared": "yes" if run in same else "no",
+                     "ONNX fp32 (ms)": fmt(run["median_ms"], "onnx-fp32"),
+                     "PyTorch fp32 (ms)": fmt(run["median_ms"], "pytorch-fp32"),
+                     f"{best} (ms)": fmt(run["median_ms"], best),
+                     "x ONNX fp32": fmt(run["speedup_vs_onnx_fp32"], best),
+                     "x PyTorch fp32": fmt(run["speedup_vs_pytorch_fp32"], best)})
+    rr = R.run_to_run(runs, this, best)
+    if rr["runs"] >= 2:
+        sp = rr["median_ms"]
+        rows.append({"run (UTC)": f"spread of the {rr['runs']} compared runs", "commit": "", "interleaving": "",
+                     "compared": "", "ONNX fp32 (ms)": f"{sp['onnx-fp32']['spread']:.1%}" if "onnx-fp32" in sp else "--",
+                     "PyTorch fp32 (ms)": f"{sp['pytorch-fp32']['spread']:.1%}" if "pytorch-fp32" in sp else "--",
+                     f"{best} (ms)": f"{sp[best]['spread']:.1%}",
+                     **{c: f"{rr[k]['spread']:.1%}" if k in rr else "--"
+                        for c, k in (("x ONNX fp32", "speedup_vs_onnx_fp32"), ("x PyTorch fp32", "speedup_vs_pytorch_fp32"))}})
+    df = pd.DataFrame(rows).set_index("run (UTC)")
+    write_table(df, cfg, "bench_runs", label=f"tab:bench-runs-{cfg.name}",
+                caption=(f"Every recorded run of the benchmark (results/{cfg.name}/bench\_runs.jsonl): batch 1, "
+                         f"length {r['length']}, {r['provenance']['threads']} threads, median per run; reps x rounds "
+                         f"per variant. Compared: measured as the reported run (same CPU model, threads, interleaving, "
+                         f"repetitions and rounds) from a clean tree; spread: range over median."))
     return df
 
 
@@ -786,7 +866,8 @@ def render_all(cfg: Config) -> list:
                     "do not edit.\n"]
     steps = {"data": (data_figure, data_table), "train_fp32": (training_figure,),
              "quantize": (quantize_table,), "evaluate": (evaluation_figure, evaluation_table, paper_macros),
-             "bench": (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, placement_table, gpu_table),
+             "bench": (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, bench_runs_table,
+                       placement_table, gpu_table),
              "explain": (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
                          explain_agreement_table, explain_faithfulness_table, explain_html, paper_macros)}
     for step, fns in steps.items():

@@ -1,0 +1,149 @@
+"""Run to run: the headline of every benchmark run, kept beside its results.
+
+``bench.json`` holds one run; the rounds inside it share the host's state of those minutes. How
+far the *reported* median moves from one run of ``make bench`` to the next is a different
+question, answered only by several runs. Each run appends its headline (median per variant,
+speed-ups, protocol, CPU, threads, git commit) to ``results/<profile>/bench_runs.jsonl``; runs
+measured the same way (same CPU model, threads, length, protocol, repetitions and rounds) from a
+clean tree are compared. ``backfill`` adds the runs already committed in git history::
+
+    python -m utils.bench_runs backfill default
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+RUNS_FILE = "bench_runs.jsonl"
+UNRECORDED = "variants interleaved call by call (protocol not recorded)"
+# what makes two runs comparable
+SAME = ("cpu", "threads", "length", "protocol", "reps", "rounds")
+
+
+def relative_range(values) -> float:
+    """(max - min) / median: the spread reported everywhere in the benchmark."""
+    v = np.asarray(list(values), dtype=float)
+    return float((v.max() - v.min()) / np.median(v))
+
+
+def summary(result: dict) -> dict:
+    """One run's line: its headline at all cores, how it was measured, and where it came from."""
+    prov = result["provenance"]
+    head = result["cpu"][f"threads_{prov['threads']}"]["headline"]
+    proto = result.get("protocol", {})
+    return {"date": prov["date"], "commit": prov["git"]["commit"], "dirty": prov["git"]["dirty"],
+            "cpu": prov["cpu"], "threads": prov["threads"], "length": result["length"],
+            "protocol": proto.get("description", UNRECORDED),
+            "block": proto.get("block", 1), "block_warmup": proto.get("block_warmup", 0),
+            "ort_spinning": proto.get("ort_spinning"),
+            "reps": proto.get("reps", prov.get("config", {}).get("bench", {}).get("reps")),
+            "rounds": proto.get("rounds", prov.get("config", {}).get("bench", {}).get("rounds")),
+            "median_ms": {n: v["median_ms"] for n, v in head.items()},
+            "speedup_vs_onnx_fp32": result.get("speedup_vs_onnx_fp32", {}),
+            "speedup_vs_pytorch_fp32": result.get("speedup_vs_pytorch_fp32", {})}
+
+
+def label(run: dict) -> str:
+    """A short name for how a run interleaved the variants."""
+    if run["protocol"] == UNRECORDED:
+        return "call by call"
+    spin = ", ORT spinning" if run.get("ort_spinning") else ""
+    return f"turns of {run['block']} after {run['block_warmup']}{spin}"
+
+
+def runs_path(cfg) -> Path:
+    return cfg.results_dir / RUNS_FILE
+
+
+def read_runs(cfg) -> list:
+    """Every recorded run, oldest first; a line that is not JSON is an error naming the file."""
+    path = runs_path(cfg)
+    if not path.is_file():
+        return []
+    runs = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                runs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {i}: not a JSON run record ({e.msg})") from None
+    return sorted(runs, key=lambda r: r["date"])
+
+
+def add_runs(cfg, new: list) -> int:
+    """Append runs not recorded yet (same date and commit: the same run); returns how many."""
+    from .provenance import atomic_path
+
+    runs = read_runs(cfg)
+    seen = {(r["date"], r["commit"]) for r in runs}
+    fresh = []
+    for r in new:
+        if (r["date"], r["commit"]) not in seen:
+            seen.add((r["date"], r["commit"]))
+            fresh.append(r)
+    if fresh:
+        with atomic_path(runs_path(cfg)) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in sorted(runs + fresh, key=lambda r: r["date"])))
+    return len(fresh)
+
+
+def record(cfg, result: dict) -> int:
+    return add_runs(cfg, [summary(result)])
+
+
+def from_git(cfg) -> list:
+    """The runs of every committed version of ``results/<profile>/bench.json``."""
+    rel = (cfg.results_dir / "bench.json").relative_to(cfg.root)
+    git = lambda *a: subprocess.run(["git", *a], cwd=cfg.root, capture_output=True, text=True, check=True)  # noqa: E731
+    out = []
+    for rev in git("log", "--format=%H", "--", str(rel)).stdout.split():
+        try:
+            result = json.loads(git("show", f"{rev}:{rel}").stdout)
+        except subprocess.CalledProcessError:      # the commit that deleted the file
+            continue
+        out.append(summary(result))
+    return out
+
+
+def comparable(runs: list, like: dict, clean: bool = True) -> list:
+    """The runs measured as ``like`` was (``SAME``), from a clean tree unless ``clean`` is False."""
+    return [r for r in runs if all(r.get(k) == like.get(k) for k in SAME) and (r["dirty"] is False or not clean)]
+
+
+def run_to_run(runs: list, like: dict, best: str) -> dict:
+    """Across the comparable runs: each variant's medians and their relative range, and the same
+    for ``best``'s speed-up over ONNX and PyTorch FP32."""
+    same = comparable(runs, like)
+    names = [n for n in like["median_ms"] if all(n in r["median_ms"] for r in same)]
+    med = {n: [r["median_ms"][n] for r in same] for n in names}
+    out = {"runs": len(same), "commits": [r["commit"][:7] for r in same],
+           "median_ms": {n: {"values": v, "spread": relative_range(v)} for n, v in med.items()}}
+    for key in ("speedup_vs_onnx_fp32", "speedup_vs_pytorch_fp32"):
+        v = [r[key][best] for r in same if best in r.get(key, {})]
+        if len(v) == len(same) and v:
+            out[key] = {"variant": best, "values": v, "spread": relative_range(v)}
+    return out
+
+
+def main(argv=None) -> int:
+    from .config import load_config
+
+    ap = argparse.ArgumentParser(prog="python -m utils.bench_runs", description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["backfill", "show"])
+    ap.add_argument("profile")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.profile)
+    if args.command == "backfill":
+        print(f"{add_runs(cfg, from_git(cfg))} run(s) added to {runs_path(cfg)}")
+    for r in read_runs(cfg):
+        print(r["date"], (r["commit"] or "?")[:7], "dirty" if r["dirty"] else "clean", label(r),
+              f"onnx-fp32 {r['median_ms'].get('onnx-fp32', float('nan')):.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
