@@ -63,6 +63,7 @@ def test_only_runs_measured_alike_from_a_clean_tree_are_compared(committed):
                               b["speedup_vs_onnx_fp32"]["onnx-int8-dynamic-pt"]]
     assert best["spread"] == pytest.approx(0.5 / 0.75)
     assert R.relative_range([9.0, 10.0, 11.0]) == pytest.approx(0.2)
+    assert R.run_to_run(runs[2:], s, "onnx-fp32")["runs"] == 0               # nothing measured alike: no spread
 
 
 def test_backfill_reads_every_committed_version_of_bench_json(smoke_cfg, committed, monkeypatch, capsys):

@@ -377,8 +377,9 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
 
 def run_bench(cfg, progress: bool = True) -> dict:
     """Latency over sequence lengths, throughput over batch sizes, thread counts, spread over
-    rounds (and the run appended to the run-to-run history), node placement, session creation and fresh-process memory, for every variant; GPU
-    paths when a GPU is present (skipped with a note otherwise)."""
+    rounds, node placement, session creation and fresh-process memory, for every variant; GPU
+    paths when a GPU is present (skipped with a note otherwise). The run's headline is appended
+    to the run-to-run history (``bench_runs``)."""
     import torch
 
     from . import data as D

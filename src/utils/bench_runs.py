@@ -118,9 +118,11 @@ def run_to_run(runs: list, like: dict, best: str) -> dict:
     """Across the comparable runs: each variant's medians and their relative range, and the same
     for ``best``'s speed-up over ONNX and PyTorch FP32."""
     same = comparable(runs, like)
+    if not same:
+        return {"runs": 0, "commits": [], "dates": [], "median_ms": {}}
     names = [n for n in like["median_ms"] if all(n in r["median_ms"] for r in same)]
     med = {n: [r["median_ms"][n] for r in same] for n in names}
-    out = {"runs": len(same), "commits": [r["commit"][:7] for r in same],
+    out = {"runs": len(same), "commits": [r["commit"][:7] for r in same], "dates": [r["date"] for r in same],
            "median_ms": {n: {"values": v, "spread": relative_range(v)} for n, v in med.items()}}
     for key in ("speedup_vs_onnx_fp32", "speedup_vs_pytorch_fp32"):
         v = [r[key][best] for r in same if best in r.get(key, {})]
