@@ -92,3 +92,24 @@ def test_static_qdq_of_every_operator(fp32, tmp_path, tokenizer, sentences):
     wide = Q.graph_stats(Q.quantize_static_int8(fp32, tmp_path / "all.onnx", reader, op_types=None))
     assert wide["integer_ops"]["QuantizeLinear"] > 2 * narrow["integer_ops"]["QuantizeLinear"]
     assert OrtPredictor(tmp_path / "all.onnx", tokenizer, 32).predict_proba(sentences).shape == (len(sentences), 3)
+
+
+def test_symmetric_int8_activations_have_zero_points_of_zero(fp32, tmp_path, tokenizer, sentences):
+    # TensorRT's explicit quantization: int8 activations, every zero point 0; ORT's CPU provider runs it too
+    reader = Q.TextCalibrationReader(tokenizer, sentences, 32, INPUTS, batch_size=4)
+    dst = Q.quantize_static_int8(fp32, tmp_path / "sym.onnx", reader, activation_type="qint8",
+                                 symmetric_activations=True)
+    acts = [r["activation"] for r in Q.qdq_scales(dst).values() if "activation" in r]
+    assert acts and all(z == 0 for a in acts for z in a["zero_point"])
+    m = onnx.load(str(dst))
+    q_types = {m.graph.initializer[[i.name for i in m.graph.initializer].index(n.input[2])].data_type
+               for n in m.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2}
+    assert q_types == {onnx.TensorProto.INT8}
+    asym = Q.quantize_static_int8(fp32, tmp_path / "asym.onnx", reader)
+    assert any(z != 0 for r in Q.qdq_scales(asym).values() if "activation" in r for z in r["activation"]["zero_point"])
+    p = OrtPredictor(dst, tokenizer, 32).predict_proba(sentences)
+    ref = OrtPredictor(fp32, tokenizer, 32).predict_proba(sentences)
+    assert np.abs(p - ref).max() < 0.05
+    with pytest.raises(ValueError, match="activation_type"):
+        Q.quantize_static_int8(fp32, tmp_path / "x.onnx", reader, activation_type="int4")
+    assert not (tmp_path / "x.onnx").exists()

@@ -219,6 +219,12 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
         *[(f"int8-static-{m}", static(m), {"source": "fp32", "method": f"quantize_static QDQ, {m} calibration",
                                           "calibration_examples": len(calib), "nodes_quantized": len(nodes)})
           for m in cfg.quantize.calibration_methods],
+        # int8 activations with zero point 0: the explicit-quantization format TensorRT takes
+        ("int8-static-sym", lambda d: Q.quantize_static_int8(fp32, d, reader, method="minmax", nodes_to_quantize=nodes,
+                                                             activation_type="qint8", symmetric_activations=True),
+         {"source": "fp32", "method": "quantize_static QDQ, minmax calibration, symmetric int8 activations "
+                                      "(zero point 0: TensorRT's format)",
+          "calibration_examples": len(calib), "nodes_quantized": len(nodes)}),
         # the measurement behind excluding LayerNorm, Softmax, GELU and residual Adds above
         ("int8-static-allops", lambda d: Q.quantize_static_int8(fp32, d, reader, method="minmax", op_types=None),
          {"source": "fp32", "method": "quantize_static QDQ, minmax calibration, every quantizable op",

@@ -125,22 +125,26 @@ def module_nodes(path: str | os.PathLike, module_names, op_types=("MatMul", "Gem
 def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, reader, method: str = "minmax",
                          nodes_to_quantize=None, op_types=("MatMul", "Gemm", "Gather"), per_channel: bool = True,
                          activation_type: str = "quint8", overrides: dict | None = None,
-                         percentile: float = 99.999) -> Path:
+                         percentile: float = 99.999, symmetric_activations: bool = False) -> Path:
     """Static QDQ quantization: int8 weights stored as int8 initializers, activations
     quantized with scales fixed in the file (from calibration, or from ``overrides``:
     tensor name -> (scale, zero_point), e.g. the scales QAT learned). ``op_types=None`` and
-    ``nodes_to_quantize=None`` quantize every operator ORT can quantize."""
+    ``nodes_to_quantize=None`` quantize every operator ORT can quantize. ``activation_type="qint8"``
+    with ``symmetric_activations``: every zero point 0, the explicit-quantization format that
+    TensorRT takes."""
     import numpy as np
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     load_onnx(src)
     if method not in CALIBRATION:
         raise ValueError(f"calibration method must be one of {CALIBRATION}, got {method!r}")
+    if activation_type not in ("quint8", "qint8"):
+        raise ValueError(f"activation_type must be 'quint8' or 'qint8', got {activation_type!r}")
     act = {"quint8": QuantType.QUInt8, "qint8": QuantType.QInt8}[activation_type]
     np_act = np.uint8 if activation_type == "quint8" else np.int8
     # Only the inputs of the chosen nodes are quantized: outputs stay FP32, and consumers that are
     # not quantized (residual Adds) read the FP32 tensor, as the QAT fake quantizers simulate.
-    extra = {"WeightSymmetric": True, "ActivationSymmetric": False, "CalibPercentile": percentile,
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": symmetric_activations, "CalibPercentile": percentile,
              "DedicatedQDQPair": True, "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
     if overrides:
         extra["TensorQuantOverrides"] = {
