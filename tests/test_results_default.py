@@ -161,3 +161,15 @@ def test_the_run_history_holds_the_committed_run_among_runs_measured_alike():
     rr = R.run_to_run(runs, this, "onnx-int8-dynamic-pt")
     assert rr["speedup_vs_onnx_fp32"]["spread"] < min(rr["median_ms"][n]["spread"]
                                                       for n in ("onnx-fp32", "onnx-int8-dynamic-pt"))
+
+
+def test_the_symmetric_file_is_partly_dequantized_on_the_cpu_provider():
+    # the paper's sentence on TensorRT's format: fewer integer products than the uint8 file, weights
+    # dequantized at run time, slower than the uint8 file
+    q = read_json(RES / "quantize.json")["variants"]
+    b = read_json(RES / "bench.json")
+    fused = {n: q[n]["session_ops"].get("MatMulIntegerToFloat", 0) for n in ("int8-static-sym", "int8-static-minmax")}
+    assert 0 < fused["int8-static-sym"] < fused["int8-static-minmax"]
+    assert b["placement"]["onnx-int8-static-sym"][0]["op_ms"]["DequantizeLinear"] > 1.0
+    head = b["cpu"][f"threads_{b['provenance']['threads']}"]["headline"]
+    assert head["onnx-int8-static-sym"]["median_ms"] > head["onnx-int8-static-minmax"]["median_ms"]

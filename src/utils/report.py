@@ -251,7 +251,7 @@ def paper_macros(cfg: Config) -> Path:
             "BenchTorchBFMs": fmt_ms("pytorch-bf16"),
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
-            **_protocol_macros(b, best), **_run_macros(cfg, b),
+            **_protocol_macros(b, best), **_run_macros(cfg, b), **_sym_macros(b, q),
             "GPUNote": _tex_escape(b["gpu"].get("note", "GPU measured")),
         }
     return write_macros(cfg, {**macros, **explain_macros(cfg),
@@ -318,6 +318,19 @@ def _protocol_macros(b: dict, best: str) -> dict:
             out["OnnxAfterTorchMax"] = f"{100 * max(slow):+.0f}"
             out["OnnxAfterTorchMedian"] = f"{100 * float(np.median(slow)):.0f}"
     return out
+
+
+def _sym_macros(b: dict, q: dict) -> dict:
+    """Paper numbers on the symmetric int8-activation file (TensorRT's format) on the CPU provider."""
+    head, ops = _bench_all_threads(b)["headline"], _cpu_op_times(b)
+    sym, ref = "int8-static-sym", "int8-static-minmax"
+    if not ({sym, ref} <= set(q) and f"onnx-{sym}" in head and f"onnx-{sym}" in ops):
+        return {}
+    fused = lambda n: q[n]["session_ops"].get("MatMulIntegerToFloat", 0)  # noqa: E731
+    return {"SymMs": f"{head[f'onnx-{sym}']['median_ms']:.1f}",
+            "SymVsOnnx": f"{b['speedup_vs_onnx_fp32'][f'onnx-{sym}']:.2f}",
+            "SymFused": str(fused(sym)), "MinmaxFused": str(fused(ref)),
+            "SymDQMs": f"{ops[f'onnx-{sym}']['op_ms'].get('DequantizeLinear', 0.0):.1f}"}
 
 
 def _run_macros(cfg: Config, b: dict) -> dict:
