@@ -41,3 +41,54 @@ def test_cli_writes_a_results_json_or_says_why_not(smoke_cfg, tmp_path, tiny_mod
     if not gpu_status()["torch_cuda"]:
         assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--out", str(tmp_path / "x.json")]) == 3
         assert "skipped" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def _tiny_wheel(d):
+    """A real (minimal) wheel, as pip builds them: a package, METADATA, WHEEL and a RECORD with hashes."""
+    import base64
+    import hashlib
+    import zipfile
+
+    name, ver = "qxai_tiny_probe", "0.1"
+    files = {f"{name}/__init__.py": "VALUE = 42\n",
+             f"{name}-{ver}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n",
+             f"{name}-{ver}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    digest = lambda b: base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode()  # noqa: E731
+    record = "".join(f"{p},sha256={digest(c.encode())},{len(c.encode())}\n" for p, c in files.items())
+    record += f"{name}-{ver}.dist-info/RECORD,,\n"
+    whl = d / f"{name}-{ver}-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        for p, c in {**files, f"{name}-{ver}.dist-info/RECORD": record}.items():
+            z.writestr(p, c)
+    return whl
+
+
+def test_a_wheel_split_into_parts_is_joined_checked_and_installed(tmp_path):
+    import pytest
+
+    whl = _tiny_wheel(tmp_path)
+    man = gpu_bench.split_wheel(whl, tmp_path / "parts", part_bytes=200)
+    assert len(man["parts"]) == -(-whl.stat().st_size // 200) > 1
+    target = gpu_bench.install(tmp_path / "parts", tmp_path / "site" / "lib")
+    assert (target / "qxai_tiny_probe" / "__init__.py").read_text() == "VALUE = 42\n"
+    last = tmp_path / "parts" / man["parts"][-1]
+    last.write_bytes(last.read_bytes()[:-1] + b"x")                  # a stale part
+    with pytest.raises(ValueError, match="does not match its manifest"):
+        gpu_bench.install(tmp_path / "parts", tmp_path / "site2" / "lib")
+    last.unlink()
+    with pytest.raises(FileNotFoundError, match=man["parts"][-1]):
+        gpu_bench.install(tmp_path / "parts", tmp_path / "site3" / "lib")
+
+
+def test_the_onnx_files_are_built_from_the_pack_where_the_run_is(smoke_cfg, tmp_path, tiny_model_dir, tiny_onnx,
+                                                                  sentences):
+    from utils import quantize as Q
+
+    d = _pack(tmp_path, tiny_model_dir, tiny_onnx, sentences)
+    res = gpu_bench.run(smoke_cfg, d, device="cpu", reps=1, onnx_dir=tmp_path / "built")
+    built = res["onnx_built"]
+    assert built["fp32"]["parity"]["passed"] and set(built) == {"fp32", "int8-dynamic", "int8-static-sym", "fp16"}
+    assert sorted(f.name for f in (tmp_path / "built").glob("*.onnx")) == [
+        "fp16.onnx", "fp32.onnx", "int8-dynamic.onnx", "int8-static-sym.onnx"]
+    sym = Q.qdq_scales(tmp_path / "built" / "int8-static-sym.onnx")
+    assert sym and all(z == 0 for r in sym.values() if "activation" in r for z in r["activation"]["zero_point"])

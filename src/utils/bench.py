@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -138,7 +139,10 @@ def gpu_status() -> dict:
     """What GPU paths exist here, with the reason when one does not."""
     import torch
 
-    out = {"torch_cuda": torch.cuda.is_available(), "ort_providers": available_providers()}
+    import onnxruntime as ort
+
+    out = {"torch_cuda": torch.cuda.is_available(), "ort_providers": available_providers(),
+           "ort_build": f"{ort.__version__} ({ort.get_device()}, {Path(ort.__file__).parent})"}
     out["torch_device"] = torch.cuda.get_device_name(0) if out["torch_cuda"] else None
     if not out["torch_cuda"]:
         out["note"] = "no CUDA device visible to PyTorch: GPU measurements skipped"
@@ -240,9 +244,26 @@ def gpu_provider_chains(available: Sequence[str]) -> list:
 def ort_gpu_runs(files: dict, feed: dict, reps: int, chains: list) -> tuple:
     """For each ONNX file (name -> path) and GPU provider chain: the node placement of a profiled
     run, and the latency with I/O binding. Returns (placement: name -> [record per chain],
-    latency: provider -> name -> record)."""
-    placement = {n: [node_placement(f, c, feed) for c in chains] for n, f in files.items()}
-    latency = {c[0]: {n: iobinding_latency(f, feed, reps, c, device="cuda") for n, f in files.items()}
+    latency: provider -> name -> record). With a GPU provider, ONNX Runtime first loads the CUDA and
+    cuDNN libraries of the nvidia-* Python packages (``preload_dlls``, where this onnxruntime has it)."""
+    if chains:
+        import onnxruntime as ort
+
+        if hasattr(ort, "preload_dlls"):
+            try:
+                ort.preload_dlls()
+            except Exception as e:  # noqa: BLE001 - the sessions below then say whether CUDA loaded
+                print(f"ort_gpu_runs: preload_dlls failed: {e}", file=sys.stderr)
+
+    def guarded(fn, *args, **kw) -> dict:
+        """One file on one provider that fails records its error; the others still run."""
+        try:
+            return fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001
+            return {"providers": kw.get("providers") or args[1], "error": f"{type(e).__name__}: {e}"[:500]}
+
+    placement = {n: [guarded(node_placement, f, c, feed) for c in chains] for n, f in files.items()}
+    latency = {c[0]: {n: guarded(iobinding_latency, f, feed, reps, providers=c, device="cuda") for n, f in files.items()}
                for c in chains}
     return placement, latency
 

@@ -12,9 +12,11 @@ same FP32 model) and the test texts into one folder to carry::
     PYTHONPATH=src python3 -m utils.gpu_bench run default --pack gpu_pack --out $OUT/bench_gpu.json
     # here: copy bench_gpu.json to results/default/, then `python -m utils.report default`
 
-``run`` measures PyTorch eager FP32 / FP16 / BF16 on the GPU, and ONNX Runtime's CUDA (and
-TensorRT) provider with I/O binding and the Memcpy count of every ONNX file in the pack where
-onnxruntime-gpu is installed; without a GPU it writes nothing and says why.
+``run`` measures PyTorch eager FP32 / FP16 / BF16 / INT8 on the GPU (eager and as CUDA graph
+replays), and ONNX Runtime's CUDA (and TensorRT) provider with I/O binding and the Memcpy count of
+every ONNX file (in the pack, or built there with ``--build-onnx DIR``) where onnxruntime-gpu is
+installed; without a GPU it writes nothing and says why. onnxruntime-gpu does not fit one call:
+``wheels`` splits it into parts here, ``install`` joins and installs them there (README).
 """
 from __future__ import annotations
 
@@ -46,8 +48,118 @@ def pack(cfg, out_dir: str | Path, onnx: tuple = ()) -> Path:
     return out_dir
 
 
-def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None) -> dict:
-    """PyTorch per dtype and ONNX Runtime GPU providers on ``device``; {"skipped": why} without one."""
+# --------------------------------------------------------------------------- onnxruntime-gpu, carried in parts
+# the GPU machine's Python and onnxruntime (its CPU build); onnxruntime-gpu 1.30 on PyPI is built for
+# CUDA 13 and finds cuBLAS / cuDNN in the nvidia-* packages that machine's PyTorch already has
+DEVICE_PYTHON, DEVICE_ORT = "3.12", "1.30.0"
+PART_MIB = 56      # a call carries 64 MiB with the working tree (~5 MiB): four parts, then the pack + the rest
+SMALL_WHEELS = ("onnxconverter-common==1.16.0",)   # the FP16 conversion (pure Python)
+
+
+def wheels(out_dir: str | Path, ort_version: str = DEVICE_ORT, python: str = DEVICE_PYTHON,
+           part_mib: int = PART_MIB) -> dict:
+    """Download onnxruntime-gpu (and the small wheels the ONNX builds need) for the GPU machine's
+    Python, and split the big wheel into parts of ``part_mib`` MiB, each small enough for one call.
+    ``manifest.json`` names the wheel, its parts and its SHA-256; ``install`` joins them there."""
+    import subprocess
+    import tempfile
+
+    from .provenance import atomic_path
+
+    plat = ["--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_27_x86_64",
+            "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64"]
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as dl, atomic_path(out_dir) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
+               python, "--implementation", "cp", *plat, "-d", dl, f"onnxruntime-gpu=={ort_version}", *SMALL_WHEELS]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"pip download of onnxruntime-gpu=={ort_version} failed: {r.stderr.strip()[-500:]}")
+        big = next(Path(dl).glob("onnxruntime_gpu-*.whl"))
+        return split_wheel(big, tmp, part_mib * 2**20, small=[w for w in Path(dl).glob("*.whl") if w != big])
+
+
+def split_wheel(wheel: Path, out_dir: Path, part_bytes: int, small=()) -> dict:
+    """``wheel`` cut into parts of ``part_bytes`` in ``out_dir``, the ``small`` wheels copied whole, and
+    ``manifest.json``: the wheel's name, size, SHA-256 and parts."""
+    import hashlib
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = wheel.read_bytes()
+    parts = []
+    for i in range(0, len(data), part_bytes):
+        parts.append(f"part{len(parts):02d}")
+        (out_dir / parts[-1]).write_bytes(data[i:i + part_bytes])
+    for w in small:
+        shutil.copy(w, out_dir / Path(w).name)
+    manifest = {"wheel": wheel.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "parts": parts, "small_wheels": sorted(Path(w).name for w in small), "part_bytes": part_bytes}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def install(parts_dir: str | Path, target: str | Path) -> Path:
+    """On the GPU machine: join the parts, check the SHA-256, and install every wheel into ``target``
+    (put it first on PYTHONPATH). A missing part or a corrupt join is one clear error."""
+    import hashlib
+    import json
+    import subprocess
+
+    parts_dir = Path(parts_dir)
+    man = json.loads((parts_dir / "manifest.json").read_text())
+    missing = [p for p in man["parts"] if not (parts_dir / p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{parts_dir}: parts {missing} of {man['wheel']} have not arrived (carry each in a call)")
+    data = b"".join((parts_dir / p).read_bytes() for p in man["parts"])
+    if len(data) != man["bytes"] or hashlib.sha256(data).hexdigest() != man["sha256"]:
+        raise ValueError(f"{parts_dir}: the joined {man['wheel']} does not match its manifest (a part is stale)")
+    wheel = Path(target).parent / man["wheel"]
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    wheel.write_bytes(data)
+    files = [str(wheel), *(str(parts_dir / w) for w in man["small_wheels"])]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--upgrade", "--target", str(target), *files], check=True)
+    return Path(target)
+
+
+def build_onnx(ckpt: Path, tok, texts: list, out_dir: Path, max_length: int, opset: int) -> dict:
+    """The ONNX files of the GPU run, built there from the carried checkpoint (91 MB of FP32 ONNX do not
+    fit a call): FP32 (parity-checked), dynamic INT8 (the seed's negative control), FP16 where
+    onnxconverter-common is importable, and static QDQ with symmetric int8 activations on the linear
+    layers (TensorRT's format; calibrated on the pack's texts, so for latency and placement only)."""
+    import torch
+
+    from . import quantize as Q
+    from .modeling import load_checkpoint
+    from .onnx_export import export_with_parity
+
+    model, _ = load_checkpoint(ckpt, attn="eager")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = out_dir / "fp32.onnx"
+    rec = {"fp32": {"parity": export_with_parity(model, tok, fp32, texts[:64], max_length, opset=opset)}}
+    Q.quantize_dynamic_int8(fp32, out_dir / "int8-dynamic.onnx", per_channel=True)
+    rec["int8-dynamic"] = {"method": "quantize_dynamic, per channel"}
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    nodes = [n.name for n in Q.module_nodes(fp32, linear).values()]
+    names = [i.name for i in Q.load_onnx(fp32).graph.input]
+    reader = Q.TextCalibrationReader(tok, texts[:256], max_length, names)
+    Q.quantize_static_int8(fp32, out_dir / "int8-static-sym.onnx", reader, nodes_to_quantize=nodes,
+                           activation_type="qint8", symmetric_activations=True)
+    rec["int8-static-sym"] = {"method": "quantize_static QDQ, minmax, symmetric int8 activations",
+                              "calibration": "the pack's texts (latency and placement only)"}
+    try:
+        Q.convert_fp16(fp32, out_dir / "fp16.onnx")
+        rec["fp16"] = {"method": "onnxconverter_common float16, keep_io_types"}
+    except ImportError as e:
+        rec["fp16"] = {"skipped": f"{e} (carry the onnxconverter-common wheel)"}
+    return rec
+
+
+def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None,
+        onnx_dir: str | Path | None = None) -> dict:
+    """PyTorch per dtype and ONNX Runtime GPU providers on ``device``; {"skipped": why} without one.
+    ``onnx_dir``: build the ONNX files there first (``build_onnx``); else the pack's own *.onnx."""
     import pandas as pd
 
     from .bench import fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
@@ -67,7 +179,10 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
            "pytorch": torch_dtype_latency(ckpt, tok, texts, b.length, b.batch_sizes, reps, device=device)}
     feed = fixed_length_batch(tok, texts, b.length, 1)
     chains = gpu_provider_chains(status["ort_providers"])
-    files = {f"onnx-{f.stem}": f for f in sorted(pack_dir.glob("*.onnx"))}
+    if onnx_dir is not None:
+        out["onnx_built"] = build_onnx(ckpt, tok, texts, Path(onnx_dir), cfg.model.max_length, cfg.export.opset)
+    src = Path(onnx_dir) if onnx_dir is not None else pack_dir
+    files = {f"onnx-{f.stem}": f for f in sorted(src.glob("*.onnx"))}
     out["placement"], out["onnxruntime"] = ort_gpu_runs(files, feed, reps, chains)
     if not chains:
         out["onnxruntime_note"] = "onnxruntime has no CUDA / TensorRT provider here (install onnxruntime-gpu)"
@@ -104,15 +219,31 @@ def main(argv=None) -> int:
     r.add_argument("--pack", required=True)
     r.add_argument("--device", default="cuda")
     r.add_argument("--reps", type=int)
+    r.add_argument("--build-onnx", metavar="DIR", help="build the ONNX files into DIR first (from the pack's checkpoint)")
     r.add_argument("--out", help="results JSON (default: results/<profile>/bench_gpu.json)")
+    w = sub.add_parser("wheels", help="download onnxruntime-gpu for the GPU machine, split into parts that fit a call")
+    w.add_argument("out_dir")
+    w.add_argument("--ort", default=DEVICE_ORT)
+    w.add_argument("--part-mib", type=int, default=PART_MIB)
+    i = sub.add_parser("install", help="on the GPU machine: join the parts, check them, install into a folder")
+    i.add_argument("parts_dir")
+    i.add_argument("target")
     args = ap.parse_args(argv)
+    if args.cmd == "wheels":
+        man = wheels(args.out_dir, args.ort, part_mib=args.part_mib)
+        print(f"{args.out_dir}: {man['wheel']} in parts {man['parts']} of {args.part_mib} MiB; "
+              f"small wheels {man['small_wheels']}")
+        return 0
+    if args.cmd == "install":
+        print(install(args.parts_dir, args.target))
+        return 0
     cfg = load_config(args.profile)
     if args.cmd == "pack":
         out = pack(cfg, args.out_dir, tuple(args.onnx))
         mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
         print(f"{out} ({mb:.0f} MiB{'; over the 64 MiB one device call carries' if mb > 64 else ''})")
         return 0
-    res = run(cfg, args.pack, device=args.device, reps=args.reps)
+    res = run(cfg, args.pack, device=args.device, reps=args.reps, onnx_dir=args.build_onnx)
     if "skipped" in res:
         print(f"gpu_bench: skipped: {res['skipped']}", file=sys.stderr)
         return 3

@@ -606,10 +606,10 @@ def gpu_table(cfg: Config):
     rows = {}
     for prov, recs in (g.get("onnxruntime") or {}).items():   # batch 1, I/O binding
         for n, v in recs.items():
-            place = [p for p in (g.get("placement") or {}).get(n, []) if p["providers"][0] == prov]
+            place = [p for p in (g.get("placement") or {}).get(n, []) if p["providers"][0] == prov and "error" not in p]
             rows[f"{n} [{prov.replace('ExecutionProvider', '')}]"] = {
                 **({"b1 median (ms)": f"{v['median_ms']:.2f}", "b1 p90": f"{v['p90_ms']:.2f}"} if "median_ms" in v
-                   else {"b1 median (ms)": "skipped"}),
+                   else {"b1 median (ms)": "failed" if "error" in v else "skipped"}),
                 **({"nodes on GPU / CPU": f"{place[0]['nodes_per_provider'].get(prov, 0)} / "
                                           f"{place[0]['nodes_per_provider'].get('CPUExecutionProvider', 0)}",
                     "Memcpy": str(place[0]["memcpy_nodes"])} if place else {})}
