@@ -80,7 +80,7 @@ $(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(ART)/on
 	$(call notebook,06_evaluate)
 
 $(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
-		$(LIB)/bench.py $(LIB)/predict.py | $(STAMP)
+		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py | $(STAMP)
 	$(call notebook,07_benchmark)
 
 # LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
