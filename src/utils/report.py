@@ -335,6 +335,8 @@ def _sym_macros(b: dict, q: dict) -> dict:
 
 def _run_macros(cfg: Config, b: dict) -> dict:
     """Paper numbers on run-to-run spread, where bench_runs.jsonl has two comparable runs or more."""
+    from datetime import datetime
+
     from . import bench_runs as R
 
     rr = _run_to_run(cfg, b)
@@ -342,8 +344,6 @@ def _run_macros(cfg: Config, b: dict) -> dict:
         return {}
     sp = {n: v["spread"] for n, v in rr["median_ms"].items()}
     best = rr["speedup_vs_onnx_fp32"]["variant"]
-    from datetime import datetime
-
     dates = [datetime.fromisoformat(d) for d in rr["dates"]]
     out = {"RunsN": str(rr["runs"]), "RunsSpanHours": f"{(max(dates) - min(dates)).total_seconds() / 3600:.1f}",
            "RunSpreadBestInt": f"{100 * sp[best]:.1f}",
@@ -531,7 +531,7 @@ def bench_runs_table(cfg: Config):
                         for c, k in (("x ONNX fp32", "speedup_vs_onnx_fp32"), ("x PyTorch fp32", "speedup_vs_pytorch_fp32"))}})
     df = pd.DataFrame(rows).set_index("run (UTC)")
     write_table(df, cfg, "bench_runs", label=f"tab:bench-runs-{cfg.name}",
-                caption=(f"Every recorded run of the benchmark (results/{cfg.name}/bench\_runs.jsonl): batch 1, "
+                caption=(f"Every recorded run of the benchmark (results/{cfg.name}/bench\\_runs.jsonl): batch 1, "
                          f"length {r['length']}, {r['provenance']['threads']} threads, median per run; reps x rounds "
                          f"per variant. Compared: measured as the reported run (same CPU model, threads, interleaving, "
                          f"repetitions and rounds) from a clean tree; spread: range over median."))
