@@ -113,3 +113,15 @@ def test_symmetric_int8_activations_have_zero_points_of_zero(fp32, tmp_path, tok
     with pytest.raises(ValueError, match="activation_type"):
         Q.quantize_static_int8(fp32, tmp_path / "x.onnx", reader, activation_type="int4")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_dynamic_int8_of_the_optimized_graph_fuses_attention(fp32, tmp_path, tokenizer, sentences):
+    # ONNX Runtime's BERT recipe: the optimizer's fused graph, then dynamic quantization
+    fused = Q.optimize_transformer(fp32, tmp_path / "opt.onnx", num_heads=4, hidden_size=32)
+    q = Q.quantize_dynamic_int8(tmp_path / "opt.onnx", tmp_path / "opt-int8.onnx", per_channel=False)
+    ops = session_ops(q)
+    assert fused.get("Attention", 0) > 0 and ops.get("QAttention", 0) == fused["Attention"]
+    assert ops.get("DynamicQuantizeMatMul", 0) + ops.get("MatMulIntegerToFloat", 0) > 0
+    p = OrtPredictor(q, tokenizer, 32).predict_proba(sentences)
+    ref = OrtPredictor(fp32, tokenizer, 32).predict_proba(sentences)
+    assert np.abs(p - ref).max() < 0.05

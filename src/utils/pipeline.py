@@ -216,6 +216,10 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
          {"source": "fp32", "method": "quantize_dynamic", "per_channel": True}),
         ("int8-dynamic-pt", lambda d: Q.quantize_dynamic_int8(fp32, d, per_channel=False, weight_type=cfg.quantize.weight_type),
          {"source": "fp32", "method": "quantize_dynamic", "per_channel": False}),
+        # ONNX Runtime's recipe for BERT: fuse (Attention, EmbedLayerNorm, ...), then quantize -> QAttention
+        ("int8-dynamic-opt", lambda d: Q.quantize_dynamic_int8(onnx_path(cfg, "fp32-opt"), d, per_channel=False,
+                                                              weight_type=cfg.quantize.weight_type),
+         {"source": "fp32-opt", "method": "transformer optimizer, then quantize_dynamic", "per_channel": False}),
         *[(f"int8-static-{m}", static(m), {"source": "fp32", "method": f"quantize_static QDQ, {m} calibration",
                                           "calibration_examples": len(calib), "nodes_quantized": len(nodes)})
           for m in cfg.quantize.calibration_methods],

@@ -25,14 +25,18 @@ INTEGER_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "Dequ
 
 def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True,
                           weight_type: str = "qint8") -> Path:
-    """ONNX Runtime dynamic quantization of ``src`` into ``dst`` (written atomically)."""
+    """ONNX Runtime dynamic quantization of ``src`` into ``dst`` (written atomically). A graph from the
+    transformer optimizer works too: its fused Attention and EmbedLayerNormalization become QAttention
+    and QEmbedLayerNormalization."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     load_onnx(src)  # a clear error for a missing or corrupt input
     dst = Path(dst)
     wt = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[weight_type]
     with atomic_path(dst) as tmp:
-        quantize_dynamic(str(src), str(tmp), weight_type=wt, per_channel=per_channel)
+        # the optimizer's output lacks value types for some weights; FLOAT is what they are
+        quantize_dynamic(str(src), str(tmp), weight_type=wt, per_channel=per_channel,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 
 
