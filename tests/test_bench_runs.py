@@ -64,6 +64,11 @@ def test_only_runs_measured_alike_from_a_clean_tree_are_compared(committed):
     assert best["spread"] == pytest.approx(0.5 / 0.75)
     assert R.relative_range([9.0, 10.0, 11.0]) == pytest.approx(0.2)
     assert R.run_to_run(runs[2:], s, "onnx-fp32")["runs"] == 0               # nothing measured alike: no spread
+    # a variant added since the earlier runs has no run-to-run spread: the fastest one they all have is compared
+    fastest = min((n for n in s["median_ms"] if n.startswith("onnx-int8")), key=s["median_ms"].get)
+    new = _variant(s, date="x6", median_ms={**s["median_ms"], "onnx-int8-new": 0.5 * s["median_ms"][fastest]})
+    assert R.shared_best([s, b, new], new) == fastest
+    assert R.shared_best([new], new) == "onnx-int8-new"
 
 
 def test_backfill_reads_every_committed_version_of_bench_json(smoke_cfg, committed, monkeypatch, capsys):

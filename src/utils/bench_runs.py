@@ -114,6 +114,14 @@ def comparable(runs: list, like: dict, clean: bool = True) -> list:
     return [r for r in runs if all(r.get(k) == like.get(k) for k in SAME) and (r["dirty"] is False or not clean)]
 
 
+def shared_best(runs: list, like: dict, prefix: str = "onnx-int8") -> str | None:
+    """The fastest ``prefix`` variant of ``like`` that every run measured alike has (a variant added
+    since has no run-to-run spread yet)."""
+    same = comparable(runs, like)
+    names = sorted((n for n in like["median_ms"] if n.startswith(prefix)), key=like["median_ms"].get)
+    return next((n for n in names if all(n in r["median_ms"] for r in same)), None)
+
+
 def run_to_run(runs: list, like: dict, best: str) -> dict:
     """Across the comparable runs: each variant's medians and their relative range, and the same
     for ``best``'s speed-up over ONNX and PyTorch FP32."""

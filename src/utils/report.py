@@ -359,7 +359,7 @@ def _run_macros(cfg: Config, b: dict) -> dict:
     sp = {n: v["spread"] for n, v in rr["median_ms"].items()}
     best = rr["speedup_vs_onnx_fp32"]["variant"]
     dates = [datetime.fromisoformat(d) for d in rr["dates"]]
-    out = {"RunsN": str(rr["runs"]), "RunsSpanHours": f"{(max(dates) - min(dates)).total_seconds() / 3600:.1f}",
+    out = {"RunsN": str(rr["runs"]), "RunBestInt": best.replace("onnx-", ""), "RunsSpanHours": f"{(max(dates) - min(dates)).total_seconds() / 3600:.1f}",
            "RunSpreadBestInt": f"{100 * sp[best]:.1f}",
            "RunSpreadMin": f"{100 * min(sp.values()):.1f}", "RunSpreadMax": f"{100 * max(sp.values()):.1f}",
            "RunSpreadBestIntVsOnnx": f"{100 * rr['speedup_vs_onnx_fp32']['spread']:.1f}"}
@@ -507,7 +507,11 @@ def _run_to_run(cfg: Config, r: dict) -> Optional[dict]:
     """The comparable clean runs of bench_runs.jsonl, their spread; None with fewer than two."""
     from . import bench_runs as R
 
-    rr = R.run_to_run(R.read_runs(cfg), R.summary(r), _best_int(_bench_all_threads(r)["headline"]))
+    runs, this = R.read_runs(cfg), R.summary(r)
+    best = R.shared_best(runs, this)
+    if best is None:
+        return None
+    rr = R.run_to_run(runs, this, best)
     return rr if rr["runs"] >= 2 else None
 
 
@@ -520,7 +524,7 @@ def bench_runs_table(cfg: Config):
     runs, this = R.read_runs(cfg), R.summary(r)
     if len(runs) < 2:
         return None
-    best = _best_int(_bench_all_threads(r)["headline"])
+    best = R.shared_best(runs, this) or _best_int(_bench_all_threads(r)["headline"])
     same = R.comparable(runs, this)
     fmt = lambda d, n, f="{:.2f}": f.format(d[n]) if n in d else "--"  # noqa: E731
     rows = []
@@ -547,7 +551,7 @@ def bench_runs_table(cfg: Config):
     write_table(df, cfg, "bench_runs", label=f"tab:bench-runs-{cfg.name}",
                 caption=(f"Every recorded run of the benchmark (results/{cfg.name}/bench\\_runs.jsonl): batch 1, "
                          f"length {r['length']}, {r['provenance']['threads']} threads, median per run; reps x rounds "
-                         f"per variant. Compared: measured as the reported run (same CPU model, threads, interleaving, "
+                         f"per variant; {_tex_escape(best)}: the fastest INT8 variant that every compared run has. Compared: measured as the reported run (same CPU model, threads, interleaving, "
                          f"repetitions and rounds) from a clean tree; spread: range over median."))
     return df
 
