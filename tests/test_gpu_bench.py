@@ -85,10 +85,23 @@ def test_the_onnx_files_are_built_from_the_pack_where_the_run_is(smoke_cfg, tmp_
     from utils import quantize as Q
 
     d = _pack(tmp_path, tiny_model_dir, tiny_onnx, sentences)
-    res = gpu_bench.run(smoke_cfg, d, device="cpu", reps=1, onnx_dir=tmp_path / "built")
+    saved = []
+    res = gpu_bench.run(smoke_cfg, d, device="cpu", reps=1, onnx_dir=tmp_path / "built", save=saved.append)
+    # the PyTorch part was saved before the ONNX part began
+    assert len(saved) == 1 and "incomplete" in saved[0] and "onnx_built" not in saved[0] and "pytorch" in saved[0]
+    assert "incomplete" not in res
     built = res["onnx_built"]
     assert built["fp32"]["parity"]["passed"] and set(built) == {"fp32", "int8-dynamic", "int8-static-sym", "fp16"}
     assert sorted(f.name for f in (tmp_path / "built").glob("*.onnx")) == [
         "fp16.onnx", "fp32.onnx", "int8-dynamic.onnx", "int8-static-sym.onnx"]
     sym = Q.qdq_scales(tmp_path / "built" / "int8-static-sym.onnx")
     assert sym and all(z == 0 for r in sym.values() if "activation" in r for z in r["activation"]["zero_point"])
+
+
+def test_a_failed_onnx_build_is_recorded_and_the_run_still_returns(smoke_cfg, tmp_path, tiny_model_dir, tiny_onnx,
+                                                                   sentences):
+    d = _pack(tmp_path, tiny_model_dir, tiny_onnx, sentences)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    res = gpu_bench.run(smoke_cfg, d, device="cpu", reps=1, onnx_dir=blocker)
+    assert "error" in res["onnx_built"] and list(res["pytorch"])[0] == "pytorch-cpu-fp32"

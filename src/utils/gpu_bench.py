@@ -157,9 +157,11 @@ def build_onnx(ckpt: Path, tok, texts: list, out_dir: Path, max_length: int, ops
 
 
 def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None,
-        onnx_dir: str | Path | None = None) -> dict:
+        onnx_dir: str | Path | None = None, save=None) -> dict:
     """PyTorch per dtype and ONNX Runtime GPU providers on ``device``; {"skipped": why} without one.
-    ``onnx_dir``: build the ONNX files there first (``build_onnx``); else the pack's own *.onnx."""
+    ``onnx_dir``: build the ONNX files there first (``build_onnx``); else the pack's own *.onnx.
+    ``save(record)``, if given, is called once the PyTorch part is done, so that a crash in the ONNX
+    Runtime part (a CUDA library that does not load) does not lose it."""
     import pandas as pd
 
     from .bench import fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
@@ -179,8 +181,13 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
            "pytorch": torch_dtype_latency(ckpt, tok, texts, b.length, b.batch_sizes, reps, device=device)}
     feed = fixed_length_batch(tok, texts, b.length, 1)
     chains = gpu_provider_chains(status["ort_providers"])
+    if save is not None:
+        save({**out, "incomplete": "the ONNX Runtime part did not finish"})
     if onnx_dir is not None:
-        out["onnx_built"] = build_onnx(ckpt, tok, texts, Path(onnx_dir), cfg.model.max_length, cfg.export.opset)
+        try:
+            out["onnx_built"] = build_onnx(ckpt, tok, texts, Path(onnx_dir), cfg.model.max_length, cfg.export.opset)
+        except Exception as e:  # noqa: BLE001 - the files built so far are still measured
+            out["onnx_built"] = {"error": f"{type(e).__name__}: {e}"[:500]}
     src = Path(onnx_dir) if onnx_dir is not None else pack_dir
     files = {f"onnx-{f.stem}": f for f in sorted(src.glob("*.onnx"))}
     out["placement"], out["onnxruntime"] = ort_gpu_runs(files, feed, reps, chains)
@@ -243,14 +250,15 @@ def main(argv=None) -> int:
         mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
         print(f"{out} ({mb:.0f} MiB{'; over the 64 MiB one device call carries' if mb > 64 else ''})")
         return 0
-    res = run(cfg, args.pack, device=args.device, reps=args.reps, onnx_dir=args.build_onnx)
-    if "skipped" in res:
-        print(f"gpu_bench: skipped: {res['skipped']}", file=sys.stderr)
-        return 3
     from .provenance import provenance, write_json
 
     path = Path(args.out) if args.out else cfg.results_dir / "bench_gpu.json"
-    write_json(path, {"step": "bench_gpu", **res, "provenance": provenance(cfg, threads=cfg.threads)})
+    save = lambda rec: write_json(path, {"step": "bench_gpu", **rec, "provenance": provenance(cfg, threads=cfg.threads)})  # noqa: E731
+    res = run(cfg, args.pack, device=args.device, reps=args.reps, onnx_dir=args.build_onnx, save=save)
+    if "skipped" in res:
+        print(f"gpu_bench: skipped: {res['skipped']}", file=sys.stderr)
+        return 3
+    save(res)
     print(path)
     return 0
 
