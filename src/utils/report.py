@@ -402,11 +402,9 @@ def bench_figure(cfg: Config):
     axes[1].set_xticks(sorted(thr["batch"].unique()), labels=sorted(thr["batch"].unique()))
     for ax in axes[:2]:
         ax.xaxis.set_minor_formatter(NullFormatter())
-    head = cpu["headline"]
-    ref = head["onnx-fp32"]["round_medians_ms"]
     rows = []
-    for n, v in head.items():
-        ratios = [a / b for a, b in zip(ref, v["round_medians_ms"])]
+    for n, v in r["speedup_vs_onnx_fp32_rounds"].items():    # the per-round ratios run_bench computed
+        ratios = v["ratios"]
         rows.append({"variant": n, "speedup": float(np.median(ratios)), "lo": min(ratios), "hi": max(ratios)})
     sp = pd.DataFrame(rows).sort_values("speedup")
     axes[2].barh(sp["variant"], sp["speedup"], xerr=[sp["speedup"] - sp["lo"], sp["hi"] - sp["speedup"]],
