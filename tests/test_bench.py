@@ -1,5 +1,7 @@
 """The benchmark harness on real (tiny) models: shapes, interleaving, placement, memory probe.
 No timing is asserted: speed is measured by `make bench`, not by unit tests."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,50 @@ def test_gpu_provider_chains_prefer_tensorrt_and_fall_back_to_the_cpu():
     assert B.gpu_provider_chains(["CPUExecutionProvider"]) == []
     assert B.gpu_provider_chains(["CUDAExecutionProvider", "CPUExecutionProvider", "TensorrtExecutionProvider"]) == [
         ["TensorrtExecutionProvider", "CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]]
+
+
+def _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
+    """The smoke profile in the isolated repository, holding what the bench step reads: the tiny
+    checkpoint as FP32, its ONNX export, the test split; no quantized files."""
+    import json
+
+    import pandas as pd
+
+    cfg = smoke_cfg
+    shutil.copytree(tiny_model_dir, cfg.artifacts_dir / "fp32")
+    (cfg.artifacts_dir / "onnx").mkdir(parents=True)
+    shutil.copy(tiny_onnx[0], cfg.artifacts_dir / "onnx" / "fp32.onnx")
+    cfg.processed_dir.mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        pd.DataFrame({"text": sentences, "label": [i % 3 for i in range(len(sentences))]}).to_csv(
+            cfg.processed_dir / f"{split}.csv", index=False)
+    cfg.results_dir.mkdir(parents=True)
+    (cfg.results_dir / "quantize.json").write_text(json.dumps({"variants": {}}))
+    return cfg
+
+
+def test_fresh_process_pass_measures_each_variant_alone_and_the_drift(smoke_cfg, tiny_model_dir, tiny_onnx,
+                                                                      sentences):
+    cfg = _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences)
+    cfg.bench.alone_reps = 4
+    memory, alone = B.fresh_process_pass(cfg, ["pytorch-fp32", "onnx-fp32"], threads=1, progress=False)
+    assert set(memory) == {"pytorch-fp32", "onnx-fp32"}
+    for m in memory.values():
+        assert m["peak_rss_mb"] > m["model_rss_mb"] > 0 and m["create_seconds"] > 0 and "alone" not in m
+    assert alone["reps"] == 4 and alone["ort_spinning"] is True and set(alone["variants"]) == set(memory)
+    assert all(v["n"] == 4 for v in alone["variants"].values())
+    first, last = alone["variants"]["onnx-fp32"]["median_ms"], alone["onnx-fp32_again"]["median_ms"]
+    assert alone["drift"] == pytest.approx((last - first) / first)
+    assert alone["speedup_vs_onnx_fp32"]["pytorch-fp32"] == pytest.approx(
+        (first + last) / 2 / alone["variants"]["pytorch-fp32"]["median_ms"])
+    assert alone["speedup_vs_pytorch_fp32"]["pytorch-fp32"] == pytest.approx(1.0)
+    cfg.bench.alone_reps = 0      # memory only: no second ONNX fp32 process, no latency
+    memory, alone = B.fresh_process_pass(cfg, ["onnx-fp32"], threads=1, progress=False)
+    assert alone is None and set(memory) == {"onnx-fp32"}
+
+
+def test_a_failing_fresh_process_names_the_variant(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
+    cfg = _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences)
+    (cfg.artifacts_dir / "onnx" / "fp32.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(RuntimeError, match="onnx-fp32"):
+        B.fresh_process_pass(cfg, ["onnx-fp32"], threads=1, progress=False)

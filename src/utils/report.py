@@ -281,6 +281,29 @@ def paper_macros(cfg: Config) -> Path:
 
 
 FUSED_ATTENTION = frozenset({"Attention", "QAttention"})
+# an 8-bit dot-product instruction (AVX512-VNNI / AVX-VNNI VPDPBUSD) does four int8 products per 32-bit
+# lane where an FP32 FMA does one: the most INT8 matrix products can gain per instruction
+INT8_DOT_FACTOR = 4
+
+
+def _amdahl(fp: dict) -> dict:
+    """Amdahl's bound from one profile (``node_placement``'s kernel_ms, matmul_ms): the kernel time
+    per call if the matrix products ran ``INT8_DOT_FACTOR`` times faster and everything else kept
+    its time, the speed-up that gives, and the speed-up with free matrix products."""
+    other = fp["kernel_ms"] - fp["matmul_ms"]
+    bound = other + fp["matmul_ms"] / INT8_DOT_FACTOR
+    return {"kernel_ms": fp["kernel_ms"], "matmul_ms": fp["matmul_ms"], "other_ms": other,
+            "dot_factor": INT8_DOT_FACTOR, "bound_ms": bound, "bound_speedup": fp["kernel_ms"] / bound,
+            "free_matmul_speedup": fp["kernel_ms"] / other}
+
+
+def amdahl_bound(cfg: Config, variant: str = "onnx-fp32") -> dict:
+    """How much faster quantizing the matrix products can make ``variant`` on the CPU at most, from
+    its own operator profile in bench.json (see ``_amdahl``)."""
+    ops = _cpu_op_times(load_result(cfg, "bench"))
+    if variant not in ops:
+        raise KeyError(f"bench.json of profile {cfg.name!r} has no CPU operator profile of {variant!r}")
+    return _amdahl(ops[variant])
 
 
 def _protocol_macros(b: dict, best: str) -> dict:
@@ -317,6 +340,22 @@ def _protocol_macros(b: dict, best: str) -> dict:
                     "FPOtherMs": f"{fp['kernel_ms'] - fp['matmul_ms']:.1f}",
                     "IntOtherMs": f"{q['kernel_ms'] - q['matmul_ms']:.1f}",
                     "MatmulSpeedup": f"{fp['matmul_ms'] / q['matmul_ms']:.2f}"})
+        a = _amdahl(fp)
+        out.update({"AmdahlMs": f"{a['bound_ms']:.1f}", "AmdahlX": f"{a['bound_speedup']:.2f}",
+                    "NoMatmulX": f"{a['free_matmul_speedup']:.2f}", "DotFactor": str(INT8_DOT_FACTOR)})
+    alone = cpu.get("alone")
+    if alone and "speedup_vs_onnx_fp32" in alone:
+        lat = alone["variants"]
+        ints = [n for n in lat if n.startswith("onnx-int8")]
+        if ints:
+            ab = min(ints, key=lambda n: lat[n]["median_ms"])
+            out.update({"AloneBestInt": ab.replace("onnx-", ""), "AloneBestIntMs": f"{lat[ab]['median_ms']:.1f}",
+                        "AloneOnnxFPMs": f"{lat['onnx-fp32']['median_ms']:.1f}",
+                        "AloneBestIntVsOnnx": f"{alone['speedup_vs_onnx_fp32'][ab]:.2f}",
+                        "AloneDrift": f"{100 * alone['drift']:+.1f}", "AloneReps": str(alone["reps"])})
+            if "speedup_vs_pytorch_fp32" in alone:
+                out.update({"AloneBestIntVsTorch": f"{alone['speedup_vs_pytorch_fp32'][ab]:.2f}",
+                            "AloneTorchFPMs": f"{lat['pytorch-fp32']['median_ms']:.1f}"})
     spin = cpu.get("spinning", {}).get("variants", {})
     if {"onnx-fp32", best} <= set(spin):
         out.update({"SpinOnnxFPMs": f"{spin['onnx-fp32']['median_ms']:.1f}",
@@ -474,15 +513,20 @@ def bench_table(cfg: Config) -> pd.DataFrame:
     big = str(max(int(b) for b in cpu["batch_size"]))
     rr = r.get("speedup_vs_onnx_fp32_rounds", {})
     n_rounds = len(next(iter(cpu["headline"].values()))["round_medians_ms"])
+    alone = cpu.get("alone") or {}
     rows = {}
     for n, v in cpu["headline"].items():
         mem = (r.get("memory") or {}).get(n, {})
+        al = alone.get("variants", {}).get(n)
+        alx = alone.get("speedup_vs_onnx_fp32", {}).get(n)
         rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}", "p99": f"{v['p99_ms']:.2f}",
                    "spread": f"{v['spread']:.1%}",
                    "x ONNX fp32": f"{r['speedup_vs_onnx_fp32'].get(n, float('nan')):.2f}",
                    "spread of x": f"{rr[n]['spread']:.1%}" if n in rr else "--",
                    "x PyTorch fp32": f"{r['speedup_vs_pytorch_fp32'].get(n, float('nan')):.2f}",
                    "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
+                   "alone (ms)": f"{al['median_ms']:.2f}" if al else "--",
+                   "alone x ONNX fp32": f"{alx:.2f}" if alx else "--",
                    f"texts/s (b{big})": f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}",
                    "model RSS (MB)": f"{mem['model_rss_mb']:.0f}" if mem else "--",
                    "load (s)": f"{mem['create_seconds']:.2f}" if mem else "--"}
@@ -491,8 +535,10 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                 caption=(f"CPU benchmark, batch 1, length {r['length']}, {all_t} threads unless stated: "
                          f"{r['provenance']['cpu']}; {_protocol(r)}; spread: range of the {n_rounds} round "
                          f"medians over their median; spread of x: the same for the per-round speed-up over ONNX "
-                         f"fp32 (drift common to a round cancels in it); model RSS: resident memory a fresh "
-                         f"process adds when it loads the variant and predicts."))
+                         f"fp32 (drift common to a round cancels in it); alone: the variant alone in a fresh "
+                         f"process, ONNX Runtime's threads spinning (its default), speed-up over the mean of the "
+                         f"ONNX fp32 processes at the start and end of that pass; model RSS: resident memory "
+                         f"that process adds when it loads the variant and predicts."))
     return df
 
 
