@@ -165,28 +165,16 @@ def _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
     return cfg
 
 
-def test_fresh_process_pass_measures_each_variant_alone_and_the_drift(smoke_cfg, tiny_model_dir, tiny_onnx,
-                                                                      sentences):
+def test_fresh_process_memory_loads_each_variant_in_a_new_process(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
     cfg = _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences)
-    cfg.bench.alone_reps = 4
-    memory, alone = B.fresh_process_pass(cfg, ["pytorch-fp32", "onnx-fp32"], threads=1, progress=False)
-    assert set(memory) == {"pytorch-fp32", "onnx-fp32"}
-    for m in memory.values():
-        assert m["peak_rss_mb"] > m["model_rss_mb"] > 0 and m["create_seconds"] > 0 and "alone" not in m
-    assert alone["reps"] == 4 and alone["ort_spinning"] is True and set(alone["variants"]) == set(memory)
-    assert all(v["n"] == 4 for v in alone["variants"].values())
-    first, last = alone["variants"]["onnx-fp32"]["median_ms"], alone["onnx-fp32_again"]["median_ms"]
-    assert alone["drift"] == pytest.approx((last - first) / first)
-    assert alone["speedup_vs_onnx_fp32"]["pytorch-fp32"] == pytest.approx(
-        (first + last) / 2 / alone["variants"]["pytorch-fp32"]["median_ms"])
-    assert alone["speedup_vs_pytorch_fp32"]["pytorch-fp32"] == pytest.approx(1.0)
-    cfg.bench.alone_reps = 0      # memory only: no second ONNX fp32 process, no latency
-    memory, alone = B.fresh_process_pass(cfg, ["onnx-fp32"], threads=1, progress=False)
-    assert alone is None and set(memory) == {"onnx-fp32"}
+    for name in ("pytorch-fp32", "onnx-fp32"):
+        m = B.fresh_process_memory("smoke", name, 1, cfg.root)
+        assert set(m) == {"peak_rss_mb", "model_rss_mb", "create_seconds"}
+        assert m["peak_rss_mb"] > m["model_rss_mb"] > 0 and m["create_seconds"] > 0
 
 
 def test_a_failing_fresh_process_names_the_variant(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
     cfg = _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences)
     (cfg.artifacts_dir / "onnx" / "fp32.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(RuntimeError, match="onnx-fp32"):
-        B.fresh_process_pass(cfg, ["onnx-fp32"], threads=1, progress=False)
+        B.fresh_process_memory("smoke", "onnx-fp32", 1, cfg.root)

@@ -276,89 +276,41 @@ probe_main(sys.argv[1:])
 
 
 def probe_main(argv: Sequence[str]) -> None:
-    """The child of ``fresh_process_memory``: argv = profile, variant, threads[, reps, length].
-
-    Loads one variant (ONNX Runtime's threads spinning, its default: the process runs one model),
+    """The child of ``fresh_process_memory``: argv = profile, variant, threads. Loads one variant,
     predicts a batch of 32 and prints one JSON line: peak resident set, resident memory the model
-    added after the imports, time to create the predictor; with ``reps`` > 0 also the latency of
-    ``reps`` batch-1 calls of exactly ``length`` real tokens after 10 untimed ones, alone."""
+    added after the imports, time to create the predictor."""
     import json
     import resource
 
     import psutil
 
-    from . import data as D
     from .config import load_config
     from .pipeline import make_predictor
 
     profile, variant, threads = argv[0], argv[1], int(argv[2])
-    reps, length = (int(argv[3]), int(argv[4])) if len(argv) > 3 else (0, 0)
     cfg = load_config(profile)
     before = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
-    p = make_predictor(cfg, variant, threads=threads, spinning=True)
+    p = make_predictor(cfg, variant, threads=threads)
     created = time.perf_counter() - t0
     p.predict_proba(["a short review", "a much longer review that goes on about the plot and the cast"] * 16)
     after = psutil.Process().memory_info().rss
-    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**20,
-           "model_rss_mb": (after - before) / 2**20, "create_seconds": created}
-    if reps > 0:
-        texts = D.load_splits(cfg)["test"]["text"].tolist()[:512]
-        inputs = [fixed_length_batch(p.tokenizer, texts, length, 1, offset=i) for i in range(reps)]
-        out["alone"] = summarize(time_calls({variant: p}, inputs, reps, warmup=10)[variant])
-    print(json.dumps(out))
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**20,
+                      "model_rss_mb": (after - before) / 2**20, "create_seconds": created}))
 
 
-def fresh_process_memory(profile: str, variant: str, threads: int, root: str, reps: int = 0,
-                         length: int = 128) -> dict:
+def fresh_process_memory(profile: str, variant: str, threads: int, root: str) -> dict:
     """Memory of a new Python process that loads one variant and predicts a batch of 32: its peak
     resident set, and the resident memory the model added once the libraries were imported
-    (the imports alone take most of the peak); plus the time to create the predictor. With
-    ``reps`` > 0, also the variant's batch-1 latency at ``length`` alone in that process, with
-    ONNX Runtime's default spinning threads: what a server running one model gets (``alone``)."""
+    (the imports alone take most of the peak); plus the time to create the predictor."""
     import json
     import subprocess
 
-    r = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, profile, variant, str(threads), str(reps),
-                        str(length)], cwd=root, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, profile, variant, str(threads)], cwd=root,
+                       capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"memory probe of {variant!r} failed: {r.stderr.strip().splitlines()[-1:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def fresh_process_pass(cfg, names: Sequence[str], threads: int, progress: bool = True) -> tuple:
-    """One fresh process per variant, in turn: memory and load time of each; with
-    ``bench.alone_reps`` > 0 also each variant's latency alone (see ``fresh_process_memory``), its
-    speed-up over ONNX fp32 and PyTorch fp32 alone, and how much ONNX fp32 moved between its probe
-    at the start of the pass and a second one at its end (the drift that sequential processes,
-    unlike interleaved calls, do not cancel). Returns (memory, alone or None)."""
-    b = cfg.bench
-    reps = b.alone_reps
-    again = "onnx-fp32" in names and reps > 0
-    order = (["onnx-fp32"] if again else []) + [n for n in names if not (again and n == "onnx-fp32")]
-    probes = {}
-    for n in tqdm(order + (["onnx-fp32 (again)"] if again else []), desc="fresh processes: memory, alone",
-                  disable=not progress, leave=False):
-        probes[n] = fresh_process_memory(cfg.profile_file or cfg.name, n.split()[0], threads, cfg.root,
-                                         reps=reps, length=b.length)
-    memory = {n: {k: v for k, v in probes[n].items() if k != "alone"} for n in names}
-    if reps <= 0:
-        return memory, None
-    lat = {n: probes[n]["alone"] for n in names}
-    alone = {"reps": reps, "warmup": 10, "ort_spinning": True, "length": b.length, "variants": lat,
-             "description": (f"each variant alone in a fresh process, {reps} batch-1 calls after 10 untimed "
-                             f"ones, ONNX Runtime's threads spinning (its default); processes in turn")}
-    ref = {}
-    if again:
-        first, last = lat["onnx-fp32"]["median_ms"], probes["onnx-fp32 (again)"]["alone"]["median_ms"]
-        alone["onnx-fp32_again"] = probes["onnx-fp32 (again)"]["alone"]
-        alone["drift"] = (last - first) / first
-        ref["onnx"] = (first + last) / 2   # the pass's two ONNX fp32 probes bracket the others
-    if "pytorch-fp32" in lat:
-        ref["pytorch"] = lat["pytorch-fp32"]["median_ms"]
-    for k, v in ref.items():
-        alone[f"speedup_vs_{k}_fp32"] = {n: v / lat[n]["median_ms"] for n in names}
-    return memory, alone
 
 
 # --------------------------------------------------------------------------- the benchmark step
@@ -556,9 +508,8 @@ def run_bench(cfg, progress: bool = True) -> dict:
     if chains:
         result["gpu"]["onnxruntime"] = gpu_latency
     if b.memory:
-        result["memory"], alone = fresh_process_pass(cfg, names, all_threads, progress)
-        if alone:
-            result["cpu"][f"threads_{all_threads}"]["alone"] = alone
+        result["memory"] = {n: fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
+                            for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}
     if result["gpu"]["torch_cuda"]:
         result["gpu"]["pytorch"] = torch_dtype_latency(checkpoint_dir(cfg), tok, texts, b.length, b.batch_sizes,
                                                        b.reps, device="cuda")

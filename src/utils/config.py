@@ -115,9 +115,6 @@ class BenchConfig:
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
     variants: Optional[list] = None   # None: every variant
     memory: bool = True               # peak RSS of a fresh process per variant
-    alone_reps: int = 100             # with memory: batch-1 calls at `length` timed in that process, the
-                                      # variant alone, ORT's threads spinning (0: none); ONNX fp32 is
-                                      # probed first and again last, to show the drift over the pass
 
 
 @dataclass
@@ -340,8 +337,6 @@ def _validate(cfg: Config) -> None:
     if bb.block < 1 or bb.block_warmup < 0 or bb.reps < 1 or bb.rounds < 1:
         raise ConfigError(f"bench: block, reps, rounds >= 1 and block_warmup >= 0, got block={bb.block}, "
                           f"block_warmup={bb.block_warmup}, reps={bb.reps}, rounds={bb.rounds}")
-    if bb.alone_reps < 0:
-        raise ConfigError(f"bench.alone_reps must be >= 0 (0: no latency alone in a fresh process), got {bb.alone_reps}")
     if bb.spinning and (bb.block < 2 or bb.block_warmup < 1):
         raise ConfigError("bench: spinning ORT threads need block >= 2 and block_warmup >= 1, or the previous "
                           "model's spinning threads hold the cores during timed calls; or set bench.spinning: false")

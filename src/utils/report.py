@@ -343,19 +343,6 @@ def _protocol_macros(b: dict, best: str) -> dict:
         a = _amdahl(fp)
         out.update({"AmdahlMs": f"{a['bound_ms']:.1f}", "AmdahlX": f"{a['bound_speedup']:.2f}",
                     "NoMatmulX": f"{a['free_matmul_speedup']:.2f}", "DotFactor": str(INT8_DOT_FACTOR)})
-    alone = cpu.get("alone")
-    if alone and "speedup_vs_onnx_fp32" in alone:
-        lat = alone["variants"]
-        ints = [n for n in lat if n.startswith("onnx-int8")]
-        if ints:
-            ab = min(ints, key=lambda n: lat[n]["median_ms"])
-            out.update({"AloneBestInt": ab.replace("onnx-", ""), "AloneBestIntMs": f"{lat[ab]['median_ms']:.1f}",
-                        "AloneOnnxFPMs": f"{lat['onnx-fp32']['median_ms']:.1f}",
-                        "AloneBestIntVsOnnx": f"{alone['speedup_vs_onnx_fp32'][ab]:.2f}",
-                        "AloneDrift": f"{100 * alone['drift']:+.1f}", "AloneReps": str(alone["reps"])})
-            if "speedup_vs_pytorch_fp32" in alone:
-                out.update({"AloneBestIntVsTorch": f"{alone['speedup_vs_pytorch_fp32'][ab]:.2f}",
-                            "AloneTorchFPMs": f"{lat['pytorch-fp32']['median_ms']:.1f}"})
     spin = cpu.get("spinning", {}).get("variants", {})
     if {"onnx-fp32", best} <= set(spin):
         out.update({"SpinOnnxFPMs": f"{spin['onnx-fp32']['median_ms']:.1f}",
@@ -513,20 +500,15 @@ def bench_table(cfg: Config) -> pd.DataFrame:
     big = str(max(int(b) for b in cpu["batch_size"]))
     rr = r.get("speedup_vs_onnx_fp32_rounds", {})
     n_rounds = len(next(iter(cpu["headline"].values()))["round_medians_ms"])
-    alone = cpu.get("alone") or {}
     rows = {}
     for n, v in cpu["headline"].items():
         mem = (r.get("memory") or {}).get(n, {})
-        al = alone.get("variants", {}).get(n)
-        alx = alone.get("speedup_vs_onnx_fp32", {}).get(n)
         rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}", "p99": f"{v['p99_ms']:.2f}",
                    "spread": f"{v['spread']:.1%}",
                    "x ONNX fp32": f"{r['speedup_vs_onnx_fp32'].get(n, float('nan')):.2f}",
                    "spread of x": f"{rr[n]['spread']:.1%}" if n in rr else "--",
                    "x PyTorch fp32": f"{r['speedup_vs_pytorch_fp32'].get(n, float('nan')):.2f}",
                    "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
-                   "alone (ms)": f"{al['median_ms']:.2f}" if al else "--",
-                   "alone x ONNX fp32": f"{alx:.2f}" if alx else "--",
                    f"texts/s (b{big})": f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}",
                    "model RSS (MB)": f"{mem['model_rss_mb']:.0f}" if mem else "--",
                    "load (s)": f"{mem['create_seconds']:.2f}" if mem else "--"}
@@ -535,10 +517,8 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                 caption=(f"CPU benchmark, batch 1, length {r['length']}, {all_t} threads unless stated: "
                          f"{r['provenance']['cpu']}; {_protocol(r)}; spread: range of the {n_rounds} round "
                          f"medians over their median; spread of x: the same for the per-round speed-up over ONNX "
-                         f"fp32 (drift common to a round cancels in it); alone: the variant alone in a fresh "
-                         f"process, ONNX Runtime's threads spinning (its default), speed-up over the mean of the "
-                         f"ONNX fp32 processes at the start and end of that pass; model RSS: resident memory "
-                         f"that process adds when it loads the variant and predicts."))
+                         f"fp32 (drift common to a round cancels in it); model RSS: resident memory a fresh "
+                         f"process adds when it loads the variant and predicts."))
     return df
 
 
