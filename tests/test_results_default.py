@@ -190,3 +190,21 @@ def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
     assert best <= a["bound_speedup"] < 2.5
     with pytest.raises(KeyError, match="pytorch-fp32"):
         amdahl_bound(cfg, "pytorch-fp32")
+
+
+def test_committed_results_do_not_record_this_machines_folders():
+    """Paths in results are relative to the repository (the one exception: which onnxruntime
+    installation a benchmark imported, ``ort_build``, which is the point of that field)."""
+    def strings(o, key=None):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                yield from strings(v, k)
+        elif isinstance(o, list):
+            for v in o:
+                yield from strings(v, key)
+        elif isinstance(o, str) and key != "ort_build":
+            yield key, o
+
+    found = [(f.name, k, s) for f in sorted(RES.glob("*.json")) for k, s in strings(read_json(f))
+             if s.startswith("/") and s.count("/") > 1]
+    assert found == []
