@@ -43,6 +43,31 @@ def test_cli_writes_a_results_json_or_says_why_not(smoke_cfg, tmp_path, tiny_mod
         assert "skipped" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
 
 
+def test_a_later_call_reuses_the_pytorch_part_of_the_first(smoke_cfg, tmp_path, tiny_model_dir, tiny_onnx, sentences,
+                                                            monkeypatch, capsys):
+    """A GPU session measures PyTorch in its first call and ONNX Runtime in its last: the last call takes
+    the PyTorch part from the first call's JSON, unchanged, and says where it came from."""
+    d = _pack(tmp_path, tiny_model_dir, tiny_onnx, sentences)
+    monkeypatch.chdir(smoke_cfg.root)
+    first, last = tmp_path / "first.json", tmp_path / "last.json"
+    assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "2", "--out", str(first)]) == 0
+    assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "2", "--out", str(last),
+                           "--pytorch-from", str(first), "--build-onnx", str(tmp_path / "onnx")]) == 0
+    a, b = read_json(first), read_json(last)
+    assert b["pytorch"] == a["pytorch"] and b["pytorch_from"]["file"] == str(first)
+    assert b["pytorch_from"]["date"] == a["provenance"]["date"] and "fp32" in b["onnx_built"]
+    capsys.readouterr()
+    # measured another way (other repetitions), or not a GPU benchmark: refused, naming the file
+    assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "3",
+                           "--out", str(tmp_path / "x.json"), "--pytorch-from", str(first)]) == 2
+    assert str(first) in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    other = tmp_path / "other.json"
+    other.write_text('{"step": "bench", "length": 32}')
+    assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "2",
+                           "--out", str(tmp_path / "x.json"), "--pytorch-from", str(other)]) == 2
+    assert "not a GPU benchmark" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
 def _tiny_wheel(d):
     """A real (minimal) wheel, as pip builds them: a package, METADATA, WHEEL and a RECORD with hashes."""
     import base64

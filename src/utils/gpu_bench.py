@@ -156,12 +156,32 @@ def build_onnx(ckpt: Path, tok, texts: list, out_dir: Path, max_length: int, ops
     return rec
 
 
+def _pytorch_part(path: str | Path, status: dict, length: int, batch_sizes: list, reps: int) -> dict:
+    """The PyTorch part of an earlier ``run`` on this machine (its results JSON), to be reused: it must
+    have measured the same GPU, length, batch sizes and repetitions, and hold PyTorch results."""
+    from .provenance import read_json
+
+    rec = read_json(path)
+    want = {"torch_device": status.get("torch_device"), "length": length, "batch_sizes": list(batch_sizes),
+            "reps": reps}
+    got = {k: rec.get(k) for k in want}
+    if rec.get("step") != "bench_gpu" or not rec.get("pytorch"):
+        raise ValueError(f"{path}: not a GPU benchmark with PyTorch results (step {rec.get('step')!r})")
+    if got != want:
+        raise ValueError(f"{path}: measured {got}, this run is {want}; rerun without --pytorch-from")
+    return {"pytorch": rec["pytorch"],
+            "pytorch_from": {"file": str(path), "date": rec.get("provenance", {}).get("date"),
+                             "commit": rec.get("provenance", {}).get("git", {}).get("commit")}}
+
+
 def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None,
-        onnx_dir: str | Path | None = None, save=None) -> dict:
+        onnx_dir: str | Path | None = None, save=None, pytorch_from: str | Path | None = None) -> dict:
     """PyTorch per dtype and ONNX Runtime GPU providers on ``device``; {"skipped": why} without one.
     ``onnx_dir``: build the ONNX files there first (``build_onnx``); else the pack's own *.onnx.
     ``save(record)``, if given, is called once the PyTorch part is done, so that a crash in the ONNX
-    Runtime part (a CUDA library that does not load) does not lose it."""
+    Runtime part (a CUDA library that does not load) does not lose it. ``pytorch_from``: the results
+    JSON of an earlier run on the same machine, whose PyTorch part is reused instead of measured again
+    (a GPU session measures PyTorch in its first call and ONNX Runtime once its wheel has arrived)."""
     import pandas as pd
 
     from .bench import fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
@@ -177,8 +197,11 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
     b = cfg.bench
     reps = reps or b.reps
     out = {**status, **_driver(), "length": b.length, "batch_sizes": list(b.batch_sizes), "reps": reps,
-           "weights": "stored in FP16 for transport, run as each dtype below",
-           "pytorch": torch_dtype_latency(ckpt, tok, texts, b.length, b.batch_sizes, reps, device=device)}
+           "weights": "stored in FP16 for transport, run as each dtype below"}
+    if pytorch_from is not None:
+        out.update(_pytorch_part(pytorch_from, status, b.length, b.batch_sizes, reps))
+    else:
+        out["pytorch"] = torch_dtype_latency(ckpt, tok, texts, b.length, b.batch_sizes, reps, device=device)
     feed = fixed_length_batch(tok, texts, b.length, 1)
     chains = gpu_provider_chains(status["ort_providers"])
     if save is not None:
@@ -228,6 +251,8 @@ def main(argv=None) -> int:
     r.add_argument("--reps", type=int)
     r.add_argument("--build-onnx", metavar="DIR", help="build the ONNX files into DIR first (from the pack's checkpoint)")
     r.add_argument("--out", help="results JSON (default: results/<profile>/bench_gpu.json)")
+    r.add_argument("--pytorch-from", metavar="JSON",
+                   help="reuse the PyTorch part of an earlier run's results JSON on this machine")
     w = sub.add_parser("wheels", help="download onnxruntime-gpu for the GPU machine, split into parts that fit a call")
     w.add_argument("out_dir")
     w.add_argument("--ort", default=DEVICE_ORT)
@@ -254,7 +279,12 @@ def main(argv=None) -> int:
 
     path = Path(args.out) if args.out else cfg.results_dir / "bench_gpu.json"
     save = lambda rec: write_json(path, {"step": "bench_gpu", **rec, "provenance": provenance(cfg, threads=cfg.threads)})  # noqa: E731
-    res = run(cfg, args.pack, device=args.device, reps=args.reps, onnx_dir=args.build_onnx, save=save)
+    try:
+        res = run(cfg, args.pack, device=args.device, reps=args.reps, onnx_dir=args.build_onnx, save=save,
+                  pytorch_from=args.pytorch_from)
+    except (ValueError, FileNotFoundError) as e:     # a --pytorch-from file that does not fit this run
+        print(f"gpu_bench: {e}", file=sys.stderr)
+        return 2
     if "skipped" in res:
         print(f"gpu_bench: skipped: {res['skipped']}", file=sys.stderr)
         return 3
