@@ -54,7 +54,7 @@ def test_a_later_call_reuses_the_pytorch_part_of_the_first(smoke_cfg, tmp_path, 
     assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "2", "--out", str(last),
                            "--pytorch-from", str(first), "--build-onnx", str(tmp_path / "onnx")]) == 0
     a, b = read_json(first), read_json(last)
-    assert b["pytorch"] == a["pytorch"] and b["pytorch_from"]["file"] == str(first)
+    assert b["pytorch"] == a["pytorch"] and b["pytorch_from"]["file"] == first.name
     assert b["pytorch_from"]["date"] == a["provenance"]["date"] and "fp32" in b["onnx_built"]
     capsys.readouterr()
     # measured another way (other repetitions), or not a GPU benchmark: refused, naming the file

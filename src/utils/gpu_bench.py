@@ -170,7 +170,7 @@ def _pytorch_part(path: str | Path, status: dict, length: int, batch_sizes: list
     if got != want:
         raise ValueError(f"{path}: measured {got}, this run is {want}; rerun without --pytorch-from")
     return {"pytorch": rec["pytorch"],
-            "pytorch_from": {"file": str(path), "date": rec.get("provenance", {}).get("date"),
+            "pytorch_from": {"file": Path(path).name, "date": rec.get("provenance", {}).get("date"),
                              "commit": rec.get("provenance", {}).get("git", {}).get("commit")}}
 
 
