@@ -156,6 +156,10 @@ def build_onnx(ckpt: Path, tok, texts: list, out_dir: Path, max_length: int, ops
     return rec
 
 
+class ReuseError(ValueError):
+    """A ``--pytorch-from`` file that cannot stand in for this run's PyTorch part."""
+
+
 def _pytorch_part(path: str | Path, status: dict, length: int, batch_sizes: list, reps: int) -> dict:
     """The PyTorch part of an earlier ``run`` on this machine (its results JSON), to be reused: it must
     have measured the same GPU, length, batch sizes and repetitions, and hold PyTorch results."""
@@ -166,9 +170,9 @@ def _pytorch_part(path: str | Path, status: dict, length: int, batch_sizes: list
             "reps": reps}
     got = {k: rec.get(k) for k in want}
     if rec.get("step") != "bench_gpu" or not rec.get("pytorch"):
-        raise ValueError(f"{path}: not a GPU benchmark with PyTorch results (step {rec.get('step')!r})")
+        raise ReuseError(f"{path}: not a GPU benchmark with PyTorch results (step {rec.get('step')!r})")
     if got != want:
-        raise ValueError(f"{path}: measured {got}, this run is {want}; rerun without --pytorch-from")
+        raise ReuseError(f"{path}: measured {got}, this run is {want}; rerun without --pytorch-from")
     return {"pytorch": rec["pytorch"],
             "pytorch_from": {"file": Path(path).name, "date": rec.get("provenance", {}).get("date"),
                              "commit": rec.get("provenance", {}).get("git", {}).get("commit")}}
@@ -282,7 +286,7 @@ def main(argv=None) -> int:
     try:
         res = run(cfg, args.pack, device=args.device, reps=args.reps, onnx_dir=args.build_onnx, save=save,
                   pytorch_from=args.pytorch_from)
-    except (ValueError, FileNotFoundError) as e:     # a --pytorch-from file that does not fit this run
+    except (ReuseError, FileNotFoundError) as e:     # a --pytorch-from file (or the pack) missing or unfit
         print(f"gpu_bench: {e}", file=sys.stderr)
         return 2
     if "skipped" in res:
