@@ -190,6 +190,9 @@ def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
     assert best <= a["bound_speedup"] < 2.5
     with pytest.raises(KeyError, match="pytorch-fp32"):
         amdahl_bound(cfg, "pytorch-fp32")
+    numbers = (RES.parents[1] / "paper" / "tables" / "default" / "numbers.tex").read_text()
+    assert f"\\newcommand{{\\AmdahlX}}{{{a['bound_speedup']:.2f}}}" in numbers
+    assert f"\\newcommand{{\\AmdahlMs}}{{{a['bound_ms']:.1f}}}" in numbers
 
 
 def test_committed_results_do_not_record_this_machines_folders():
