@@ -25,12 +25,31 @@ import onnx
 from tqdm.auto import tqdm
 
 
+def error_record(e: BaseException) -> dict:
+    """What a measurement that failed leaves in the results: the exception, shortened."""
+    return {"error": f"{type(e).__name__}: {e}"[:500]}
+
+
 def summarize(times_ms: Sequence[float]) -> dict:
     t = np.asarray(times_ms, dtype=float)
     return {"n": int(t.size), "median_ms": float(np.median(t)), "mean_ms": float(t.mean()),
             "std_ms": float(t.std(ddof=1)) if t.size > 1 else 0.0,
             "p10_ms": float(np.percentile(t, 10)), "p90_ms": float(np.percentile(t, 90)),
             "p99_ms": float(np.percentile(t, 99))}
+
+
+def _timed(call, reps: int, warmup: int, sync) -> list:
+    """``call()`` run ``warmup`` + ``reps`` times, each between two ``sync()`` (a CUDA synchronize, or
+    nothing on the CPU); the last ``reps`` times in ms."""
+    times = []
+    for i in range(reps + warmup):
+        sync()
+        t0 = time.perf_counter()
+        call()
+        sync()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 def interleaved_latency(predictors: dict, texts: Sequence[str], warmup: int = 5, progress: bool = False) -> dict:
@@ -223,12 +242,8 @@ def iobinding_latency(path: str | os.PathLike, feed: dict, reps: int, providers:
         io.bind_ortvalue_input(i.name, ort.OrtValue.ortvalue_from_numpy(feed[i.name], device, 0))
     for o in sess.get_outputs():
         io.bind_output(o.name, device)
-    times = []
-    for k in range(reps + warmup):
-        t0 = time.perf_counter()
-        sess.run_with_iobinding(io)   # synchronous: returns once the device work is done
-        if k >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
+    # run_with_iobinding is synchronous: it returns once the device work is done
+    times = _timed(lambda: sess.run_with_iobinding(io), reps, warmup, sync=lambda: None)
     logits = io.copy_outputs_to_cpu()[0]
     return {**summarize(times), "providers": active, "logits_row0": [float(x) for x in np.ravel(logits)[:8]]}
 
@@ -260,7 +275,7 @@ def ort_gpu_runs(files: dict, feed: dict, reps: int, chains: list) -> tuple:
         try:
             return fn(*args, **kw)
         except Exception as e:  # noqa: BLE001
-            return {"providers": kw.get("providers") or args[1], "error": f"{type(e).__name__}: {e}"[:500]}
+            return {"providers": kw.get("providers") or args[1], **error_record(e)}
 
     placement = {n: [guarded(node_placement, f, c, feed) for c in chains] for n, f in files.items()}
     latency = {c[0]: {n: guarded(iobinding_latency, f, feed, reps, providers=c, device="cuda") for n, f in files.items()}
@@ -335,14 +350,7 @@ def _graph_latency(model, enc: dict, reps: int, warmup: int, eager_logits) -> di
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         out = model(**static).logits
-    times = []
-    for i in range(reps + warmup):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        graph.replay()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
+    times = _timed(graph.replay, reps, warmup, torch.cuda.synchronize)
     return {**summarize(times), "max_abs_logit_diff_vs_eager": float((out.float() - eager_logits.float()).abs().max())}
 
 
@@ -378,21 +386,14 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
             with torch.inference_mode():
                 for b in batch_sizes:
                     enc = {k: torch.from_numpy(v).to(device) for k, v in fixed_length_batch(tok, texts, length, b).items()}
-                    times = []
-                    for i in range(reps + warmup):
-                        sync()
-                        t0 = time.perf_counter()
-                        logits = model(**enc).logits
-                        sync()
-                        if i >= warmup:
-                            times.append((time.perf_counter() - t0) * 1e3)
+                    times = _timed(lambda: model(**enc), reps, warmup, sync)
                     res[str(b)] = {**summarize(times), "texts_per_s": 1e3 * b / float(np.median(times))}
                     if cuda and graphs:
                         try:
-                            g = _graph_latency(model, enc, reps, warmup, logits)
+                            g = _graph_latency(model, enc, reps, warmup, model(**enc).logits)
                             graph_res[str(b)] = {**g, "texts_per_s": 1e3 * b / g["median_ms"]}
                         except Exception as e:  # noqa: BLE001 - recorded; eager numbers stand
-                            graph_res[str(b)] = {"error": f"{type(e).__name__}: {e}"[:500]}
+                            graph_res[str(b)] = error_record(e)
                 logits = model(**{k: torch.from_numpy(v).to(device) for k, v in probe.items()}).logits
                 logits = logits.float().cpu().numpy()
             ref = logits if ref is None else ref
@@ -403,7 +404,7 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
             out[key] = rec
             del model
         except Exception as e:  # noqa: BLE001 - one dtype that fails (e.g. no bf16 kernels) loses only itself
-            out[key] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            out[key] = error_record(e)
         if cuda:
             torch.cuda.empty_cache()
     return out

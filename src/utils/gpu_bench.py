@@ -188,7 +188,7 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
     (a GPU session measures PyTorch in its first call and ONNX Runtime once its wheel has arrived)."""
     import pandas as pd
 
-    from .bench import fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
+    from .bench import error_record, fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
     from .modeling import load_tokenizer
 
     status = gpu_status()
@@ -214,7 +214,7 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
         try:
             out["onnx_built"] = build_onnx(ckpt, tok, texts, Path(onnx_dir), cfg.model.max_length, cfg.export.opset)
         except Exception as e:  # noqa: BLE001 - the files built so far are still measured
-            out["onnx_built"] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            out["onnx_built"] = error_record(e)
     src = Path(onnx_dir) if onnx_dir is not None else pack_dir
     files = {f"onnx-{f.stem}": f for f in sorted(src.glob("*.onnx"))}
     out["placement"], out["onnxruntime"] = ort_gpu_runs(files, feed, reps, chains)

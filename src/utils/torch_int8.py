@@ -21,14 +21,18 @@ import torch
 MIN_ROWS, ALIGN = 17, 8
 
 
+def int8_rows(t: torch.Tensor) -> tuple:
+    """Symmetric int8 per row of a 2-D tensor: (int8 values, float scale per row), t ~ values * scale."""
+    scale = t.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    return torch.round(t / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
 class W8A8Linear(torch.nn.Module):
     """``nn.Linear`` computed as int8 x int8 -> int32 with dynamic per-token activation scales."""
 
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
-        w = linear.weight.detach().float()
-        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        q, scale = int8_rows(linear.weight.detach().float())    # per output channel
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("weight_t", q.t())            # (in, out), column-major: cuBLASLt's layout
         self.register_buffer("weight_scale", scale)
@@ -38,11 +42,10 @@ class W8A8Linear(torch.nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).float()
         rows = x2.shape[0]
-        scale = x2.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
-        q = torch.round(x2 / scale).clamp(-127, 127).to(torch.int8)
+        q, scale = int8_rows(x2)                                # per token
         if rows < MIN_ROWS:                                  # e.g. the pooler at batch 1: pad with zero rows
             q = torch.nn.functional.pad(q, (0, 0, 0, MIN_ROWS - rows))
-        y = torch._int_mm(q, self.weight_t)[:rows].float() * scale * self.weight_scale
+        y = torch._int_mm(q, self.weight_t)[:rows].float() * scale[:, None] * self.weight_scale
         if self.bias is not None:
             y = y + self.bias
         return y.to(x.dtype).reshape(*lead, self.out_features)
