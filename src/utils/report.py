@@ -325,10 +325,10 @@ def _protocol_macros(b: dict, best: str) -> dict:
     # where the time goes, op by op against ONNX FP32's unfused graph: the fastest INT8 file without a
     # fused attention operator (whose kernel time mixes products with softmax and reshapes)
     unfused = [n for n in ops if n.startswith("onnx-int8") and n in head and not FUSED_ATTENTION & set(ops[n]["op_ms"])]
-    op_best = min(unfused, key=lambda n: head[n]["median_ms"]) if unfused else None
+    op_best = _best_int(head, unfused) if unfused else None
     fusedq = [n for n in ops if n.startswith("onnx-int8") and n in head and "QAttention" in ops[n]["op_ms"]]
     if fusedq and op_best:
-        fq = min(fusedq, key=lambda n: head[n]["median_ms"])
+        fq = _best_int(head, fusedq)
         out.update({"FusedInt": fq.replace("onnx-", ""), "FusedIntMs": f"{head[fq]['median_ms']:.1f}",
                     "FusedIntVsOnnx": f"{b['speedup_vs_onnx_fp32'][fq]:.2f}",
                     "FusedIntGain": f"{100 * (head[op_best]['median_ms'] / head[fq]['median_ms'] - 1):+.0f}"})
@@ -379,7 +379,8 @@ def _run_macros(cfg: Config, b: dict) -> dict:
 
     from . import bench_runs as R
 
-    rr = _run_to_run(cfg, b)
+    runs, this, shared = _run_history(cfg, b)
+    rr = _run_to_run(runs, this, shared)
     if rr is None:
         return {}
     sp = {n: v["spread"] for n, v in rr["median_ms"].items()}
@@ -391,7 +392,7 @@ def _run_macros(cfg: Config, b: dict) -> dict:
            "RunSpreadBestIntVsOnnx": f"{100 * rr['speedup_vs_onnx_fp32']['spread']:.1f}"}
     if "onnx-fp32" in sp:
         out["RunSpreadOnnxFP"] = f"{100 * sp['onnx-fp32']:.1f}"
-    old = [run for run in R.read_runs(cfg) if run["protocol"] == R.UNRECORDED and best in run["speedup_vs_onnx_fp32"]]
+    old = [run for run in runs if run["protocol"] == R.UNRECORDED and best in run["speedup_vs_onnx_fp32"]]
     if old:
         x = [run["speedup_vs_onnx_fp32"][best] for run in old]
         ms = [run["median_ms"]["onnx-fp32"] for run in old]
@@ -522,17 +523,25 @@ def bench_table(cfg: Config) -> pd.DataFrame:
     return df
 
 
-def _best_int(head: dict) -> str:
-    ints = {n: v["median_ms"] for n, v in head.items() if n.startswith("onnx-int8")}
-    return min(ints, key=ints.get)
+def _best_int(head: dict, names=None) -> str:
+    """The fastest of ``names`` (default: every ONNX INT8 variant of the headline ``head``)."""
+    names = [n for n in head if n.startswith("onnx-int8")] if names is None else names
+    return min(names, key=lambda n: head[n]["median_ms"])
 
 
-def _run_to_run(cfg: Config, r: dict) -> Optional[dict]:
-    """The comparable clean runs of bench_runs.jsonl, their spread; None with fewer than two."""
+def _run_history(cfg: Config, r: dict) -> tuple:
+    """(every run of bench_runs.jsonl, the summary of bench.json ``r``, the fastest INT8 variant that
+    every run measured as ``r`` has, or None)."""
     from . import bench_runs as R
 
     runs, this = R.read_runs(cfg), R.summary(r)
-    best = R.shared_best(runs, this)
+    return runs, this, R.shared_best(runs, this)
+
+
+def _run_to_run(runs: list, this: dict, best: Optional[str]) -> Optional[dict]:
+    """The comparable clean runs and their spread (``bench_runs.run_to_run``); None with fewer than two."""
+    from . import bench_runs as R
+
     if best is None:
         return None
     rr = R.run_to_run(runs, this, best)
@@ -545,10 +554,10 @@ def bench_runs_table(cfg: Config):
     from . import bench_runs as R
 
     r = load_result(cfg, "bench")
-    runs, this = R.read_runs(cfg), R.summary(r)
+    runs, this, shared = _run_history(cfg, r)
     if len(runs) < 2:
         return None
-    best = R.shared_best(runs, this) or _best_int(_bench_all_threads(r)["headline"])
+    best = shared or _best_int(_bench_all_threads(r)["headline"])
     same = R.comparable(runs, this)
     fmt = lambda d, n, f="{:.2f}": f.format(d[n]) if n in d else "--"  # noqa: E731
     rows = []
