@@ -5,8 +5,9 @@ import pytest
 
 from utils import quantize as Q
 from utils.bench import interleaved_latency, session_ops
-from utils.modeling import load_checkpoint
-from utils.predict import OrtPredictor, TorchPredictor
+from utils.modeling import ModelError, load_checkpoint
+from utils.predict import (ORT_CPU_DISABLED_OPTIMIZERS, OrtPredictor, TorchPredictor, disabled_optimizers,
+                           onnx_metadata, ort_session)
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
@@ -69,6 +70,45 @@ def test_transformer_optimizer_reports_fusions(fp32, tmp_path, tokenizer, senten
     a = OrtPredictor(tmp_path / "opt.onnx", tokenizer, 32).predict_logits(sentences)
     b = OrtPredictor(fp32, tokenizer, 32).predict_logits(sentences)
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_optimizer_without_skip_layer_norm_keeps_it_off_on_the_cpu(fp32, tmp_path, tokenizer, sentences):
+    """skip_layer_norm=False: no SkipLayerNormalization in the file, and none in what ORT's CPU provider
+    runs either, because the file's metadata turns off ORT's load-time fusion, which otherwise fuses
+    Add + LayerNormalization again; the metadata survives dynamic quantization."""
+    fused = Q.optimize_transformer(fp32, tmp_path / "opt.onnx", num_heads=4, hidden_size=32,
+                                   skip_layer_norm=False)
+    assert "SkipLayerNormalization" not in fused and fused.get("Attention", 0) > 0
+    assert disabled_optimizers(tmp_path / "opt.onnx") == ["SkipLayerNormFusion"]
+    assert disabled_optimizers(tmp_path / "opt.onnx", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == []
+    ops = session_ops(tmp_path / "opt.onnx")
+    assert ops.get("LayerNormalization", 0) > 0 and "SkipLayerNormalization" not in ops
+    bare = onnx.load(str(tmp_path / "opt.onnx"))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    assert session_ops(tmp_path / "bare.onnx").get("SkipLayerNormalization", 0) > 0   # what the metadata stops
+    a = OrtPredictor(tmp_path / "opt.onnx", tokenizer, 32).predict_logits(sentences)
+    b = OrtPredictor(fp32, tokenizer, 32).predict_logits(sentences)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    q = Q.quantize_dynamic_int8(tmp_path / "opt.onnx", tmp_path / "opt-int8.onnx", per_channel=False)
+    assert disabled_optimizers(q) == ["SkipLayerNormFusion"]
+    ops = session_ops(q)
+    assert ops.get("QAttention", 0) > 0 and "SkipLayerNormalization" not in ops
+
+
+def test_onnx_metadata_is_read_without_parsing_the_graph(fp32, tmp_path):
+    m = onnx.load(str(fp32))
+    onnx.helper.set_model_props(m, {"a": "1", ORT_CPU_DISABLED_OPTIMIZERS: "X,Y"})
+    onnx.save(m, str(tmp_path / "meta.onnx"))
+    assert onnx_metadata(tmp_path / "meta.onnx") == {p.key: p.value for p in onnx.load(str(tmp_path / "meta.onnx")).metadata_props}
+    assert disabled_optimizers(tmp_path / "meta.onnx") == ["X", "Y"]
+    assert disabled_optimizers(fp32) == []
+    data = (tmp_path / "meta.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ModelError, match="corrupt or unreadable ONNX model .*cut.onnx"):
+        onnx_metadata(tmp_path / "cut.onnx")
+    with pytest.raises(ModelError, match="ONNX model not found: .*nope.onnx"):
+        ort_session(tmp_path / "nope.onnx")
 
 
 def test_module_nodes_names_the_missing_module(fp32):

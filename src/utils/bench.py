@@ -67,15 +67,12 @@ def interleaved_latency(predictors: dict, texts: Sequence[str], warmup: int = 5,
 
 def session_ops(path: str | os.PathLike, providers: Optional[list] = None) -> dict:
     """Operator counts of the graph an ONNX Runtime session runs (after its optimizations)."""
-    import onnxruntime as ort
+    from .predict import ort_session
 
     with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3   # the saved graph is hardware specific: that is the point here
-        so.optimized_model_filepath = str(Path(d) / "optimized.onnx")
-        ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
-        m = onnx.load(so.optimized_model_filepath)
+        # quiet: the saved graph is hardware specific, and that is the point here
+        ort_session(path, providers=providers, optimized_model=Path(d) / "optimized.onnx", quiet=True)
+        m = onnx.load(str(Path(d) / "optimized.onnx"))
     return dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
 
 
@@ -185,23 +182,16 @@ def node_placement(path: str | os.PathLike, providers: list, feed: dict, reps: i
     one), read from ONNX Runtime's profiler; threads not spinning, as in the benchmark."""
     import json
 
-    import onnxruntime as ort
+    from .predict import ort_session
 
     with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(d) / "prof")
-        so.log_severity_level = 3
-        so.optimized_model_filepath = str(Path(d) / "optimized.onnx")
-        if threads:
-            so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(str(path), so, providers=providers)
+        sess = ort_session(path, threads=threads, providers=providers, profile_prefix=Path(d) / "prof",
+                           optimized_model=Path(d) / "optimized.onnx", quiet=True)
         run_feed = {i.name: feed[i.name] for i in sess.get_inputs()}
         for _ in range(1 + reps):
             sess.run(None, run_feed)
         events = json.loads(Path(sess.end_profiling()).read_text())
-        graph = onnx.load(so.optimized_model_filepath)
+        graph = onnx.load(str(Path(d) / "optimized.onnx"))
     per_provider: Counter = Counter()
     runs: dict = {}
     for e in events:

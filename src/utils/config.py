@@ -87,6 +87,9 @@ class QuantizeConfig:
     calibration_examples: int = 256   # static INT8: held-apart validation texts
     calibration_methods: list = field(default_factory=lambda: ["minmax", "entropy", "percentile"])
     percentile: float = 99.999
+    skip_layer_norm_fusion: bool = False  # transformer optimizer (fp32-opt, int8-dynamic-opt): fuse each
+                                          # residual Add + LayerNorm into SkipLayerNormalization; off: ORT's
+                                          # CPU kernel of it is slower than the two ops (measured)
 
 
 @dataclass

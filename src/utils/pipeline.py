@@ -18,7 +18,7 @@ from . import modeling as M
 from . import onnx_export as X
 from . import quantize as Q
 from .config import Config
-from .predict import OrtPredictor, TorchPredictor
+from .predict import OrtPredictor, TorchPredictor, disabled_optimizers
 from .provenance import atomic_path, load_result, read_json, repo_relative, write_json, write_result
 
 
@@ -203,7 +203,8 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
         extra = out if isinstance(out, dict) else {}
         return name, {"path": str(path.relative_to(cfg.root)), "seconds": time.perf_counter() - t0,
                       "size_mb": M.file_size_mb(path), "size_ratio_to_fp32": M.file_size_mb(path) / fp32_mb,
-                      **meta, **extra, "graph": Q.graph_stats(path), "session_ops": session_ops(path)}
+                      **meta, **extra, "graph": Q.graph_stats(path),
+                      "ort_cpu_disabled_optimizers": disabled_optimizers(path), "session_ops": session_ops(path)}
 
     def static(method):
         def fn(dst):
@@ -212,8 +213,10 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
         return fn
 
     jobs = [
-        ("fp32-opt", lambda d: {"fusions": Q.optimize_transformer(fp32, d, hf.num_attention_heads, hf.hidden_size)},
-         {"source": "fp32", "method": "onnxruntime.transformers optimize_model"}),
+        ("fp32-opt", lambda d: {"fusions": Q.optimize_transformer(
+            fp32, d, hf.num_attention_heads, hf.hidden_size, skip_layer_norm=cfg.quantize.skip_layer_norm_fusion)},
+         {"source": "fp32", "method": "onnxruntime.transformers optimize_model"
+                                      + ("" if cfg.quantize.skip_layer_norm_fusion else ", no SkipLayerNormalization")}),
         ("int8-dynamic", lambda d: Q.quantize_dynamic_int8(fp32, d, per_channel=True, weight_type=cfg.quantize.weight_type),
          {"source": "fp32", "method": "quantize_dynamic", "per_channel": True}),
         ("int8-dynamic-pt", lambda d: Q.quantize_dynamic_int8(fp32, d, per_channel=False, weight_type=cfg.quantize.weight_type),

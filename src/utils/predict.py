@@ -85,18 +85,84 @@ class TorchPredictor(Predictor):
         return logits.float().numpy()
 
 
-def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
-                providers: Optional[list] = None, optimization: str = "all", spinning: bool = False):
-    """An ONNX Runtime session; a missing or corrupt file gets one clear error.
+# Metadata key of an ONNX file: ONNX Runtime graph optimizers (comma-separated names) to leave off when
+# the file runs on the CPU provider. The optimized variants set it: ORT's fused SkipLayerNormalization CPU
+# kernel is a scalar loop, slower on this model than the Add and LayerNormalization it replaces.
+ORT_CPU_DISABLED_OPTIMIZERS = "onnxruntime.cpu.disabled_optimizers"
 
-    ``spinning=False`` stops the intra-op threads from busy-waiting after each run: with
-    several models called in turn, a spinning pool steals the cores of the next model.
-    ``spinning=True`` is ONNX Runtime's default, what a server running one model gets."""
-    import onnxruntime as ort
+
+def _varint(f) -> int:
+    shift = value = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            raise EOFError("truncated")
+        value |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return value
+        shift += 7
+
+
+def onnx_metadata(path: str | os.PathLike) -> dict:
+    """An ONNX file's ``metadata_props`` (ModelProto field 14) as a dict, read without parsing the
+    graph: every other top-level field is skipped by its length, so a session created next does not
+    pay for a second copy of the weights (the memory probe measures that process)."""
+    import onnx
+    from google.protobuf.message import DecodeError
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"ONNX model not found: {path}")
+    size, out = path.stat().st_size, {}
+    with open(path, "rb") as f:
+        try:
+            while f.tell() < size:
+                tag = _varint(f)
+                field, wire = tag >> 3, tag & 7
+                if wire == 0:
+                    _varint(f)
+                elif wire in (1, 5):
+                    f.seek(8 if wire == 1 else 4, os.SEEK_CUR)
+                elif wire == 2:
+                    n = _varint(f)
+                    if field == 14:
+                        entry = onnx.StringStringEntryProto.FromString(f.read(n))
+                        out[entry.key] = entry.value
+                    else:
+                        f.seek(n, os.SEEK_CUR)
+                else:
+                    raise ValueError(f"wire type {wire} at byte {f.tell()}")
+            if f.tell() != size:
+                raise EOFError("truncated")
+        except (EOFError, ValueError, DecodeError) as e:
+            raise ModelError(f"corrupt or unreadable ONNX model {path}: {e}") from None
+    return out
+
+
+def disabled_optimizers(path: str | os.PathLike, providers: Optional[list] = None) -> list:
+    """The ONNX Runtime graph optimizers ``path`` asks to leave off (metadata
+    ``ORT_CPU_DISABLED_OPTIMIZERS``); only where the CPU provider comes first."""
+    if (providers or ["CPUExecutionProvider"])[0] != "CPUExecutionProvider":
+        return []
+    return [s for s in onnx_metadata(path).get(ORT_CPU_DISABLED_OPTIMIZERS, "").split(",") if s]
+
+
+def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
+                providers: Optional[list] = None, optimization: str = "all", spinning: bool = False,
+                profile_prefix: Optional[str] = None, optimized_model: Optional[str] = None, quiet: bool = False):
+    """An ONNX Runtime session; a missing or corrupt file gets one clear error.
+
+    ``spinning=False`` stops the intra-op threads from busy-waiting after each run: with
+    several models called in turn, a spinning pool steals the cores of the next model.
+    ``spinning=True`` is ONNX Runtime's default, what a server running one model gets.
+    Graph optimizers the file's metadata names are left off on the CPU provider
+    (``disabled_optimizers``). ``profile_prefix``: ORT's profiler on; ``optimized_model``: where ORT
+    saves the graph it runs; ``quiet``: errors only in ORT's log."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    providers = providers or ["CPUExecutionProvider"]
+    disabled = disabled_optimizers(path, providers)     # also: one clear error for a missing file
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = int(threads)
@@ -108,8 +174,15 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[optimization]
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile_prefix)
+    if optimized_model:
+        so.optimized_model_filepath = str(optimized_model)
+    if quiet:
+        so.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), so, providers=providers, disabled_optimizers=disabled or None)
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
         raise ModelError(f"corrupt or unreadable ONNX model {path}: {type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''}") from None

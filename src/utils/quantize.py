@@ -27,7 +27,7 @@ def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, per_ch
                           weight_type: str = "qint8") -> Path:
     """ONNX Runtime dynamic quantization of ``src`` into ``dst`` (written atomically). A graph from the
     transformer optimizer works too: its fused Attention and EmbedLayerNormalization become QAttention
-    and QEmbedLayerNormalization."""
+    and QEmbedLayerNormalization. The source's metadata (e.g. optimizers to leave off) is kept."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     load_onnx(src)  # a clear error for a missing or corrupt input
@@ -68,15 +68,30 @@ def graph_stats(path: str | os.PathLike) -> dict:
 
 # --------------------------------------------------------------------------- graph optimizer
 def optimize_transformer(src: str | os.PathLike, dst: str | os.PathLike, num_heads: int, hidden_size: int,
-                         model_type: str = "bert") -> dict:
+                         model_type: str = "bert", skip_layer_norm: bool = True) -> dict:
     """ONNX Runtime's transformer optimizer (fusions such as Attention, SkipLayerNormalization,
-    BiasGelu); returns the fused-operator counts, i.e. which fusions fired."""
+    BiasGelu); returns the fused-operator counts, i.e. which fusions fired.
+
+    ``skip_layer_norm=False`` leaves each residual Add and its LayerNormalization apart, and records
+    in the file's metadata (``predict.ORT_CPU_DISABLED_OPTIMIZERS``) that ONNX Runtime's load-time
+    ``SkipLayerNormFusion`` is to stay off on the CPU provider, which would fuse them again: ORT's
+    SkipLayerNormalization CPU kernel is a scalar loop, slower than the two operators it replaces
+    (measured in the benchmark's operator profile). Other providers fuse as usual."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    from .predict import ORT_CPU_DISABLED_OPTIMIZERS
+
     load_onnx(src)
+    options = FusionOptions(model_type)
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = bool(skip_layer_norm)
     opt = optimize_model(str(src), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
-                         opt_level=0)  # graph fusions only; ORT's own level-1/2 passes run at load time
+                         opt_level=0,  # graph fusions only; ORT's own level-1/2 passes run at load time
+                         optimization_options=options)
     fused = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+    if not skip_layer_norm:
+        onnx.helper.set_model_props(opt.model, {**{p.key: p.value for p in opt.model.metadata_props},
+                                                ORT_CPU_DISABLED_OPTIMIZERS: "SkipLayerNormFusion"})
     with atomic_path(dst) as tmp:
         opt.save_model_to_file(str(tmp))
     return fused
