@@ -176,8 +176,9 @@ def test_the_symmetric_file_is_partly_dequantized_on_the_cpu_provider():
 
 
 def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
-    """The bound is the FP32 profile's own arithmetic, and the measured best INT8 stays under it: on
-    this model quantizing the matrix products cannot reach the 2.5x the benchmark issue asked for."""
+    """The bound is the FP32 profile's own arithmetic, and every INT8 file that only quantizes the matrix
+    products of FP32's graph (no fused attention, whose graph also cuts the rest) stays under it: on this
+    model quantizing the matrix products cannot reach the 2.5x the benchmark issue asked for."""
     from utils.config import load_config
     from utils.report import INT8_DOT_FACTOR, amdahl_bound
 
@@ -186,7 +187,10 @@ def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
     assert a["bound_ms"] == pytest.approx(a["kernel_ms"] - a["matmul_ms"] + a["matmul_ms"] / INT8_DOT_FACTOR)
     assert 1 < a["bound_speedup"] < a["free_matmul_speedup"]
     b = read_json(RES / "bench.json")
-    best = max(v for n, v in b["speedup_vs_onnx_fp32"].items() if n.startswith("onnx-int8"))
+    ops = {n: p[0]["op_ms"] for n, p in b["placement"].items()}
+    plain = [n for n in ops if n.startswith("onnx-int8") and "QAttention" not in ops[n]]
+    assert len(plain) >= 8
+    best = max(b["speedup_vs_onnx_fp32"][n] for n in plain)
     assert best <= a["bound_speedup"] < 2.5
     with pytest.raises(KeyError, match="pytorch-fp32"):
         amdahl_bound(cfg, "pytorch-fp32")
@@ -211,3 +215,31 @@ def test_committed_results_do_not_record_this_machines_folders():
     found = [(f.name, k, s) for f in sorted(RES.glob("*.json")) for k, s in strings(read_json(f))
              if s.startswith("/") and s.count("/") > 1]
     assert found == []
+
+
+def test_optimized_variants_leave_skip_layer_norm_off_on_the_cpu():
+    """The committed optimizer variants ask ORT to leave SkipLayerNormFusion off (file metadata), the
+    CPU session runs LayerNormalization + Add instead, and the paper's per-node comparison is this
+    run's profile: ORT's SkipLayerNormalization node is slower than the two operators it replaces."""
+    from utils.config import load_config
+    from utils.predict import disabled_optimizers
+    from utils.report import _skip_layer_norm_macros
+
+    q = read_json(RES / "quantize.json")["variants"]
+    b = read_json(RES / "bench.json")
+    cfg = load_config("default")
+    for name in ("fp32-opt", "int8-dynamic-opt"):
+        v = q[name]
+        assert v["ort_cpu_disabled_optimizers"] == ["SkipLayerNormFusion"]
+        assert "SkipLayerNormalization" not in v["session_ops"] and v["session_ops"]["LayerNormalization"] == 12
+        path = RES.parents[1] / v["path"]
+        if path.is_file():                   # artifacts are not committed: checked where the study ran
+            assert disabled_optimizers(path) == ["SkipLayerNormFusion"]
+        assert "SkipLayerNormalization" not in b["placement"][f"onnx-{name}"][0]["op_ms"]
+    assert not cfg.quantize.skip_layer_norm_fusion
+    m = _skip_layer_norm_macros(b, q)
+    assert m["SLNVariant"] == "int8-dynamic-pt" and m["LNAddVariant"] == "int8-dynamic-opt"
+    assert float(m["SLNSlowdown"]) > 1.5
+    numbers = (RES.parents[1] / "paper" / "tables" / "default" / "numbers.tex").read_text()
+    for k, v in m.items():
+        assert f"\\newcommand{{\\{k}}}{{{v}}}" in numbers

@@ -252,6 +252,7 @@ def paper_macros(cfg: Config) -> Path:
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
             **_protocol_macros(b, best), **_run_macros(cfg, b), **_sym_macros(b, q),
+            **_skip_layer_norm_macros(b, q),
             "GPUNote": _tex_escape(b["gpu"].get("note", "GPU measured")),
         }
     return write_macros(cfg, {**macros, **explain_macros(cfg),
@@ -371,6 +372,26 @@ def _sym_macros(b: dict, q: dict) -> dict:
             "SymVsOnnx": f"{b['speedup_vs_onnx_fp32'][f'onnx-{sym}']:.2f}",
             "SymFused": str(fused(sym)), "MinmaxFused": str(fused(ref)),
             "SymDQMs": f"{ops[f'onnx-{sym}']['op_ms'].get('DequantizeLinear', 0.0):.1f}"}
+
+
+def _skip_layer_norm_macros(b: dict, q: dict) -> dict:
+    """Paper numbers on ORT's fused SkipLayerNormalization CPU kernel: its time per node in a variant
+    whose session runs it, against a LayerNormalization plus its residual Add in the variant that
+    asks ORT to leave that fusion off (same shapes, same run, same threads)."""
+    ops = _cpu_op_times(b)
+    runs = lambda n, op: q[n]["session_ops"].get(op, 0)  # noqa: E731
+    fused = [n for n in q if runs(n, "SkipLayerNormalization") and f"onnx-{n}" in ops]
+    apart = [n for n in q if "SkipLayerNormFusion" in q[n].get("ort_cpu_disabled_optimizers", ())
+             and f"onnx-{n}" in ops and runs(n, "LayerNormalization") and runs(n, "Add") == runs(n, "LayerNormalization")]
+    if not (fused and apart):
+        return {}
+    f = "int8-dynamic-pt" if "int8-dynamic-pt" in fused else fused[0]
+    a = "int8-dynamic-opt" if "int8-dynamic-opt" in apart else apart[0]
+    sln = 1e3 * ops[f"onnx-{f}"]["op_ms"]["SkipLayerNormalization"] / runs(f, "SkipLayerNormalization")
+    fo = ops[f"onnx-{a}"]["op_ms"]
+    two = 1e3 * (fo["LayerNormalization"] + fo["Add"]) / runs(a, "LayerNormalization")
+    return {"SLNVariant": f, "SLNUs": f"{sln:.0f}", "LNAddVariant": a, "LNAddUs": f"{two:.0f}",
+            "SLNSlowdown": f"{sln / two:.1f}"}
 
 
 def _run_macros(cfg: Config, b: dict) -> dict:
