@@ -477,12 +477,17 @@ def op_time_figure(cfg: Config):
     if not ops:
         return None
     df = pd.DataFrame({n: rec["op_ms"] for n, rec in ops.items()}).T.fillna(0.0)
-    top = df.sum().sort_values(ascending=False).index[:8].tolist()
+    # every variant's three costliest operator types get their own colour (QAttention, LayerNormalization
+    # of the optimized files too), the rest of each row is "other"
+    shown = set(df.sum().sort_values(ascending=False).index[:6])
+    for _, row in df.iterrows():
+        shown |= set(row[row > 0].sort_values(ascending=False).index[:3])
+    top = [c for c in df.sum().sort_values(ascending=False).index if c in shown]
     df = df[top].assign(other=df.drop(columns=top).sum(axis=1))
     df = df.loc[df.sum(axis=1).sort_values().index]
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(df) + 1.8))
     left = np.zeros(len(df))
-    palette = sns.color_palette("tab10", len(df.columns))
+    palette = sns.color_palette("tab10" if len(top) <= 10 else "tab20", len(top)) + [(0.78, 0.78, 0.78)]  # other: grey
     for color, op in zip(palette, df.columns):
         ax.barh(df.index, df[op], left=left, color=color, label=op, hatch="//" if op in MATMUL_OPS else None,
                 edgecolor="white", linewidth=0.5)
