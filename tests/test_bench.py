@@ -166,11 +166,20 @@ def _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
 
 
 def test_fresh_process_memory_loads_each_variant_in_a_new_process(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
+    """The child's own peak, not its parent's: with 1.5 GB held here, a child that imports the project's
+    libraries and loads a tiny model peaks far lower (ru_maxrss reported this process's peak instead)."""
+    import psutil
+
     cfg = _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences)
+    held = np.ones(3 * 2**26)                        # 1.5 GiB, touched
+    parent = psutil.Process().memory_info().rss / 2**20
     for name in ("pytorch-fp32", "onnx-fp32"):
         m = B.fresh_process_memory("smoke", name, 1, cfg.root)
         assert set(m) == {"peak_rss_mb", "model_rss_mb", "create_seconds"}
         assert m["peak_rss_mb"] > m["model_rss_mb"] > 0 and m["create_seconds"] > 0
+        assert m["peak_rss_mb"] < parent - 1000
+    assert held[-1] == 1.0
+    assert 0 < B.peak_rss_mb() and B.peak_rss_mb() >= parent - 1
 
 
 def test_a_failing_fresh_process_names_the_variant(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):

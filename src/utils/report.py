@@ -538,6 +538,7 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                    "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
                    f"texts/s (b{big})": f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}",
                    "model RSS (MB)": f"{mem['model_rss_mb']:.0f}" if mem else "--",
+                   "peak RSS (MB)": f"{mem['peak_rss_mb']:.0f}" if mem else "--",
                    "load (s)": f"{mem['create_seconds']:.2f}" if mem else "--"}
     df = pd.DataFrame(rows).T
     write_table(df, cfg, "bench", label=f"tab:bench-{cfg.name}",
@@ -545,7 +546,8 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                          f"{r['provenance']['cpu']}; {_protocol(r)}; spread: range of the {n_rounds} round "
                          f"medians over their median; spread of x: the same for the per-round speed-up over ONNX "
                          f"fp32 (drift common to a round cancels in it); model RSS: resident memory a fresh "
-                         f"process adds when it loads the variant and predicts."))
+                         f"process adds when it loads the variant and predicts; peak RSS: that process's peak, "
+                         f"its imports (PyTorch, transformers, ONNX Runtime) included."))
     return df
 
 
