@@ -28,6 +28,9 @@ def test_a_run_line_is_the_headline_and_how_it_was_measured(committed):
     assert s["protocol"] == committed["protocol"]["description"] and s["reps"] == committed["protocol"]["reps"]
     assert s["commit"] == committed["provenance"]["git"]["commit"] and s["dirty"] is False
     assert R.label(s) == f"turns of {s['block']} after {s['block_warmup']}"
+    assert s["round_medians_ms"] == {n: v["round_medians_ms"] for n, v in head.items()}
+    assert s["seconds"] == committed.get("seconds")                          # the step's wall time, where recorded
+    assert R.summary({**committed, "seconds": 512.0})["seconds"] == 512.0
     # a run from before the protocol was recorded: its repetitions come from its config
     old = {k: v for k, v in committed.items() if k != "protocol"}
     o = R.summary(old)

@@ -42,7 +42,9 @@ def summary(result: dict) -> dict:
             "ort_spinning": proto.get("ort_spinning"),
             "reps": proto.get("reps", prov.get("config", {}).get("bench", {}).get("reps")),
             "rounds": proto.get("rounds", prov.get("config", {}).get("bench", {}).get("rounds")),
+            "seconds": result.get("seconds"),
             "median_ms": {n: v["median_ms"] for n, v in head.items()},
+            "round_medians_ms": {n: v["round_medians_ms"] for n, v in head.items() if "round_medians_ms" in v},
             "speedup_vs_onnx_fp32": result.get("speedup_vs_onnx_fp32", {}),
             "speedup_vs_pytorch_fp32": result.get("speedup_vs_pytorch_fp32", {})}
 

@@ -251,6 +251,8 @@ def paper_macros(cfg: Config) -> Path:
             "BenchTorchBFMs": fmt_ms("pytorch-bf16"),
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
+            **({"BenchMinutes": f"{b['seconds'] / 60:.1f}"} if b.get("seconds") else {}),
+            **_memory_macros(b, best),
             **_protocol_macros(b, best), **_run_macros(cfg, b), **_sym_macros(b, q),
             **_skip_layer_norm_macros(b, q),
             "GPUNote": _tex_escape(b["gpu"].get("note", "GPU measured")),
@@ -359,6 +361,17 @@ def _protocol_macros(b: dict, best: str) -> dict:
             out["OnnxAfterTorchMax"] = f"{100 * max(slow):+.0f}"
             out["OnnxAfterTorchMedian"] = f"{100 * float(np.median(slow)):.0f}"
     return out
+
+
+def _memory_macros(b: dict, best: str) -> dict:
+    """Paper numbers on fresh-process memory: what loading ONNX FP32 and the fastest INT8 file adds to
+    a process, and that process's peak (imports included)."""
+    mem = b.get("memory") or {}
+    if not {"onnx-fp32", best} <= set(mem):
+        return {}
+    fp, q = mem["onnx-fp32"], mem[best]
+    return {"MemOnnxFPMB": f"{fp['model_rss_mb']:.0f}", "MemBestIntMB": f"{q['model_rss_mb']:.0f}",
+            "PeakOnnxFPMB": f"{fp['peak_rss_mb']:.0f}", "PeakBestIntMB": f"{q['peak_rss_mb']:.0f}"}
 
 
 def _sym_macros(b: dict, q: dict) -> dict:
@@ -594,6 +607,7 @@ def bench_runs_table(cfg: Config):
                      "commit": (run["commit"] or "?")[:7] + (" (dirty)" if run["dirty"] else ""),
                      "interleaving": R.label(run) + (f", {run['reps']} x {run['rounds']}" if run["reps"] else ""),
                      "compared": "yes" if run in same else "no",
+                     "minutes": f"{run['seconds'] / 60:.1f}" if run.get("seconds") else "--",
                      "ONNX fp32 (ms)": fmt(run["median_ms"], "onnx-fp32"),
                      "PyTorch fp32 (ms)": fmt(run["median_ms"], "pytorch-fp32"),
                      f"{best} (ms)": fmt(run["median_ms"], best),
@@ -603,7 +617,7 @@ def bench_runs_table(cfg: Config):
     if rr["runs"] >= 2:
         sp = rr["median_ms"]
         rows.append({"run (UTC)": f"spread of the {rr['runs']} compared runs", "commit": "", "interleaving": "",
-                     "compared": "", "ONNX fp32 (ms)": f"{sp['onnx-fp32']['spread']:.1%}" if "onnx-fp32" in sp else "--",
+                     "compared": "", "minutes": "", "ONNX fp32 (ms)": f"{sp['onnx-fp32']['spread']:.1%}" if "onnx-fp32" in sp else "--",
                      "PyTorch fp32 (ms)": f"{sp['pytorch-fp32']['spread']:.1%}" if "pytorch-fp32" in sp else "--",
                      f"{best} (ms)": f"{sp[best]['spread']:.1%}",
                      **{c: f"{rr[k]['spread']:.1%}" if k in rr else "--"
@@ -612,7 +626,7 @@ def bench_runs_table(cfg: Config):
     write_table(df, cfg, "bench_runs", label=f"tab:bench-runs-{cfg.name}",
                 caption=(f"Every recorded run of the benchmark (results/{cfg.name}/bench\\_runs.jsonl): batch 1, "
                          f"length {r['length']}, {r['provenance']['threads']} threads, median per run; reps x rounds "
-                         f"per variant; {_tex_escape(best)}: the fastest INT8 variant that every compared run has. Compared: measured as the reported run (same CPU model, threads, interleaving, "
+                         f"per variant; minutes: the benchmark step's wall time (not recorded before 2026-11-27); {_tex_escape(best)}: the fastest INT8 variant that every compared run has. Compared: measured as the reported run (same CPU model, threads, interleaving, "
                          f"repetitions and rounds) from a clean tree; spread: range over median."))
     return df
 
