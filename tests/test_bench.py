@@ -187,3 +187,25 @@ def test_a_failing_fresh_process_names_the_variant(smoke_cfg, tiny_model_dir, ti
     (cfg.artifacts_dir / "onnx" / "fp32.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(RuntimeError, match="onnx-fp32"):
         B.fresh_process_memory("smoke", "onnx-fp32", 1, cfg.root)
+
+
+def test_headline_only_variants_are_timed_in_the_headline_rounds_alone(smoke_cfg, tiny_model_dir, tiny_onnx, sentences):
+    """run_bench on a real tiny model: a headline-only variant has its headline rounds and speed-ups,
+    and no entry in the sweeps, the one-thread round or the protocol checks; the rest have all."""
+    cfg = _bench_repo(smoke_cfg, tiny_model_dir, tiny_onnx, sentences)
+    b = cfg.bench
+    b.variants, b.headline_only = ["pytorch-fp32", "pytorch-int8-dynamic", "onnx-fp32"], ["pytorch-int8-dynamic"]
+    b.reps, b.rounds, b.throughput_reps, b.seq_lengths, b.batch_sizes, b.memory = 2, 2, 2, [8], [1, 2], False
+    b.threads = [None, 1]
+    r = B.run_bench(cfg, progress=False)
+    cpu, one = r["cpu"][f"threads_{cfg.threads}"], r["cpu"]["threads_1"]["headline"]
+    swept = {"pytorch-fp32", "onnx-fp32"}
+    assert set(cpu["headline"]) == swept | {"pytorch-int8-dynamic"} == set(r["speedup_vs_onnx_fp32"])
+    assert r["protocol"]["headline_only"] == ["pytorch-int8-dynamic"] and r["seconds"] > 0
+    if cfg.threads != 1:
+        assert set(one) == swept
+    assert all(set(row) == swept for row in [*cpu["seq_length"].values(), *cpu["batch_size"].values()])
+    assert set(cpu["per_call"]) == swept and set(cpu["spinning"]["variants"]) == swept
+    b.headline_only = ["pytorch-int9"]
+    with pytest.raises(KeyError, match="bench.headline_only: unknown variant"):
+        B.run_bench(cfg, progress=False)

@@ -117,6 +117,8 @@ class BenchConfig:
                                       # blocks of 10 timed calls after 2 untimed ones: a one-model server
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
     variants: Optional[list] = None   # None: every variant
+    headline_only: list = field(default_factory=list)   # timed in the headline rounds (all cores) only,
+                                      # not in the sweeps, the one-thread round or the protocol checks
     memory: bool = True               # peak RSS of a fresh process per variant
 
 
@@ -343,6 +345,9 @@ def _validate(cfg: Config) -> None:
     if bb.spinning and (bb.block < 2 or bb.block_warmup < 1):
         raise ConfigError("bench: spinning ORT threads need block >= 2 and block_warmup >= 1, or the previous "
                           "model's spinning threads hold the cores during timed calls; or set bench.spinning: false")
+    if "onnx-fp32" in bb.headline_only or "pytorch-fp32" in bb.headline_only:
+        raise ConfigError("bench.headline_only cannot hold onnx-fp32 or pytorch-fp32: every sweep is reported "
+                          "as a ratio to them")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 

@@ -549,7 +549,8 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                    "spread of x": f"{rr[n]['spread']:.1%}" if n in rr else "--",
                    "x PyTorch fp32": f"{r['speedup_vs_pytorch_fp32'].get(n, float('nan')):.2f}",
                    "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
-                   f"texts/s (b{big})": f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}",
+                   f"texts/s (b{big})": (f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}"
+                                         if n in cpu["batch_size"][big] else "--"),
                    "model RSS (MB)": f"{mem['model_rss_mb']:.0f}" if mem else "--",
                    "peak RSS (MB)": f"{mem['peak_rss_mb']:.0f}" if mem else "--",
                    "load (s)": f"{mem['create_seconds']:.2f}" if mem else "--"}
@@ -560,7 +561,9 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                          f"medians over their median; spread of x: the same for the per-round speed-up over ONNX "
                          f"fp32 (drift common to a round cancels in it); model RSS: resident memory a fresh "
                          f"process adds when it loads the variant and predicts; peak RSS: that process's peak, "
-                         f"its imports (PyTorch, transformers, ONNX Runtime) included."))
+                         f"its imports (PyTorch, transformers, ONNX Runtime) included."
+                         + (f" Timed in the headline rounds only: {_tex_escape(', '.join(only))}."
+                            if (only := r["protocol"].get("headline_only")) else "")))
     return df
 
 
