@@ -252,6 +252,8 @@ def paper_macros(cfg: Config) -> Path:
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
             **({"BenchMinutes": f"{b['seconds'] / 60:.1f}"} if b.get("seconds") else {}),
+            **({"HeadlineOnly": _tex_escape(", ".join(b["protocol"]["headline_only"]))}
+               if b.get("protocol", {}).get("headline_only") else {}),
             **_memory_macros(b, best),
             **_protocol_macros(b, best), **_run_macros(cfg, b), **_sym_macros(b, q),
             **_skip_layer_norm_macros(b, q),
