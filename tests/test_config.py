@@ -87,7 +87,7 @@ def test_bench_spinning_threads_need_blocks_with_untimed_calls():
         load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 0, "spinning": True}})
     assert load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 2, "spinning": True}}).bench.spinning
     assert load_config("smoke", overrides={"bench": {"block": 1, "spinning": False}}).bench.block == 1
-    with pytest.raises(ConfigError, match="headline_only cannot hold onnx-fp32"):
+    with pytest.raises(ConfigError, match="headline_only cannot hold the FP32 references onnx-fp32"):
         load_config("smoke", overrides={"bench": {"headline_only": ["onnx-fp32"]}})
     assert load_config("default").bench.headline_only == ["pytorch-qat-fakequant"]
     with pytest.raises(ConfigError, match="block_warmup"):

@@ -452,11 +452,11 @@ def run_bench(cfg, progress: bool = True) -> dict:
     unknown = set(b.variants or []) - set(table)
     if unknown:
         raise KeyError(f"bench.variants: unknown variant(s) {sorted(unknown)}; known: {', '.join(table)}")
-    tok = load_tokenizer(str(checkpoint_dir(cfg)))
-    texts = D.load_splits(cfg)["test"]["text"].tolist()[:512]
     unknown = set(b.headline_only) - set(table)
     if unknown:
         raise KeyError(f"bench.headline_only: unknown variant(s) {sorted(unknown)}; known: {', '.join(table)}")
+    tok = load_tokenizer(str(checkpoint_dir(cfg)))
+    texts = D.load_splits(cfg)["test"]["text"].tolist()[:512]
     sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
     all_threads = cfg.threads
     result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status(),

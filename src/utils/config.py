@@ -346,8 +346,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("bench: spinning ORT threads need block >= 2 and block_warmup >= 1, or the previous "
                           "model's spinning threads hold the cores during timed calls; or set bench.spinning: false")
     if "onnx-fp32" in bb.headline_only or "pytorch-fp32" in bb.headline_only:
-        raise ConfigError("bench.headline_only cannot hold onnx-fp32 or pytorch-fp32: every sweep is reported "
-                          "as a ratio to them")
+        raise ConfigError("bench.headline_only cannot hold the FP32 references onnx-fp32 / pytorch-fp32: the sweeps, "
+                          "the one-thread round and the protocol checks compare every variant with them")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 
