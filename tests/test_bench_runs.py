@@ -27,7 +27,8 @@ def test_a_run_line_is_the_headline_and_how_it_was_measured(committed):
     assert s["median_ms"] == {n: v["median_ms"] for n, v in head.items()}
     assert s["protocol"] == committed["protocol"]["description"] and s["reps"] == committed["protocol"]["reps"]
     assert s["commit"] == committed["provenance"]["git"]["commit"] and s["dirty"] is False
-    assert R.label(s) == f"turns of {s['block']} after {s['block_warmup']}"
+    assert R.label(s).startswith(f"turns of {s['block']} after {s['block_warmup']}")
+    assert R.label({**s, "ort_spinning": True, "ort_spin_stop": True}).endswith("ORT spinning in calls")
     assert s["round_medians_ms"] == {n: v["round_medians_ms"] for n, v in head.items()}
     assert s["seconds"] == committed.get("seconds")                          # the step's wall time, where recorded
     assert R.summary({**committed, "seconds": 512.0})["seconds"] == 512.0

@@ -82,9 +82,12 @@ def test_every_shipped_profile_loads():
 
 def test_bench_spinning_threads_need_blocks_with_untimed_calls():
     with pytest.raises(ConfigError, match="spinning"):
-        load_config("smoke", overrides={"bench": {"block": 1, "spinning": True}})
+        load_config("smoke", overrides={"bench": {"block": 1, "spinning": True, "spin_stop": False}})
     with pytest.raises(ConfigError, match="spinning"):
-        load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 0, "spinning": True}})
+        load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 0, "spinning": True, "spin_stop": False}})
+    # threads that stop spinning when a call returns do not hold the next model's cores
+    assert load_config("smoke", overrides={"bench": {"block": 1, "block_warmup": 0, "spinning": True,
+                                                     "spin_stop": True}}).bench.spin_stop
     assert load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 2, "spinning": True}}).bench.spinning
     assert load_config("smoke", overrides={"bench": {"block": 1, "spinning": False}}).bench.block == 1
     with pytest.raises(ConfigError, match="headline_only cannot hold the FP32 references onnx-fp32"):

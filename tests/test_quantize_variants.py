@@ -96,6 +96,15 @@ def test_optimizer_without_skip_layer_norm_keeps_it_off_on_the_cpu(fp32, tmp_pat
     assert ops.get("QAttention", 0) > 0 and "SkipLayerNormalization" not in ops
 
 
+def test_threads_that_spin_within_a_call_can_stop_when_it_returns(fp32):
+    entry = lambda s, k: s.get_session_options().get_session_config_entry(k)  # noqa: E731
+    s = ort_session(fp32, threads=2, spinning=True, spin_stop=True)
+    assert entry(s, "session.intra_op.allow_spinning") == "1" and entry(s, "session.force_spinning_stop") == "1"
+    for s in (ort_session(fp32, threads=2, spinning=True), ort_session(fp32, threads=2, spin_stop=True)):
+        with pytest.raises(RuntimeError, match="force_spinning_stop"):   # ORT's default: spin after the call too
+            entry(s, "session.force_spinning_stop")
+
+
 def test_onnx_metadata_is_read_without_parsing_the_graph(fp32, tmp_path):
     m = onnx.load(str(fp32))
     onnx.helper.set_model_props(m, {"a": "1", ORT_CPU_DISABLED_OPTIMIZERS: "X,Y"})

@@ -101,7 +101,8 @@ def test_bench_covers_every_variant_with_stable_medians():
     assert {"pytorch-fp32", "pytorch-int8-dynamic", "onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat"} <= set(head)
     assert all(len(v["round_medians_ms"]) >= 3 for v in head.values())
     assert all(rec[0]["memcpy_nodes"] == 0 for rec in b["placement"].values())      # CPU provider only
-    assert b["protocol"]["block_warmup"] >= 1 and not b["protocol"]["ort_spinning"]
+    # ORT's threads either do not spin, or stop spinning when a call returns: none holds the next model's cores
+    assert b["protocol"]["block_warmup"] >= 1 and (not b["protocol"]["ort_spinning"] or b["protocol"]["ort_spin_stop"])
     assert set(b["speedup_vs_onnx_fp32_rounds"]) == set(head)
 
 

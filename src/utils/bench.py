@@ -176,16 +176,17 @@ MATMUL_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInt
 
 
 def node_placement(path: str | os.PathLike, providers: list, feed: dict, reps: int = 1,
-                   threads: Optional[int] = None) -> dict:
+                   threads: Optional[int] = None, spinning: bool = False, spin_stop: bool = False) -> dict:
     """Nodes each execution provider ran, the Memcpy nodes ONNX Runtime inserted between providers,
     and the kernel time per operator type (ms per call, mean of ``reps`` profiled runs after a first
-    one), read from ONNX Runtime's profiler; threads not spinning, as in the benchmark."""
+    one), read from ONNX Runtime's profiler; threads and spinning as the benchmark's headline has them."""
     import json
 
     from .predict import ort_session
 
     with tempfile.TemporaryDirectory() as d:
-        sess = ort_session(path, threads=threads, providers=providers, profile_prefix=Path(d) / "prof",
+        sess = ort_session(path, threads=threads, providers=providers, spinning=spinning, spin_stop=spin_stop,
+                           profile_prefix=Path(d) / "prof",
                            optimized_model=Path(d) / "optimized.onnx", quiet=True)
         run_feed = {i.name: feed[i.name] for i in sess.get_inputs()}
         for _ in range(1 + reps):
@@ -461,10 +462,13 @@ def run_bench(cfg, progress: bool = True) -> dict:
     all_threads = cfg.threads
     result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status(),
               "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
+                           "ort_spin_stop": b.spinning and b.spin_stop,
                            "reps": b.reps, "rounds": b.rounds, "headline_only": [n for n in names if n not in sweep],
                            "description": (f"variants interleaved in turns of {b.block} timed call(s) after "
                                            f"{b.block_warmup} untimed one(s), the order rotating every turn; "
-                                           f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning")}}
+                                           + ("ONNX Runtime threads spinning within a call, stopped when it returns"
+                                              if b.spinning and b.spin_stop else
+                                              f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning"))}}
     blocks = {"block": b.block, "block_warmup": b.block_warmup}
     # throughput: fewer, longer calls (a spinning tail is a small part of them): two blocks per variant
     thr_blocks = {"block": max(b.block, b.throughput_reps // 2), "block_warmup": min(1, b.block_warmup)}
@@ -472,7 +476,8 @@ def run_bench(cfg, progress: bool = True) -> dict:
         key = f"threads_{threads}"
         torch.set_num_threads(threads)
         here = names if threads == all_threads else sweep
-        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning) for n in
+        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning,
+                                   spin_stop=b.spin_stop) for n in
                  tqdm(here, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
         head = [fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
         rounds = []
@@ -500,9 +505,11 @@ def run_bench(cfg, progress: bool = True) -> dict:
             runtimes = {n: table[n][0] for n in sweep}
 
             def with_spinning(spinning: bool) -> dict:
-                """The loaded predictors, ONNX Runtime ones reloaded where their spinning differs."""
+                """The loaded predictors, ONNX Runtime ones reloaded where their threads differ from
+                ``spinning`` without a stop when a call returns."""
+                same = b.spinning == spinning and not (b.spinning and b.spin_stop)
                 return {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=spinning)
-                            if runtimes[n] == "onnxruntime" and b.spinning != spinning else preds[n]) for n in sweep}
+                            if runtimes[n] == "onnxruntime" and not same else preds[n]) for n in sweep}
 
             if b.per_call_check:
                 # call by call, no untimed calls, a random order: each latency split by the runtime of the
@@ -531,7 +538,8 @@ def run_bench(cfg, progress: bool = True) -> dict:
     gpu_place, gpu_latency = ort_gpu_runs(onnx_files, feed, b.reps, chains)
     # CPU: every node's provider, and where the time of a call goes, per operator type
     result["placement"] = {n: [node_placement(f, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20),
-                                              threads=all_threads)] + gpu_place[n]
+                                              threads=all_threads, spinning=b.spinning, spin_stop=b.spin_stop)]
+                               + gpu_place[n]
                            for n, f in tqdm(onnx_files.items(), desc="placement + operator times",
                                             disable=not progress, leave=False)}
     if chains:

@@ -39,7 +39,7 @@ def summary(result: dict) -> dict:
             "cpu": prov["cpu"], "threads": prov["threads"], "length": result["length"],
             "protocol": proto.get("description", UNRECORDED),
             "block": proto.get("block", 1), "block_warmup": proto.get("block_warmup", 0),
-            "ort_spinning": proto.get("ort_spinning"),
+            "ort_spinning": proto.get("ort_spinning"), "ort_spin_stop": proto.get("ort_spin_stop"),
             "reps": proto.get("reps", prov.get("config", {}).get("bench", {}).get("reps")),
             "rounds": proto.get("rounds", prov.get("config", {}).get("bench", {}).get("rounds")),
             "seconds": result.get("seconds"),
@@ -53,7 +53,8 @@ def label(run: dict) -> str:
     """A short name for how a run interleaved the variants."""
     if run["protocol"] == UNRECORDED:
         return "call by call"
-    spin = ", ORT spinning" if run.get("ort_spinning") else ""
+    spin = (", ORT spinning in calls" if run.get("ort_spin_stop") else
+            ", ORT spinning" if run.get("ort_spinning") else "")
     return f"turns of {run['block']} after {run['block_warmup']}{spin}"
 
 

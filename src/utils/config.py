@@ -111,6 +111,7 @@ class BenchConfig:
     block: int = 2                    # timed calls per variant in a row (1: round-robin call by call)
     block_warmup: int = 1             # untimed calls before each block: absorb the previous model's threads
     spinning: bool = False            # ORT intra-op threads busy-wait between ops (on in ORT itself)
+    spin_stop: bool = False           # with spinning: they stop when a call returns (session.force_spinning_stop)
     per_call_check: bool = True       # also one round call by call, random order, ORT not spinning:
                                       # the cost of the previous call's threads, measured
     spinning_check: bool = True       # also one round with ORT's threads spinning (its default), in
@@ -342,9 +343,10 @@ def _validate(cfg: Config) -> None:
     if bb.block < 1 or bb.block_warmup < 0 or bb.reps < 1 or bb.rounds < 1:
         raise ConfigError(f"bench: block, reps, rounds >= 1 and block_warmup >= 0, got block={bb.block}, "
                           f"block_warmup={bb.block_warmup}, reps={bb.reps}, rounds={bb.rounds}")
-    if bb.spinning and (bb.block < 2 or bb.block_warmup < 1):
+    if bb.spinning and not bb.spin_stop and (bb.block < 2 or bb.block_warmup < 1):
         raise ConfigError("bench: spinning ORT threads need block >= 2 and block_warmup >= 1, or the previous "
-                          "model's spinning threads hold the cores during timed calls; or set bench.spinning: false")
+                          "model's spinning threads hold the cores during timed calls; or set bench.spinning: false "
+                          "or bench.spin_stop: true")
     if "onnx-fp32" in bb.headline_only or "pytorch-fp32" in bb.headline_only:
         raise ConfigError("bench.headline_only cannot hold the FP32 references onnx-fp32 / pytorch-fp32: the sweeps, "
                           "the one-thread round and the protocol checks compare every variant with them")

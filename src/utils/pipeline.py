@@ -296,9 +296,11 @@ def variant_table(cfg: Config, baselines: bool = False) -> dict:
     return table
 
 
-def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokenizer=None, spinning: bool = False):
+def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokenizer=None, spinning: bool = False,
+                   spin_stop: bool = False):
     """The predictor of one variant by name (see ``variant_table``); ``spinning``: ONNX Runtime's
-    threads busy-wait between ops (its default; off unless one model runs at a time)."""
+    threads busy-wait between ops (its default; off unless one model runs at a time); ``spin_stop``:
+    and stop when a call returns (``predict.ort_session``)."""
     threads = threads or cfg.threads
     bs = batch_size or cfg.eval.batch_size
     table = variant_table(cfg, baselines=True)
@@ -307,7 +309,8 @@ def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokeni
     runtime, path = table[name]
     if runtime == "onnxruntime":
         tok = tokenizer or M.load_tokenizer(str(checkpoint_dir(cfg)))
-        return OrtPredictor(path, tok, cfg.model.max_length, bs, threads, name=name, spinning=spinning)
+        return OrtPredictor(path, tok, cfg.model.max_length, bs, threads, name=name, spinning=spinning,
+                            spin_stop=spin_stop)
     if name == "pytorch-qat-fakequant":
         model, tok = load_qat_model(cfg)
     else:

@@ -149,12 +149,15 @@ def disabled_optimizers(path: str | os.PathLike, providers: Optional[list] = Non
 
 def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
                 providers: Optional[list] = None, optimization: str = "all", spinning: bool = False,
-                profile_prefix: Optional[str] = None, optimized_model: Optional[str] = None, quiet: bool = False):
+                spin_stop: bool = False, profile_prefix: Optional[str] = None, optimized_model: Optional[str] = None,
+                quiet: bool = False):
     """An ONNX Runtime session; a missing or corrupt file gets one clear error.
 
     ``spinning=False`` stops the intra-op threads from busy-waiting after each run: with
     several models called in turn, a spinning pool steals the cores of the next model.
-    ``spinning=True`` is ONNX Runtime's default, what a server running one model gets.
+    ``spinning=True`` is ONNX Runtime's default, what a server running one model gets;
+    with ``spin_stop`` the threads spin between operators within a call and stop when it returns
+    (``session.force_spinning_stop``), so they do not hold the cores once the call is over.
     Graph optimizers the file's metadata names are left off on the CPU provider
     (``disabled_optimizers``). ``profile_prefix``: ORT's profiler on; ``optimized_model``: where ORT
     saves the graph it runs; ``quiet``: errors only in ORT's log."""
@@ -168,6 +171,8 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if spinning and spin_stop:
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     so.graph_optimization_level = {
         "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -193,10 +198,11 @@ class OrtPredictor(Predictor):
 
     def __init__(self, path: str | os.PathLike, tokenizer, max_length: int, batch_size: int = 64,
                  threads: Optional[int] = None, providers: Optional[list] = None, name: Optional[str] = None,
-                 spinning: bool = False):
+                 spinning: bool = False, spin_stop: bool = False):
         super().__init__(tokenizer, max_length, batch_size)
         self.path = Path(path)
-        self.session = ort_session(path, threads=threads, providers=providers, spinning=spinning)
+        self.session = ort_session(path, threads=threads, providers=providers, spinning=spinning,
+                                   spin_stop=spin_stop)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.name = name or self.path.stem
 

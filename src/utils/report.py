@@ -252,6 +252,10 @@ def paper_macros(cfg: Config) -> Path:
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
             **({"BenchMinutes": f"{b['seconds'] / 60:.1f}"} if b.get("seconds") else {}),
+            "OrtThreads": ("ONNX Runtime's threads spin between operators within a call, as by default, and stop "
+                           "when it returns, so that they do not hold the cores in the next model's turn"
+                           if b.get("protocol", {}).get("ort_spin_stop") else
+                           "ONNX Runtime's threads do not spin between calls"),
             **({"HeadlineOnly": _tex_escape(", ".join(b["protocol"]["headline_only"]))}
                if b.get("protocol", {}).get("headline_only") else {}),
             **_memory_macros(b, best),
