@@ -180,8 +180,7 @@ def test_the_symmetric_file_is_partly_dequantized_on_the_cpu_provider():
 
 def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
     """The bound is the FP32 profile's own arithmetic, and every INT8 file that only quantizes the matrix
-    products of FP32's graph (no fused attention, whose graph also cuts the rest) stays under it: on this
-    model quantizing the matrix products cannot reach the 2.5x the benchmark issue asked for."""
+    products of FP32's graph (no fused attention, whose graph also cuts the rest) stays under it."""
     from utils.config import load_config
     from utils.report import INT8_DOT_FACTOR, amdahl_bound
 
@@ -194,7 +193,7 @@ def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
     plain = [n for n in ops if n.startswith("onnx-int8") and "QAttention" not in ops[n]]
     assert len(plain) >= 8
     best = max(b["speedup_vs_onnx_fp32"][n] for n in plain)
-    assert best <= a["bound_speedup"] < 2.5
+    assert best <= a["bound_speedup"]
     with pytest.raises(KeyError, match="pytorch-fp32"):
         amdahl_bound(cfg, "pytorch-fp32")
     numbers = (RES.parents[1] / "paper" / "tables" / "default" / "numbers.tex").read_text()
