@@ -496,8 +496,8 @@ def op_time_figure(cfg: Config):
     if not ops:
         return None
     df = pd.DataFrame({n: rec["op_ms"] for n, rec in ops.items()}).T.fillna(0.0)
-    # every variant's three costliest operator types get their own colour (QAttention, LayerNormalization
-    # of the optimized files too), the rest of each row is "other"
+    # every variant's three costliest operator types get their own colour (the QAttention of the optimized
+    # INT8 file, the QLinear ops of the all-ops file), the rest of each row is "other"
     shown = set(df.sum().sort_values(ascending=False).index[:6])
     for _, row in df.iterrows():
         shown |= set(row[row > 0].sort_values(ascending=False).index[:3])
@@ -569,7 +569,7 @@ def bench_table(cfg: Config) -> pd.DataFrame:
                          f"process adds when it loads the variant and predicts; peak RSS: that process's peak, "
                          f"its imports (PyTorch, transformers, ONNX Runtime) included."
                          + (f" Timed in the headline rounds only: {_tex_escape(', '.join(only))}."
-                            if (only := r["protocol"].get("headline_only")) else "")))
+                            if (only := r.get("protocol", {}).get("headline_only")) else "")))
     return df
 
 
