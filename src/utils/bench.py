@@ -450,24 +450,23 @@ def run_bench(cfg, progress: bool = True) -> dict:
     b = cfg.bench
     table = variant_table(cfg, baselines=True)
     names = [n for n in table if b.variants is None or n in b.variants]
-    unknown = set(b.variants or []) - set(table)
-    if unknown:
-        raise KeyError(f"bench.variants: unknown variant(s) {sorted(unknown)}; known: {', '.join(table)}")
-    unknown = set(b.headline_only) - set(table)
-    if unknown:
-        raise KeyError(f"bench.headline_only: unknown variant(s) {sorted(unknown)}; known: {', '.join(table)}")
+    for key, given in (("variants", b.variants or []), ("headline_only", b.headline_only)):
+        unknown = set(given) - set(table)
+        if unknown:
+            raise KeyError(f"bench.{key}: unknown variant(s) {sorted(unknown)}; known: {', '.join(table)}")
     tok = load_tokenizer(str(checkpoint_dir(cfg)))
     texts = D.load_splits(cfg)["test"]["text"].tolist()[:512]
     sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
+    spin_stop = b.spinning and b.spin_stop                   # ORT threads spin within a call only
     all_threads = cfg.threads
     result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status(),
               "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
-                           "ort_spin_stop": b.spinning and b.spin_stop,
+                           "ort_spin_stop": spin_stop,
                            "reps": b.reps, "rounds": b.rounds, "headline_only": [n for n in names if n not in sweep],
                            "description": (f"variants interleaved in turns of {b.block} timed call(s) after "
                                            f"{b.block_warmup} untimed one(s), the order rotating every turn; "
                                            + ("ONNX Runtime threads spinning within a call, stopped when it returns"
-                                              if b.spinning and b.spin_stop else
+                                              if spin_stop else
                                               f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning"))}}
     blocks = {"block": b.block, "block_warmup": b.block_warmup}
     # throughput: fewer, longer calls (a spinning tail is a small part of them): two blocks per variant
@@ -507,7 +506,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
             def with_spinning(spinning: bool) -> dict:
                 """The loaded predictors, ONNX Runtime ones reloaded where their threads differ from
                 ``spinning`` without a stop when a call returns."""
-                same = b.spinning == spinning and not (b.spinning and b.spin_stop)
+                same = b.spinning == spinning and not spin_stop
                 return {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=spinning)
                             if runtimes[n] == "onnxruntime" and not same else preds[n]) for n in sweep}
 

@@ -255,6 +255,8 @@ def paper_macros(cfg: Config) -> Path:
             "OrtThreads": ("ONNX Runtime's threads spin between operators within a call, as by default, and stop "
                            "when it returns, so that they do not hold the cores in the next model's turn"
                            if b.get("protocol", {}).get("ort_spin_stop") else
+                           "ONNX Runtime's threads spin, as by default, also after a call returns"
+                           if b.get("protocol", {}).get("ort_spinning") else
                            "ONNX Runtime's threads do not spin between calls"),
             **({"HeadlineOnly": _tex_escape(", ".join(b["protocol"]["headline_only"]))}
                if b.get("protocol", {}).get("headline_only") else {}),
