@@ -3,7 +3,7 @@
 ``time_calls`` times several predictors on the same inputs, interleaved in short turns, so
 drift on a shared machine hits all of them alike; ``predecessor_effect`` measures what the
 previous runtime's threads, still busy on the cores, cost a call; ``interleaved_latency`` is the
-quick call-by-call look the evaluation uses. ``node_placement`` reads ONNX Runtime's profiler:
+quick call-by-call look the evaluation uses. ``operator_profiles`` reads ONNX Runtime's profiler:
 which provider ran each node, Memcpy nodes, kernel time per operator type. ``session_ops`` lists
 the operators of the graph ONNX Runtime executes after its own optimizations (e.g.
 DequantizeLinear + MatMul fused into MatMulIntegerToFloat), which is the proof that an INT8 file
@@ -177,37 +177,66 @@ MATMUL_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInt
 
 def node_placement(path: str | os.PathLike, providers: list, feed: dict, reps: int = 1,
                    threads: Optional[int] = None, spinning: bool = False, spin_stop: bool = False) -> dict:
-    """Nodes each execution provider ran, the Memcpy nodes ONNX Runtime inserted between providers,
-    and the kernel time per operator type (ms per call, mean of ``reps`` profiled runs after a first
-    one), read from ONNX Runtime's profiler; threads and spinning as the benchmark's headline has them."""
+    """One file's ``operator_profiles`` record."""
+    return operator_profiles({"file": path}, providers, feed, reps=reps, threads=threads, spinning=spinning,
+                             spin_stop=spin_stop)["file"]
+
+
+def operator_profiles(files: dict, providers: list, feed: dict, reps: int = 1, threads: Optional[int] = None,
+                      spinning: bool = False, spin_stop: bool = False, progress: bool = False) -> dict:
+    """For each ONNX file (name -> path), from ONNX Runtime's profiler: the nodes each execution
+    provider ran, the Memcpy nodes ONNX Runtime inserted between providers, and the kernel time per
+    operator type (ms per call: each node's median over ``reps`` profiled calls after a cold one, so a
+    burst of load on a shared host that hits a few calls does not count).
+
+    The files are profiled in turns, one call each, the order rotating, so drift hits all alike. The
+    profiler slows calls down, far more on several threads than on one (``profiled_call_ms``, the
+    median profiled call, says by how much against an unprofiled median at the same thread count)."""
     import json
 
     from .predict import ort_session
 
     with tempfile.TemporaryDirectory() as d:
-        sess = ort_session(path, threads=threads, providers=providers, spinning=spinning, spin_stop=spin_stop,
-                           profile_prefix=Path(d) / "prof",
-                           optimized_model=Path(d) / "optimized.onnx", quiet=True)
-        run_feed = {i.name: feed[i.name] for i in sess.get_inputs()}
-        for _ in range(1 + reps):
-            sess.run(None, run_feed)
-        events = json.loads(Path(sess.end_profiling()).read_text())
-        graph = onnx.load(str(Path(d) / "optimized.onnx"))
+        sessions, feeds = {}, {}
+        for i, (n, path) in enumerate(files.items()):
+            sessions[n] = ort_session(path, threads=threads, providers=providers, spinning=spinning,
+                                      spin_stop=spin_stop, profile_prefix=Path(d) / f"prof{i}",
+                                      optimized_model=Path(d) / f"optimized{i}.onnx", quiet=True)
+            feeds[n] = {i.name: feed[i.name] for i in sessions[n].get_inputs()}
+        names = list(files)
+        for j in tqdm(range(1 + reps), desc="operator profiles", disable=not progress, leave=False):
+            for n in names[j % len(names):] + names[:j % len(names)]:
+                sessions[n].run(None, feeds[n])
+        out = {n: _profile_record(json.loads(Path(sessions[n].end_profiling()).read_text()),
+                                  onnx.load(str(Path(d) / f"optimized{i}.onnx")), providers, reps, threads)
+               for i, n in enumerate(names)}
+        del sessions
+    return out
+
+
+def _profile_record(events: list, graph: onnx.ModelProto, providers: list, reps: int, threads: Optional[int]) -> dict:
+    """``operator_profiles``' record of one file from its profile ``events`` (the first call is cold)."""
     per_provider: Counter = Counter()
     runs: dict = {}
+    calls = []
     for e in events:
         args = e.get("args", {})
         if e.get("cat") == "Node" and "provider" in args:
             runs.setdefault(e["name"], []).append(e)
+        elif e.get("cat") == "Session" and e.get("name") == "model_run":
+            calls.append(e)
     op_ms: Counter = Counter()
     for evs in runs.values():
         per_provider[evs[0]["args"]["provider"]] += 1
-        for e in sorted(evs, key=lambda e: e["ts"])[1:]:     # the first run is cold
-            op_ms[e["args"]["op_name"]] += e["dur"] / 1e3 / reps
+        warm = [e["dur"] for e in sorted(evs, key=lambda e: e["ts"])[1:]]
+        if warm:
+            op_ms[evs[0]["args"]["op_name"]] += float(np.median(warm)) / 1e3
+    calls = [e["dur"] / 1e3 for e in sorted(calls, key=lambda e: e["ts"])[1:]]
     memcpy = sum(1 for n in graph.graph.node if n.op_type.startswith("Memcpy"))
     op_ms = dict(op_ms.most_common())
     return {"providers": providers, "nodes_per_provider": dict(per_provider), "memcpy_nodes": memcpy,
-            "graph_nodes": len(graph.graph.node), "profiled_runs": reps, "op_ms": op_ms,
+            "graph_nodes": len(graph.graph.node), "profiled_runs": reps, "threads": threads,
+            "profiled_call_ms": float(np.median(calls)) if calls else None, "op_ms": op_ms,
             "kernel_ms": float(sum(op_ms.values())),
             "matmul_ms": float(sum(v for k, v in op_ms.items() if k in MATMUL_OPS))}
 
@@ -535,12 +564,23 @@ def run_bench(cfg, progress: bool = True) -> dict:
     # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's dynamic INT8 (the
     # negative control: its integer ops fall back to the CPU) included
     gpu_place, gpu_latency = ort_gpu_runs(onnx_files, feed, b.reps, chains)
-    # CPU: every node's provider, and where the time of a call goes, per operator type
-    result["placement"] = {n: [node_placement(f, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20),
-                                              threads=all_threads, spinning=b.spinning, spin_stop=b.spin_stop)]
-                               + gpu_place[n]
-                           for n, f in tqdm(onnx_files.items(), desc="placement + operator times",
-                                            disable=not progress, leave=False)}
+    # CPU: every node's provider, and where the time of a call goes, per operator type (on
+    # bench.profile_threads: the profiler slows calls on several threads far more than on one)
+    cpu_place = operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20),
+                                  threads=b.profile_threads or all_threads, spinning=b.spinning,
+                                  spin_stop=b.spin_stop, progress=progress)
+    result["placement"] = {n: [cpu_place[n]] + gpu_place[n] for n in onnx_files}
+    prof_threads = {b.profile_threads or all_threads: cpu_place}
+    if all_threads not in prof_threads:       # what the profiler costs on all cores, measured
+        prof_threads[all_threads] = operator_profiles(onnx_files, ["CPUExecutionProvider"], feed,
+                                                      reps=min(b.reps, 20), threads=all_threads, spinning=b.spinning,
+                                                      spin_stop=b.spin_stop, progress=progress)
+    result["profiler_overhead"] = {
+        f"threads_{t}": {n: {"profiled_call_ms": p[n]["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
+                             "slowdown": p[n]["profiled_call_ms"] / ref[n]["median_ms"] - 1}
+                         for n in p if n in ref and p[n]["profiled_call_ms"]}
+        for t, p in prof_threads.items()
+        for ref in [result["cpu"].get(f"threads_{t}", {}).get("headline", {})]}
     if chains:
         result["gpu"]["onnxruntime"] = gpu_latency
     if b.memory:

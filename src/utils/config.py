@@ -121,6 +121,8 @@ class BenchConfig:
     headline_only: list = field(default_factory=list)   # timed in the headline rounds (all cores) only,
                                       # not in the sweeps, the one-thread round or the protocol checks
     memory: bool = True               # peak RSS of a fresh process per variant
+    profile_threads: Optional[int] = 1   # threads of the operator profiles (None: all cores); ORT's
+                                      # profiler slows calls on several threads far more than on one
 
 
 @dataclass
@@ -347,6 +349,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("bench: spinning ORT threads need block >= 2 and block_warmup >= 1, or the previous "
                           "model's spinning threads hold the cores during timed calls; or set bench.spinning: false "
                           "or bench.spin_stop: true")
+    if bb.profile_threads is not None and bb.profile_threads < 1:   # (the loader checks the type)
+        raise ConfigError(f"bench.profile_threads must be a positive integer or null (all cores), "
+                          f"got {bb.profile_threads!r}")
     if "onnx-fp32" in bb.headline_only or "pytorch-fp32" in bb.headline_only:
         raise ConfigError("bench.headline_only cannot hold the FP32 references onnx-fp32 / pytorch-fp32: the sweeps, "
                           "the one-thread round and the protocol checks compare every variant with them")

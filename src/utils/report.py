@@ -343,9 +343,22 @@ def _protocol_macros(b: dict, best: str) -> dict:
         out.update({"FusedInt": fq.replace("onnx-", ""), "FusedIntMs": f"{head[fq]['median_ms']:.1f}",
                     "FusedIntVsOnnx": f"{b['speedup_vs_onnx_fp32'][fq]:.2f}",
                     "FusedIntGain": f"{100 * (head[op_best]['median_ms'] / head[fq]['median_ms'] - 1):+.0f}"})
+    # the profiles' thread count, what the profiler costs there and on all cores, and the unfused INT8
+    # file's speed-up without the profiler on the profiles' threads (what Amdahl's bound bounds)
+    pt = _profile_threads(b)
+    at = b["cpu"].get(f"threads_{pt}", {}).get("headline", {})
+    over = b.get("profiler_overhead", {})
+    if ops:
+        out["ProfThreads"] = "one thread" if pt == 1 else f"{pt} threads"
+    for t, key in ((pt, "ProfSlowdown"), (b["provenance"]["threads"], "ProfSlowdownAll")):
+        o = over.get(f"threads_{t}", {}).get("onnx-fp32")
+        if o and (key == "ProfSlowdown" or t != pt):
+            out[key] = f"{100 * o['slowdown']:.0f}"
     if op_best and "onnx-fp32" in ops:
         fp, q = ops["onnx-fp32"], ops[op_best]
         out["OpBestInt"] = op_best.replace("onnx-", "")
+        if {"onnx-fp32", op_best} <= set(at):
+            out["OpBestIntVsOnnxProf"] = f"{at['onnx-fp32']['median_ms'] / at[op_best]['median_ms']:.2f}"
         out.update({"FPKernelMs": f"{fp['kernel_ms']:.1f}", "FPMatmulMs": f"{fp['matmul_ms']:.1f}",
                     "IntKernelMs": f"{q['kernel_ms']:.1f}", "IntMatmulMs": f"{q['matmul_ms']:.1f}",
                     "FPOtherMs": f"{fp['kernel_ms'] - fp['matmul_ms']:.1f}",
@@ -428,18 +441,23 @@ def _run_macros(cfg: Config, b: dict) -> dict:
     sp = {n: v["spread"] for n, v in rr["median_ms"].items()}
     best = rr["speedup_vs_onnx_fp32"]["variant"]
     dates = [datetime.fromisoformat(d) for d in rr["dates"]]
+    span = lambda v, f: f.format(min(v)) if f.format(min(v)) == f.format(max(v)) \
+        else f"{f.format(min(v))}--{f.format(max(v))}"  # noqa: E731
     out = {"RunsN": str(rr["runs"]), "RunBestInt": best.replace("onnx-", ""), "RunsSpanHours": f"{(max(dates) - min(dates)).total_seconds() / 3600:.1f}",
            "RunSpreadBestInt": f"{100 * sp[best]:.1f}",
            "RunSpreadMin": f"{100 * min(sp.values()):.1f}", "RunSpreadMax": f"{100 * max(sp.values()):.1f}",
-           "RunSpreadBestIntVsOnnx": f"{100 * rr['speedup_vs_onnx_fp32']['spread']:.1f}"}
+           "RunSpreadBestIntVsOnnx": f"{100 * rr['speedup_vs_onnx_fp32']['spread']:.1f}",
+           "RunBestIntVsOnnxRange": span(rr["speedup_vs_onnx_fp32"]["values"], "{:.2f}")}
+    if "speedup_vs_pytorch_fp32" in rr:
+        out["RunBestIntVsTorchRange"] = span(rr["speedup_vs_pytorch_fp32"]["values"], "{:.2f}")
+    if best == _best_int(_bench_all_threads(b)["headline"]):   # the ranges are those of the paper's BestInt
+        out["BestIntRunsAlike"] = "1"
     if "onnx-fp32" in sp:
         out["RunSpreadOnnxFP"] = f"{100 * sp['onnx-fp32']:.1f}"
     old = [run for run in runs if run["protocol"] == R.UNRECORDED and best in run["speedup_vs_onnx_fp32"]]
     if old:
         x = [run["speedup_vs_onnx_fp32"][best] for run in old]
         ms = [run["median_ms"]["onnx-fp32"] for run in old]
-        span = lambda v, f: f.format(min(v)) if f.format(min(v)) == f.format(max(v)) \
-            else f"{f.format(min(v))}--{f.format(max(v))}"  # noqa: E731
         out.update({"OldRunsN": str(len(old)), "OldBestIntVsOnnx": span(x, "{:.2f}"),
                     "OldOnnxFPMs": span(ms, "{:.1f}")})
     return out
@@ -491,6 +509,12 @@ def _cpu_op_times(r: dict) -> dict:
     return {n: recs[0] for n, recs in r.get("placement", {}).items() if "op_ms" in recs[0]}
 
 
+def _profile_threads(r: dict) -> int:
+    """The thread count of the CPU operator profiles (all cores in bench.json from before it was recorded)."""
+    return next((rec["threads"] for rec in _cpu_op_times(r).values() if rec.get("threads")),
+                r["provenance"]["threads"])
+
+
 def op_time_figure(cfg: Config):
     """Where a batch-1 call's kernel time goes, per operator type, for every ONNX variant on the CPU."""
     r = load_result(cfg, "bench")
@@ -513,7 +537,9 @@ def op_time_figure(cfg: Config):
         ax.barh(df.index, df[op], left=left, color=color, label=op, hatch="//" if op in MATMUL_OPS else None,
                 edgecolor="white", linewidth=0.5)
         left += df[op].to_numpy()
-    ax.set(xlabel=f"kernel time per call (ms), batch 1, length {r['length']}, {r['provenance']['threads']} threads",
+    pt = _profile_threads(r)
+    ax.set(xlabel=f"kernel time per call (ms; each node's median), batch 1, length {r['length']}, "
+                  f"{pt} thread{'s' if pt != 1 else ''}",
            title="Where the time goes (ONNX Runtime profiler; hatched: matrix products)")
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
