@@ -190,8 +190,8 @@ def operator_profiles(files: dict, providers: list, feed: dict, reps: int = 1, t
     burst of load on a shared host that hits a few calls does not count).
 
     The files are profiled in turns, one call each, the order rotating, so drift hits all alike. The
-    profiler slows calls down, far more on several threads than on one (``profiled_call_ms``, the
-    median profiled call, says by how much against an unprofiled median at the same thread count)."""
+    profiler slows calls down (``profiled_call_ms``, the median profiled call, says by how much against
+    an unprofiled median at the same thread count)."""
     import json
 
     from .predict import ort_session
@@ -565,7 +565,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
     # negative control: its integer ops fall back to the CPU) included
     gpu_place, gpu_latency = ort_gpu_runs(onnx_files, feed, b.reps, chains)
     # CPU: every node's provider, and where the time of a call goes, per operator type (on
-    # bench.profile_threads: the profiler slows calls on several threads far more than on one)
+    # bench.profile_threads; what the profiler costs there and on all cores, against the headlines)
     cpu_place = operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20),
                                   threads=b.profile_threads or all_threads, spinning=b.spinning,
                                   spin_stop=b.spin_stop, progress=progress)

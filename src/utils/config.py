@@ -121,8 +121,8 @@ class BenchConfig:
     headline_only: list = field(default_factory=list)   # timed in the headline rounds (all cores) only,
                                       # not in the sweeps, the one-thread round or the protocol checks
     memory: bool = True               # peak RSS of a fresh process per variant
-    profile_threads: Optional[int] = 1   # threads of the operator profiles (None: all cores); ORT's
-                                      # profiler slows calls on several threads far more than on one
+    profile_threads: Optional[int] = 1   # threads of the operator profiles (None: all cores): one shows
+                                      # each operator's own work, without the waits between threads
 
 
 @dataclass
