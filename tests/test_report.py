@@ -50,3 +50,36 @@ def test_gpu_table_lists_onnxruntime_gpu_rows(smoke_cfg, tiny_onnx, tokenizer, s
     df = gpu_table(smoke_cfg)
     assert df.loc["onnx-int8-dynamic [CUDA]", "b1 median (ms)"] == "skipped"
     assert float(df.loc["onnx-fp32 [CUDA]", "b1 median (ms)"]) == pytest.approx(rec["median_ms"], abs=0.01)
+
+
+def test_variant_colours_keep_families_together():
+    from utils.report import variant_palette
+
+    names = ["pytorch-fp32", "pytorch-int8-dynamic", "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic",
+             "onnx-int8-dynamic-opt", "onnx-int8-qat-seed", "onnx-int8-static-minmax", "onnx-int8-qat", "other"]
+    c = variant_palette(names)
+    assert set(c) == set(names) and len({c[n] for n in names[:-1]}) == len(names) - 1   # no two alike
+    grey = lambda rgb: max(rgb) - min(rgb) < 1e-6                                       # noqa: E731
+    assert grey(c["pytorch-fp32"]) and grey(c["pytorch-int8-dynamic"]) and grey(c["other"])
+    green = lambda rgb: rgb[1] == max(rgb) and not grey(rgb)                            # noqa: E731
+    assert all(green(c[n]) for n in ("onnx-int8-dynamic", "onnx-int8-dynamic-opt", "onnx-int8-qat-seed"))
+
+
+def test_tradeoff_figure_draws_a_far_outlier_at_the_edge_with_its_value(smoke_cfg):
+    # the committed default results: the every-op static file lost 14 points, the others within 2
+    import shutil
+    from pathlib import Path
+
+    from utils.provenance import read_json
+    from utils.report import tradeoff_figure
+
+    default = Path(__file__).resolve().parents[1] / "results" / "default"
+    smoke_cfg.results_dir.mkdir(parents=True, exist_ok=True)
+    for f in ("bench.json", "evaluate.json"):
+        shutil.copy(default / f, smoke_cfg.results_dir / f)
+    fig = tradeoff_figure(smoke_cfg)
+    ax = fig.axes[0]
+    diff = 100 * read_json(default / "evaluate.json")["variants"]["onnx-int8-static-allops"]["accuracy_diff"]
+    assert diff < -5 and ax.get_ylim()[0] > diff
+    assert [t.get_text() for t in ax.texts] == [f"int8-static-allops: {diff:+.1f} pt"]
+    assert (smoke_cfg.figures_dir / "tradeoff.pdf").is_file()

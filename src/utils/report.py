@@ -468,13 +468,36 @@ def _bench_all_threads(r: dict) -> dict:
     return r["cpu"][f"threads_{r['provenance']['threads']}"]
 
 
+# variant families and the seaborn palette each draws its shades from, so that 17 lines stay apart:
+# PyTorch (greys), ONNX floating point, dynamic INT8 (the seed's QAT pipeline among them), static INT8,
+# INT8 with the QAT scales
+FAMILIES = (("pytorch-", "Greys"), ("onnx-fp", "Blues_d"), ("onnx-int8-dynamic", "Greens_d"),
+            ("onnx-int8-qat-seed", "Greens_d"), ("onnx-int8-static", "Oranges_d"), ("onnx-int8-qat", "Purples_d"))
+
+
+def variant_palette(names) -> dict:
+    """variant -> colour: one palette per family (``FAMILIES``), a shade per member; others get grey."""
+    groups: dict = {}
+    for n in names:
+        pal = next((p for prefix, p in FAMILIES if n.startswith(prefix)), None)
+        groups.setdefault(pal, []).append(n)
+    out = {}
+    for pal, members in groups.items():
+        shades = (sns.color_palette(pal, len(members) + 2)[2:] if pal == "Greys" else   # no near-white grey
+                  sns.color_palette(pal, len(members) + 1)[:len(members)]) if pal else [(0.5, 0.5, 0.5)] * len(members)
+        out.update(zip(members, shades))
+    return out
+
+
 def bench_figure(cfg: Config):
     r = load_result(cfg, "bench")
     cpu = _bench_all_threads(r)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     seq = pd.DataFrame([{"variant": n, "tokens": int(L), "ms": v["median_ms"]}
                         for L, row in cpu["seq_length"].items() for n, v in row.items()])
-    sns.lineplot(seq, x="tokens", y="ms", hue="variant", style="variant", markers=True, dashes=False, ax=axes[0])
+    colours = variant_palette(r["speedup_vs_onnx_fp32_rounds"] if "speedup_vs_onnx_fp32_rounds" in r else seq["variant"].unique())
+    sns.lineplot(seq, x="tokens", y="ms", hue="variant", style="variant", markers=True, dashes=False, ax=axes[0],
+                 palette=colours)
     axes[0].set(yscale="log", xscale="log", xlabel="sequence length (tokens)", ylabel="median latency, batch 1 (ms)",
                 title=f"Latency vs length ({r['provenance']['threads']} threads)")
     axes[0].set_xticks(sorted(seq["tokens"].unique()), labels=sorted(seq["tokens"].unique()))
@@ -484,7 +507,7 @@ def bench_figure(cfg: Config):
     thr = pd.DataFrame([{"variant": n, "batch": int(B), "texts/s": v["texts_per_s"]}
                         for B, row in cpu["batch_size"].items() for n, v in row.items()])
     sns.lineplot(thr, x="batch", y="texts/s", hue="variant", style="variant", markers=True, dashes=False,
-                 ax=axes[1], legend=False)
+                 ax=axes[1], legend=False, palette=colours)
     axes[1].set(xscale="log", yscale="log", xlabel="batch size", title=f"Throughput at length {r['length']}")
     axes[1].set_xticks(sorted(thr["batch"].unique()), labels=sorted(thr["batch"].unique()))
     for ax in axes[:2]:
@@ -495,7 +518,7 @@ def bench_figure(cfg: Config):
         rows.append({"variant": n, "speedup": float(np.median(ratios)), "lo": min(ratios), "hi": max(ratios)})
     sp = pd.DataFrame(rows).sort_values("speedup")
     axes[2].barh(sp["variant"], sp["speedup"], xerr=[sp["speedup"] - sp["lo"], sp["hi"] - sp["speedup"]],
-                 color=[f"C{i % 10}" for i in range(len(sp))], capsize=3)
+                 color=[colours.get(n, (0.5, 0.5, 0.5)) for n in sp["variant"]], capsize=3)
     axes[2].axvline(1, color="k", lw=1, ls="--")
     axes[2].set(xlabel="speed-up over ONNX fp32 (range over rounds)", title=f"Batch 1, length {r['length']}")
     axes[2].tick_params(axis="y", labelsize=7)
@@ -549,19 +572,50 @@ def op_time_figure(cfg: Config):
 
 
 def tradeoff_figure(cfg: Config):
-    r, e = load_result(cfg, "bench"), load_result(cfg, "evaluate")["variants"]
+    """Latency against the change in test accuracy (paired bootstrap interval against the evaluation's
+    FP32 reference), marker area for the file size, colour by variant family. A variant far below the
+    others (the every-op static file) is drawn at the lower edge, its value written beside it, so that
+    the rest stay readable."""
+    r, ev = load_result(cfg, "bench"), load_result(cfg, "evaluate")
+    e, ref = ev["variants"], ev["reference"]
     head = _bench_all_threads(r)["headline"]
-    rows = [{"variant": n, "ms": head[n]["median_ms"], "accuracy": 100 * e[n]["accuracy"], "MB": e[n]["size_mb"]}
-            for n in head if n in e]
+    rows = []
+    for n in head:
+        if n not in e:
+            continue
+        d, ci = (0.0, [0.0, 0.0]) if n == ref else (e[n].get("accuracy_diff"), e[n].get("accuracy_diff_ci"))
+        if d is None:
+            continue
+        rows.append({"variant": n, "ms": head[n]["median_ms"], "diff": 100 * d, "lo": 100 * ci[0], "hi": 100 * ci[1],
+                     "MB": e[n]["size_mb"]})
     df = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    sns.scatterplot(df, x="ms", y="accuracy", size="MB", hue="variant", sizes=(40, 400), ax=ax, legend="brief")
-    for _, row in df.iterrows():
-        ax.annotate(row["variant"].replace("onnx-", ""), (row["ms"], row["accuracy"]), fontsize=6,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.set(xscale="log", xlabel=f"median latency, batch 1, length {r['length']} (ms)", ylabel="test accuracy (%)",
-           title="Size / accuracy / latency")
-    ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
+    core = df[df["lo"] > -5] if (df["lo"] > -5).sum() >= 2 else df       # the points a reader compares
+    floor = min(core["lo"].min(), -1.0) - 0.6
+    colours = variant_palette(df["variant"])
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    smin, smax = df["MB"].min(), df["MB"].max()
+    area = lambda mb: 40 + 360 * (mb - smin) / ((smax - smin) or 1)  # noqa: E731
+    markers = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*", "d", "8", "H"]
+    for i, row in df.reset_index(drop=True).iterrows():
+        out = row["diff"] < floor
+        y = floor if out else row["diff"]
+        c = colours[row["variant"]]
+        if not out:
+            ax.errorbar(row["ms"], y, yerr=[[row["diff"] - row["lo"]], [row["hi"] - row["diff"]]], color=c,
+                        lw=1, capsize=2, zorder=1)
+        ax.scatter(row["ms"], y, s=area(row["MB"]), color=c, marker="v" if out else markers[i % len(markers)],
+                   edgecolor="white", linewidth=0.6, zorder=2, label=row["variant"])
+        if out:
+            ax.annotate(f"{row['variant'].replace('onnx-', '')}: {row['diff']:+.1f} pt", (row["ms"], y), fontsize=7,
+                        xytext=(6, 3), textcoords="offset points")
+    ax.axhline(0, color="k", lw=0.8, ls="--")
+    ax.set_ylim(floor - 0.4, max(core["hi"].max(), 0.5) + 0.4)
+    ax.set(xscale="log", xlabel=f"median latency, batch 1, length {r['length']}, {r['provenance']['threads']} threads (ms)",
+           ylabel=f"test accuracy minus {ref}'s (pt, 95% CI)", title="Accuracy / latency / size (marker area)")
+    leg = ax.legend(fontsize=6.5, bbox_to_anchor=(1.02, 1), loc="upper left",
+                    title=f"variant (area: {smin:.0f}-{smax:.0f} MB)", title_fontsize=7)
+    for h in getattr(leg, "legend_handles", None) or leg.legendHandles:   # one marker size in the legend
+        h.set_sizes([36])
     fig.tight_layout()
     save_figure(fig, cfg, "tradeoff")
     return fig
