@@ -185,14 +185,16 @@ def evaluation_figure(cfg: Config):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     ax = axes[0]
     markers = "osD^v<>pP*Xh"
+    colours = variant_palette(f["variant"])
     for i, row in f.iterrows():
         ax.errorbar(row["size_mb"], 100 * row["accuracy"],
                     yerr=[[100 * (row["accuracy"] - row["acc_lo"])], [100 * (row["acc_hi"] - row["accuracy"])]],
-                    fmt=markers[i % len(markers)], capsize=3, color=f"C{i % 10}", label=row["variant"], alpha=0.85)
+                    fmt=markers[i % len(markers)], capsize=3, color=colours[row["variant"]], label=row["variant"],
+                    alpha=0.85)
     ax.set(xlabel="file size (MB)", ylabel="test accuracy (%)", title="Accuracy vs size (95% CI)")
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     g = f.dropna(subset=["latency_ms"]).sort_values("latency_ms")
-    sns.barplot(g, y="variant", x="latency_ms", hue="variant", ax=axes[1], legend=False, orient="h")
+    sns.barplot(g, y="variant", x="latency_ms", hue="variant", ax=axes[1], legend=False, orient="h", palette=colours)
     for p, (ratio, lat) in zip(axes[1].patches, zip(g["size_ratio"], g["latency_ms"])):
         axes[1].annotate(f" {lat:.1f} ms, {ratio:.2f}x size", (p.get_width(), p.get_y() + p.get_height() / 2),
                          va="center", fontsize=7)
