@@ -352,6 +352,8 @@ def _protocol_macros(b: dict, best: str) -> dict:
     over = b.get("profiler_overhead", {})
     if ops:
         out["ProfThreads"] = "one thread" if pt == 1 else f"{pt} threads"
+        if pt == 1:
+            out["ProfOneThread"] = "1"
     for t, key in ((pt, "ProfSlowdown"), (b["provenance"]["threads"], "ProfSlowdownAll")):
         o = over.get(f"threads_{t}", {}).get("onnx-fp32")
         if o and (key == "ProfSlowdown" or t != pt):
