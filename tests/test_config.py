@@ -93,6 +93,8 @@ def test_bench_spinning_threads_need_blocks_with_untimed_calls():
     with pytest.raises(ConfigError, match="headline_only cannot hold the FP32 references onnx-fp32"):
         load_config("smoke", overrides={"bench": {"headline_only": ["onnx-fp32"]}})
     assert load_config("default").bench.headline_only == ["pytorch-qat-fakequant"]
+    with pytest.raises(ConfigError, match="block_warmup"):
+        load_config("smoke", overrides={"bench": {"block_warmup": -1}})
 
 
 def test_operator_profiles_take_a_positive_thread_count_or_all_cores():
@@ -101,5 +103,3 @@ def test_operator_profiles_take_a_positive_thread_count_or_all_cores():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="bench.profile_threads"):
             load_config("smoke", overrides={"bench": {"profile_threads": bad}})
-    with pytest.raises(ConfigError, match="block_warmup"):
-        load_config("smoke", overrides={"bench": {"block_warmup": -1}})
