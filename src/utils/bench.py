@@ -198,12 +198,12 @@ def operator_profiles(files: dict, providers: list, feed: dict, reps: int = 1, t
 
     with tempfile.TemporaryDirectory() as d:
         sessions, feeds = {}, {}
-        for i, (n, path) in enumerate(files.items()):
-            sessions[n] = ort_session(path, threads=threads, providers=providers, spinning=spinning,
+        names = list(files)
+        for i, n in enumerate(names):
+            sessions[n] = ort_session(files[n], threads=threads, providers=providers, spinning=spinning,
                                       spin_stop=spin_stop, profile_prefix=Path(d) / f"prof{i}",
                                       optimized_model=Path(d) / f"optimized{i}.onnx", quiet=True)
-            feeds[n] = {i.name: feed[i.name] for i in sessions[n].get_inputs()}
-        names = list(files)
+            feeds[n] = {x.name: feed[x.name] for x in sessions[n].get_inputs()}
         for j in tqdm(range(1 + reps), desc="operator profiles", disable=not progress, leave=False):
             for n in names[j % len(names):] + names[:j % len(names)]:
                 sessions[n].run(None, feeds[n])
@@ -505,7 +505,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
         torch.set_num_threads(threads)
         here = names if threads == all_threads else sweep
         preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning,
-                                   spin_stop=b.spin_stop) for n in
+                                   spin_stop=spin_stop) for n in
                  tqdm(here, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
         head = [fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
         rounds = []
@@ -565,22 +565,19 @@ def run_bench(cfg, progress: bool = True) -> dict:
     # negative control: its integer ops fall back to the CPU) included
     gpu_place, gpu_latency = ort_gpu_runs(onnx_files, feed, b.reps, chains)
     # CPU: every node's provider, and where the time of a call goes, per operator type (on
-    # bench.profile_threads; what the profiler costs there and on all cores, against the headlines)
-    cpu_place = operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20),
-                                  threads=b.profile_threads or all_threads, spinning=b.spinning,
-                                  spin_stop=b.spin_stop, progress=progress)
+    # bench.profile_threads), and what the profiler costs there and on all cores, against the headlines
+    profiles = {t: operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20), threads=t,
+                                     spinning=b.spinning, spin_stop=spin_stop, progress=progress)
+                for t in dict.fromkeys([b.profile_threads or all_threads, all_threads])}
+    cpu_place = profiles[b.profile_threads or all_threads]
     result["placement"] = {n: [cpu_place[n]] + gpu_place[n] for n in onnx_files}
-    prof_threads = {b.profile_threads or all_threads: cpu_place}
-    if all_threads not in prof_threads:       # what the profiler costs on all cores, measured
-        prof_threads[all_threads] = operator_profiles(onnx_files, ["CPUExecutionProvider"], feed,
-                                                      reps=min(b.reps, 20), threads=all_threads, spinning=b.spinning,
-                                                      spin_stop=b.spin_stop, progress=progress)
-    result["profiler_overhead"] = {
-        f"threads_{t}": {n: {"profiled_call_ms": p[n]["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
-                             "slowdown": p[n]["profiled_call_ms"] / ref[n]["median_ms"] - 1}
-                         for n in p if n in ref and p[n]["profiled_call_ms"]}
-        for t, p in prof_threads.items()
-        for ref in [result["cpu"].get(f"threads_{t}", {}).get("headline", {})]}
+    result["profiler_overhead"] = {}
+    for t, prof in profiles.items():
+        ref = result["cpu"].get(f"threads_{t}", {}).get("headline", {})
+        result["profiler_overhead"][f"threads_{t}"] = {
+            n: {"profiled_call_ms": p["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
+                "slowdown": p["profiled_call_ms"] / ref[n]["median_ms"] - 1}
+            for n, p in prof.items() if n in ref and p["profiled_call_ms"]}
     if chains:
         result["gpu"]["onnxruntime"] = gpu_latency
     if b.memory:

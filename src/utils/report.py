@@ -354,10 +354,12 @@ def _protocol_macros(b: dict, best: str) -> dict:
         out["ProfThreads"] = "one thread" if pt == 1 else f"{pt} threads"
         if pt == 1:
             out["ProfOneThread"] = "1"
-    for t, key in ((pt, "ProfSlowdown"), (b["provenance"]["threads"], "ProfSlowdownAll")):
-        o = over.get(f"threads_{t}", {}).get("onnx-fp32")
-        if o and (key == "ProfSlowdown" or t != pt):
-            out[key] = f"{100 * o['slowdown']:.0f}"
+    fp_over = lambda t: over.get(f"threads_{t}", {}).get("onnx-fp32")  # noqa: E731
+    all_t = b["provenance"]["threads"]
+    if fp_over(pt):
+        out["ProfSlowdown"] = f"{100 * fp_over(pt)['slowdown']:.0f}"
+    if all_t != pt and fp_over(all_t):
+        out["ProfSlowdownAll"] = f"{100 * fp_over(all_t)['slowdown']:.0f}"
     if op_best and "onnx-fp32" in ops:
         fp, q = ops["onnx-fp32"], ops[op_best]
         out["OpBestInt"] = op_best.replace("onnx-", "")
@@ -499,7 +501,7 @@ def bench_figure(cfg: Config):
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     seq = pd.DataFrame([{"variant": n, "tokens": int(L), "ms": v["median_ms"]}
                         for L, row in cpu["seq_length"].items() for n, v in row.items()])
-    colours = variant_palette(r["speedup_vs_onnx_fp32_rounds"] if "speedup_vs_onnx_fp32_rounds" in r else seq["variant"].unique())
+    colours = variant_palette(cpu["headline"])          # every variant, the headline-only ones too
     sns.lineplot(seq, x="tokens", y="ms", hue="variant", style="variant", markers=True, dashes=False, ax=axes[0],
                  palette=colours)
     axes[0].set(yscale="log", xscale="log", xlabel="sequence length (tokens)", ylabel="median latency, batch 1 (ms)",
