@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make paper-figures   # set up .venv if missing, run the study (PROFILE=default), draw figures + tables
-#   make test            # unit tests + nbval over every notebook (smoke profile)
+#   make test            # ruff, unit tests + nbval over every notebook (smoke profile)
 #   make bench           # the benchmark step alone (after the steps it needs)
 #   make explain         # the LIME step alone (after the steps it needs)
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
@@ -24,7 +24,8 @@ RES   := results/$(P)
 NBOUT := build/notebooks/$(P)
 CFG   := $(sort $(PROFILE_FILE) configs/default.yaml)
 LIB   := src/utils
-CORE  := $(LIB)/config.py $(LIB)/provenance.py $(LIB)/pipeline.py
+CORE  := $(LIB)/config.py $(LIB)/provenance.py $(LIB)/pipeline.py $(LIB)/variants.py
+REPORT := $(wildcard $(LIB)/report/*.py)
 
 # papermill: run notebooks/<name>.ipynb with the profile, executed copy under build/
 define notebook
@@ -33,7 +34,7 @@ define notebook
 	  --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper bench explain test unit nbval venv clean clean-profile help
+.PHONY: all paper-figures paper bench explain test unit lint nbval venv clean clean-profile help
 all: paper-figures
 
 help:
@@ -72,7 +73,7 @@ $(RES)/export.json $(ART)/onnx/fp32.onnx &: notebooks/04_export_onnx.ipynb $(RES
 	$(call notebook,04_export_onnx)
 
 $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx &: notebooks/05_quantize.ipynb $(RES)/export.json \
-		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/bench.py | $(STAMP)
+		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/ort_inspect.py | $(STAMP)
 	$(call notebook,05_quantize)
 
 $(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
@@ -80,7 +81,7 @@ $(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(ART)/on
 	$(call notebook,06_evaluate)
 
 $(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
-		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py | $(STAMP)
+		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py $(LIB)/ort_inspect.py | $(STAMP)
 	$(call notebook,07_benchmark)
 
 # LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
@@ -92,7 +93,7 @@ RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.j
 	bench.json explain.json)
 
 # figures and tables are drawn from results JSON only, so redrawing never retrains
-build/$(P).report: $(RESULTS) $(LIB)/report.py $(LIB)/explain.py | $(STAMP)
+build/$(P).report: $(RESULTS) $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 	@mkdir -p build && touch $@
 
@@ -118,10 +119,14 @@ test: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 	  $(BIN)/papermill --prepare-only "$$nb" "build/nbval/$$(basename $$nb)" -p profile smoke >/dev/null 2>&1 \
 	    || { echo "papermill could not prepare $$nb"; exit 1; }; done
+	$(BIN)/ruff check src tests notebooks
 	$(BIN)/python -m pytest tests build/nbval --nbval-lax -p no:cacheprovider
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests notebooks
 
 clean-profile:
 	rm -rf results/$(P) artifacts/$(P) data/processed/$(P) figures/$(P) paper/tables/$(P) $(NBOUT) build/$(P).report \

@@ -7,6 +7,8 @@ import onnx
 import pytest
 
 from utils import bench as B
+from utils import ort_inspect as I
+from utils import pipeline as P
 from utils.modeling import load_checkpoint
 from utils.predict import OrtPredictor, TorchPredictor
 
@@ -80,7 +82,7 @@ def test_predecessor_effect_splits_every_call_by_the_runtime_before_it(onnx_file
 
 def test_cpu_placement_has_no_memcpy(onnx_file, tokenizer, sentences):
     feed = B.fixed_length_batch(tokenizer, sentences, 16, 1)
-    rec = B.node_placement(onnx_file, ["CPUExecutionProvider"], feed)
+    rec = I.node_placement(onnx_file, ["CPUExecutionProvider"], feed)
     assert rec["memcpy_nodes"] == 0
     assert set(rec["nodes_per_provider"]) == {"CPUExecutionProvider"}
     assert 0 < rec["nodes_per_provider"]["CPUExecutionProvider"] <= rec["graph_nodes"]
@@ -91,7 +93,7 @@ def test_operator_times_add_up_and_show_integer_matmuls_after_quantization(onnx_
 
     feed = B.fixed_length_batch(tokenizer, sentences, 16, 1)
     files = {"fp32": onnx_file, "int8": quantize_dynamic_int8(onnx_file, tmp_path / "int8.onnx")}
-    recs = B.operator_profiles(files, ["CPUExecutionProvider"], feed, reps=3, threads=1)   # in turns
+    recs = I.operator_profiles(files, ["CPUExecutionProvider"], feed, reps=3, threads=1)   # in turns
     fp, q8 = recs["fp32"], recs["int8"]
     assert fp["profiled_runs"] == 3 and fp["threads"] == 1
     assert fp["kernel_ms"] == pytest.approx(sum(fp["op_ms"].values()))
@@ -109,7 +111,7 @@ def test_operator_times_are_each_nodes_median_over_the_warm_calls(onnx_file):
                 "args": {"provider": "CPUExecutionProvider", "op_name": "MatMul"}}
     events = [node(0, 9000)] + [node(10 * i, 1000) for i in range(1, 10)] + [node(100, 50000)]
     events += [{"cat": "Session", "name": "model_run", "ts": 10 * i, "dur": 1100} for i in range(11)]
-    rec = B._profile_record(events, onnx.load(str(onnx_file)), ["CPUExecutionProvider"], reps=10, threads=1)
+    rec = I._profile_record(events, onnx.load(str(onnx_file)), ["CPUExecutionProvider"], reps=10, threads=1)
     assert rec["op_ms"] == {"MatMul": 1.0} and rec["matmul_ms"] == 1.0 and rec["profiled_call_ms"] == 1.1
 
 
@@ -211,7 +213,7 @@ def test_headline_only_variants_are_timed_in_the_headline_rounds_alone(smoke_cfg
     b.variants, b.headline_only = ["pytorch-fp32", "pytorch-int8-dynamic", "onnx-fp32"], ["pytorch-int8-dynamic"]
     b.reps, b.rounds, b.throughput_reps, b.seq_lengths, b.batch_sizes, b.memory = 2, 2, 2, [8], [1, 2], False
     b.threads = [None, 1]
-    r = B.run_bench(cfg, progress=False)
+    r = P.run_bench(cfg, progress=False)
     cpu, one = r["cpu"][f"threads_{cfg.threads}"], r["cpu"]["threads_1"]["headline"]
     swept = {"pytorch-fp32", "onnx-fp32"}
     assert set(cpu["headline"]) == swept | {"pytorch-int8-dynamic"} == set(r["speedup_vs_onnx_fp32"])
@@ -222,4 +224,4 @@ def test_headline_only_variants_are_timed_in_the_headline_rounds_alone(smoke_cfg
     assert set(cpu["per_call"]) == swept and set(cpu["spinning"]["variants"]) == swept
     b.headline_only = ["pytorch-int9"]
     with pytest.raises(KeyError, match="bench.headline_only: unknown variant"):
-        B.run_bench(cfg, progress=False)
+        P.run_bench(cfg, progress=False)

@@ -84,7 +84,8 @@ def test_bench_spinning_threads_need_blocks_with_untimed_calls():
     with pytest.raises(ConfigError, match="spinning"):
         load_config("smoke", overrides={"bench": {"block": 1, "spinning": True, "spin_stop": False}})
     with pytest.raises(ConfigError, match="spinning"):
-        load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 0, "spinning": True, "spin_stop": False}})
+        load_config("smoke", overrides={"bench": {"block": 10, "block_warmup": 0, "spinning": True,
+                                                  "spin_stop": False}})
     # threads that stop spinning when a call returns do not hold the next model's cores
     assert load_config("smoke", overrides={"bench": {"block": 1, "block_warmup": 0, "spinning": True,
                                                      "spin_stop": True}}).bench.spin_stop

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from utils.config import ConfigError, load_config
-from utils.explain import (agreement, explain, faithfulness, indexed, mean_ci, removal_sizes, segments,
-                           select_examples, write_html)
+from utils.explain import (
+    agreement,
+    explain,
+    faithfulness,
+    indexed,
+    mean_ci,
+    removal_sizes,
+    segments,
+    select_examples,
+    write_html,
+)
 from utils.modeling import load_checkpoint
 from utils.predict import OrtPredictor, TorchPredictor
 

@@ -50,7 +50,8 @@ def test_a_later_call_reuses_the_pytorch_part_of_the_first(smoke_cfg, tmp_path, 
     d = _pack(tmp_path, tiny_model_dir, tiny_onnx, sentences)
     monkeypatch.chdir(smoke_cfg.root)
     first, last = tmp_path / "first.json", tmp_path / "last.json"
-    assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "2", "--out", str(first)]) == 0
+    run = ["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "2"]
+    assert gpu_bench.main([*run, "--out", str(first)]) == 0
     assert gpu_bench.main(["run", "smoke", "--pack", str(d), "--device", "cpu", "--reps", "2", "--out", str(last),
                            "--pytorch-from", str(first), "--build-onnx", str(tmp_path / "onnx")]) == 0
     a, b = read_json(first), read_json(last)
@@ -77,7 +78,8 @@ def _tiny_wheel(d):
     name, ver = "qxai_tiny_probe", "0.1"
     files = {f"{name}/__init__.py": "VALUE = 42\n",
              f"{name}-{ver}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n",
-             f"{name}-{ver}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{name}-{ver}.dist-info/WHEEL":
+                 "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     digest = lambda b: base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode()  # noqa: E731
     record = "".join(f"{p},sha256={digest(c.encode())},{len(c.encode())}\n" for p, c in files.items())
     record += f"{name}-{ver}.dist-info/RECORD,,\n"

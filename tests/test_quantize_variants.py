@@ -4,10 +4,17 @@ import onnx
 import pytest
 
 from utils import quantize as Q
-from utils.bench import interleaved_latency, session_ops
+from utils.bench import interleaved_latency
 from utils.modeling import ModelError, load_checkpoint
-from utils.predict import (ORT_CPU_DISABLED_OPTIMIZERS, OrtPredictor, TorchPredictor, disabled_optimizers,
-                           onnx_metadata, ort_session)
+from utils.ort_inspect import session_ops
+from utils.predict import (
+    ORT_CPU_DISABLED_OPTIMIZERS,
+    OrtPredictor,
+    TorchPredictor,
+    disabled_optimizers,
+    onnx_metadata,
+    ort_session,
+)
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
@@ -109,7 +116,8 @@ def test_onnx_metadata_is_read_without_parsing_the_graph(fp32, tmp_path):
     m = onnx.load(str(fp32))
     onnx.helper.set_model_props(m, {"a": "1", ORT_CPU_DISABLED_OPTIMIZERS: "X,Y"})
     onnx.save(m, str(tmp_path / "meta.onnx"))
-    assert onnx_metadata(tmp_path / "meta.onnx") == {p.key: p.value for p in onnx.load(str(tmp_path / "meta.onnx")).metadata_props}
+    props = onnx.load(str(tmp_path / "meta.onnx")).metadata_props
+    assert onnx_metadata(tmp_path / "meta.onnx") == {p.key: p.value for p in props}
     assert disabled_optimizers(tmp_path / "meta.onnx") == ["X", "Y"]
     assert disabled_optimizers(fp32) == []
     data = (tmp_path / "meta.onnx").read_bytes()

@@ -1,14 +1,19 @@
-import pytest
+import shutil
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from utils.report import write_macros, write_table
+from utils import report
+from utils.bench import fixed_length_batch, iobinding_latency, torch_dtype_latency
+from utils.provenance import read_json, write_result
+from utils.report import Table, variant_palette, write_macros, write_table
 
 
 def test_booktabs_table_escapes_latex(smoke_cfg):
     df = pd.DataFrame({"size (MB)": ["23.1"], "share_fresh": ["57%"], "$\\Delta$acc": ["+0.1"]},
                       index=["onnx-int8_dynamic"])
-    path = write_table(df, smoke_cfg, "t", caption="A caption", label="tab:t")
+    path = write_table(Table("t", df, caption="A caption", label="tab:t"), smoke_cfg)
     tex = path.read_text()
     assert path == smoke_cfg.tables_dir / "t.tex"
     for token in ("\\toprule", "\\midrule", "\\bottomrule", "\\caption{A caption}", "\\label{tab:t}",
@@ -24,37 +29,28 @@ def test_macros_are_letters_only(smoke_cfg):
 
 
 def test_gpu_table_from_a_gpu_run_and_none_without(smoke_cfg, tiny_model_dir, tokenizer, sentences):
-    from utils.bench import torch_dtype_latency
-    from utils.provenance import write_result
-    from utils.report import gpu_table
-
     write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": False, "note": "no GPU"}})
-    assert gpu_table(smoke_cfg) is None
+    assert report.build(smoke_cfg, "gpu_table") is None
     run = torch_dtype_latency(tiny_model_dir, tokenizer, sentences, 16, [1], reps=2, device="cpu", warmup=1)
     write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": True, "torch_device": "CPU stand-in",
                                                             "pytorch": run}})
-    df = gpu_table(smoke_cfg)
+    t = report.build(smoke_cfg, "gpu_table")
+    df = t.df
     assert list(df.index) == list(run) and df.loc["pytorch-cpu-fp32", "same argmax"] == "100.0%"
-    assert "CPU stand-in" in (smoke_cfg.tables_dir / "gpu.tex").read_text()
+    assert "CPU stand-in" in t.caption and not smoke_cfg.tables_dir.exists()     # built, not written
 
 
 def test_gpu_table_lists_onnxruntime_gpu_rows(smoke_cfg, tiny_onnx, tokenizer, sentences):
-    from utils.bench import fixed_length_batch, iobinding_latency
-    from utils.provenance import write_result
-    from utils.report import gpu_table
-
     feed = fixed_length_batch(tokenizer, sentences, 16, 1)
     rec = iobinding_latency(tiny_onnx[0], feed, 2, ["CPUExecutionProvider"], device="cpu", warmup=1)
     write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": True, "onnxruntime": {
         "CUDAExecutionProvider": {"onnx-fp32": rec, "onnx-int8-dynamic": {"skipped": "no kernel"}}}}})
-    df = gpu_table(smoke_cfg)
+    df = report.table(smoke_cfg, "gpu")
     assert df.loc["onnx-int8-dynamic [CUDA]", "b1 median (ms)"] == "skipped"
     assert float(df.loc["onnx-fp32 [CUDA]", "b1 median (ms)"]) == pytest.approx(rec["median_ms"], abs=0.01)
 
 
 def test_variant_colours_keep_families_together():
-    from utils.report import variant_palette
-
     names = ["pytorch-fp32", "pytorch-int8-dynamic", "onnx-fp32", "onnx-fp16", "onnx-int8-dynamic",
              "onnx-int8-dynamic-opt", "onnx-int8-qat-seed", "onnx-int8-static-minmax", "onnx-int8-qat", "other"]
     c = variant_palette(names)
@@ -67,19 +63,13 @@ def test_variant_colours_keep_families_together():
 
 def test_tradeoff_figure_draws_a_far_outlier_at_the_edge_with_its_value(smoke_cfg):
     # the committed default results: the every-op static file lost 14 points, the others within 2
-    import shutil
-    from pathlib import Path
-
-    from utils.provenance import read_json
-    from utils.report import tradeoff_figure
-
     default = Path(__file__).resolve().parents[1] / "results" / "default"
     smoke_cfg.results_dir.mkdir(parents=True, exist_ok=True)
     for f in ("bench.json", "evaluate.json"):
         shutil.copy(default / f, smoke_cfg.results_dir / f)
-    fig = tradeoff_figure(smoke_cfg)
+    fig = report.figure(smoke_cfg, "tradeoff")
     ax = fig.axes[0]
     diff = 100 * read_json(default / "evaluate.json")["variants"]["onnx-int8-static-allops"]["accuracy_diff"]
     assert diff < -5 and ax.get_ylim()[0] > diff
     assert [t.get_text() for t in ax.texts] == [f"int8-static-allops: {diff:+.1f} pt"]
-    assert (smoke_cfg.figures_dir / "tradeoff.pdf").is_file()
+    assert not smoke_cfg.figures_dir.exists()                 # drawn, not saved: render_all writes

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from utils import bench_runs as R
+from utils import variants as V
+from utils.config import load_config
+from utils.ort_inspect import integer_op_count
+from utils.predict import disabled_optimizers
 from utils.provenance import read_json
+from utils.report import INT8_DOT_FACTOR, Results, amdahl_bound
+from utils.report.macros import _skip_layer_norm_macros
 
 RES = Path(__file__).resolve().parents[1] / "results" / "default"
 
@@ -57,15 +64,14 @@ def q():
 
 def test_every_int8_file_is_integer_and_at_least_3_9x_smaller(q, ev):
     fp32_mb = ev["variants"]["onnx-fp32"]["size_mb"]
-    ints = {k: v for k, v in q["variants"].items() if k.startswith("int8")}
+    ints = {k: v for k, v in q["variants"].items() if V.is_onnx_int8(f"onnx-{k}")}
     assert {"int8-dynamic", "int8-dynamic-pt", "int8-static-minmax", "int8-qat-seed", "int8-qat"} <= set(ints)
     for name, v in ints.items():
         assert fp32_mb / v["size_mb"] >= 3.9, name
         inits = v["graph"]["initializers_by_type"]
         assert inits.get("int8", 0) + inits.get("uint8", 0) > 30, name
-        integer_kernels = sum(n for op, n in v["session_ops"].items()
-                              if "Integer" in op or op.startswith(("QLinear", "DynamicQuantizeMatMul", "QGemm")))
-        assert integer_kernels >= 18, name                 # the session really runs integer matmuls
+        integer_kernels = integer_op_count(v["session_ops"])      # the one rule: ort_inspect.is_integer_op
+        assert integer_kernels >= 33, name                 # the session really runs integer matmuls
 
 
 def test_int8_qat_keeps_every_qat_scale(q):
@@ -151,9 +157,6 @@ def test_lime_on_int8_is_at_least_twice_as_fast_as_on_pytorch_fp32():
 
 def test_the_run_history_holds_the_committed_run_among_runs_measured_alike():
     # the paper's run-to-run sentence and table are drawn from these
-    from utils import bench_runs as R
-    from utils.config import load_config
-
     cfg = load_config("default")
     this = R.summary(read_json(RES / "bench.json"))
     runs = R.read_runs(cfg)
@@ -187,16 +190,13 @@ def test_the_symmetric_file_is_partly_dequantized_on_the_cpu_provider():
 def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
     """The bound is the FP32 profile's own arithmetic, and every INT8 file that only quantizes the matrix
     products of FP32's graph (no fused attention, whose graph also cuts the rest) stays under it."""
-    from utils.config import load_config
-    from utils.report import INT8_DOT_FACTOR, amdahl_bound
-
     cfg = load_config("default")
-    a = amdahl_bound(cfg)
+    a = amdahl_bound(Results(cfg))
     assert a["bound_ms"] == pytest.approx(a["kernel_ms"] - a["matmul_ms"] + a["matmul_ms"] / INT8_DOT_FACTOR)
     assert 1 < a["bound_speedup"] < a["free_matmul_speedup"]
     b = read_json(RES / "bench.json")
     ops = {n: p[0]["op_ms"] for n, p in b["placement"].items()}
-    plain = [n for n in ops if n.startswith("onnx-int8") and "QAttention" not in ops[n]]
+    plain = [n for n in ops if V.is_onnx_int8(n) and "QAttention" not in ops[n]]
     assert len(plain) >= 8
     # measured without the profiler, on the threads the profiles were taken on (one)
     threads = {p[0]["threads"] for p in b["placement"].values()}
@@ -211,7 +211,7 @@ def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
         assert o["slowdown"] == pytest.approx(o["profiled_call_ms"] / o["unprofiled_median_ms"] - 1)
         assert o["unprofiled_median_ms"] == b["cpu"][t]["headline"]["onnx-fp32"]["median_ms"]
     with pytest.raises(KeyError, match="pytorch-fp32"):
-        amdahl_bound(cfg, "pytorch-fp32")
+        amdahl_bound(Results(cfg), "pytorch-fp32")
     numbers = (RES.parents[1] / "paper" / "tables" / "default" / "numbers.tex").read_text()
     assert f"\\newcommand{{\\AmdahlX}}{{{a['bound_speedup']:.2f}}}" in numbers
     assert f"\\newcommand{{\\AmdahlMs}}{{{a['bound_ms']:.1f}}}" in numbers
@@ -239,10 +239,6 @@ def test_optimized_variants_leave_skip_layer_norm_off_on_the_cpu():
     """The committed optimizer variants ask ORT to leave SkipLayerNormFusion off (file metadata), the
     CPU session runs LayerNormalization + Add instead, and the paper's per-node comparison is this
     run's profile: ORT's SkipLayerNormalization node is slower than the two operators it replaces."""
-    from utils.config import load_config
-    from utils.predict import disabled_optimizers
-    from utils.report import _skip_layer_norm_macros
-
     q = read_json(RES / "quantize.json")["variants"]
     b = read_json(RES / "bench.json")
     cfg = load_config("default")

@@ -1,28 +1,37 @@
-"""Latency measurement and what ONNX Runtime actually runs.
+"""Latency, throughput and memory measurement (the benchmark step itself is ``pipeline.run_bench``).
 
 ``time_calls`` times several predictors on the same inputs, interleaved in short turns, so
 drift on a shared machine hits all of them alike; ``predecessor_effect`` measures what the
 previous runtime's threads, still busy on the cores, cost a call; ``interleaved_latency`` is the
-quick call-by-call look the evaluation uses. ``operator_profiles`` reads ONNX Runtime's profiler:
-which provider ran each node, Memcpy nodes, kernel time per operator type. ``session_ops`` lists
-the operators of the graph ONNX Runtime executes after its own optimizations (e.g.
-DequantizeLinear + MatMul fused into MatMulIntegerToFloat), which is the proof that an INT8 file
-runs integer kernels.
+quick call-by-call look the evaluation uses. What ONNX Runtime runs (operators, placement,
+operator profiles) is ``ort_inspect``. GPU paths: ONNX Runtime with I/O binding, PyTorch per
+dtype (``torch_dtype_latency``), skipped with a note where no GPU is present.
 """
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import resource
+import subprocess
 import sys
-import tempfile
 import time
-from collections import Counter
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
-import onnx
+import onnxruntime as ort
+import psutil
+import torch
+import transformers
 from tqdm.auto import tqdm
+
+from . import variants as V
+from .config import load_config
+from .modeling import load_checkpoint
+from .ort_inspect import node_placement
+from .predict import ort_session
+from .torch_int8 import quantize_w8a8
 
 
 def error_record(e: BaseException) -> dict:
@@ -63,17 +72,6 @@ def interleaved_latency(predictors: dict, texts: Sequence[str], warmup: int = 5,
     inputs = [first.encode([t]) for t in tqdm(texts, desc="encode", disable=not progress, leave=False)]
     times = time_calls(predictors, inputs, reps=len(inputs), warmup=warmup)
     return {n: summarize(t) for n, t in times.items()}
-
-
-def session_ops(path: str | os.PathLike, providers: Optional[list] = None) -> dict:
-    """Operator counts of the graph an ONNX Runtime session runs (after its optimizations)."""
-    from .predict import ort_session
-
-    with tempfile.TemporaryDirectory() as d:
-        # quiet: the saved graph is hardware specific, and that is the point here
-        ort_session(path, providers=providers, optimized_model=Path(d) / "optimized.onnx", quiet=True)
-        m = onnx.load(str(Path(d) / "optimized.onnx"))
-    return dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
 
 
 # --------------------------------------------------------------------------- inputs of a given shape
@@ -146,17 +144,11 @@ def predecessor_effect(predictors: dict, runtimes: dict, inputs: Sequence[dict],
 
 # --------------------------------------------------------------------------- processes, providers
 def available_providers() -> list:
-    import onnxruntime as ort
-
     return ort.get_available_providers()
 
 
 def gpu_status() -> dict:
     """What GPU paths exist here, with the reason when one does not."""
-    import torch
-
-    import onnxruntime as ort
-
     out = {"torch_cuda": torch.cuda.is_available(), "ort_providers": available_providers(),
            "ort_build": f"{ort.__version__} ({ort.get_device()}, {Path(ort.__file__).parent})"}
     out["torch_device"] = torch.cuda.get_device_name(0) if out["torch_cuda"] else None
@@ -170,87 +162,12 @@ def gpu_status() -> dict:
 # the spinning check: blocks long enough, and enough untimed calls, for a spinning pool to settle
 SPIN_BLOCK, SPIN_WARMUP = 10, 2
 
-# operator types that compute a matrix product (float or integer), for the time breakdown
-MATMUL_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "MatMulIntegerToFloat",
-                        "DynamicQuantizeMatMul", "QLinearMatMul", "QGemm", "MatMulNBits"})
-
-
-def node_placement(path: str | os.PathLike, providers: list, feed: dict, reps: int = 1,
-                   threads: Optional[int] = None, spinning: bool = False, spin_stop: bool = False) -> dict:
-    """One file's ``operator_profiles`` record."""
-    return operator_profiles({"file": path}, providers, feed, reps=reps, threads=threads, spinning=spinning,
-                             spin_stop=spin_stop)["file"]
-
-
-def operator_profiles(files: dict, providers: list, feed: dict, reps: int = 1, threads: Optional[int] = None,
-                      spinning: bool = False, spin_stop: bool = False, progress: bool = False) -> dict:
-    """For each ONNX file (name -> path), from ONNX Runtime's profiler: the nodes each execution
-    provider ran, the Memcpy nodes ONNX Runtime inserted between providers, and the kernel time per
-    operator type (ms per call: each node's median over ``reps`` profiled calls after a cold one, so a
-    burst of load on a shared host that hits a few calls does not count).
-
-    The files are profiled in turns, one call each, the order rotating, so drift hits all alike. The
-    profiler slows calls down (``profiled_call_ms``, the median profiled call, says by how much against
-    an unprofiled median at the same thread count)."""
-    import json
-
-    from .predict import ort_session
-
-    with tempfile.TemporaryDirectory() as d:
-        sessions, feeds = {}, {}
-        names = list(files)
-        for i, n in enumerate(names):
-            sessions[n] = ort_session(files[n], threads=threads, providers=providers, spinning=spinning,
-                                      spin_stop=spin_stop, profile_prefix=Path(d) / f"prof{i}",
-                                      optimized_model=Path(d) / f"optimized{i}.onnx", quiet=True)
-            feeds[n] = {x.name: feed[x.name] for x in sessions[n].get_inputs()}
-        for j in tqdm(range(1 + reps), desc="operator profiles", disable=not progress, leave=False):
-            for n in names[j % len(names):] + names[:j % len(names)]:
-                sessions[n].run(None, feeds[n])
-        out = {n: _profile_record(json.loads(Path(sessions[n].end_profiling()).read_text()),
-                                  onnx.load(str(Path(d) / f"optimized{i}.onnx")), providers, reps, threads)
-               for i, n in enumerate(names)}
-        del sessions
-    return out
-
-
-def _profile_record(events: list, graph: onnx.ModelProto, providers: list, reps: int, threads: Optional[int]) -> dict:
-    """``operator_profiles``' record of one file from its profile ``events`` (the first call is cold)."""
-    per_provider: Counter = Counter()
-    runs: dict = {}
-    calls = []
-    for e in events:
-        args = e.get("args", {})
-        if e.get("cat") == "Node" and "provider" in args:
-            runs.setdefault(e["name"], []).append(e)
-        elif e.get("cat") == "Session" and e.get("name") == "model_run":
-            calls.append(e)
-    op_ms: Counter = Counter()
-    for evs in runs.values():
-        per_provider[evs[0]["args"]["provider"]] += 1
-        warm = [e["dur"] for e in sorted(evs, key=lambda e: e["ts"])[1:]]
-        if warm:
-            op_ms[evs[0]["args"]["op_name"]] += float(np.median(warm)) / 1e3
-    calls = [e["dur"] / 1e3 for e in sorted(calls, key=lambda e: e["ts"])[1:]]
-    memcpy = sum(1 for n in graph.graph.node if n.op_type.startswith("Memcpy"))
-    op_ms = dict(op_ms.most_common())
-    return {"providers": providers, "nodes_per_provider": dict(per_provider), "memcpy_nodes": memcpy,
-            "graph_nodes": len(graph.graph.node), "profiled_runs": reps, "threads": threads,
-            "profiled_call_ms": float(np.median(calls)) if calls else None, "op_ms": op_ms,
-            "kernel_ms": float(sum(op_ms.values())),
-            "matmul_ms": float(sum(v for k, v in op_ms.items() if k in MATMUL_OPS))}
-
-
 def iobinding_latency(path: str | os.PathLike, feed: dict, reps: int, providers: list, device: str = "cuda",
                       warmup: int = 5) -> dict:
     """ONNX Runtime latency with I/O binding: inputs copied to ``device`` once, outputs left there,
     so the timing is the graph and its Memcpy nodes, not the host<->device copies of the feed.
     ``device`` "cuda" with the CUDA / TensorRT providers; "cpu" with the CPU provider (how the
     tests exercise it without a GPU)."""
-    import onnxruntime as ort
-
-    from .predict import ort_session
-
     if providers[0] not in ort.get_available_providers():
         return {"skipped": f"{providers[0]} is not available in this onnxruntime build"}
     sess = ort_session(path, providers=providers)
@@ -282,8 +199,6 @@ def ort_gpu_runs(files: dict, feed: dict, reps: int, chains: list) -> tuple:
     latency: provider -> name -> record). With a GPU provider, ONNX Runtime first loads the CUDA and
     cuDNN libraries of the nvidia-* Python packages (``preload_dlls``, where this onnxruntime has it)."""
     if chains:
-        import onnxruntime as ort
-
         if hasattr(ort, "preload_dlls"):
             try:
                 ort.preload_dlls()
@@ -298,8 +213,8 @@ def ort_gpu_runs(files: dict, feed: dict, reps: int, chains: list) -> tuple:
             return {"providers": kw.get("providers") or args[1], **error_record(e)}
 
     placement = {n: [guarded(node_placement, f, c, feed) for c in chains] for n, f in files.items()}
-    latency = {c[0]: {n: guarded(iobinding_latency, f, feed, reps, providers=c, device="cuda") for n, f in files.items()}
-               for c in chains}
+    latency = {c[0]: {n: guarded(iobinding_latency, f, feed, reps, providers=c, device="cuda")
+                      for n, f in files.items()} for c in chains}
     return placement, latency
 
 
@@ -320,8 +235,6 @@ def peak_rss_mb() -> float:
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    import resource
-
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024   # bytes on macOS, KiB elsewhere
 
@@ -330,12 +243,7 @@ def _import_runtimes(cfg) -> None:
     """Import what creating any variant's predictor imports on first use: ONNX Runtime, and the
     transformers module of the checkpoint's architecture (transformers imports it lazily, which
     otherwise counts as PyTorch's load time: measured 1.7-1.8 s, against 0.2 s to create the model)."""
-    import onnxruntime  # noqa: F401
-    import transformers
-
-    from .pipeline import checkpoint_dir
-
-    for arch in transformers.AutoConfig.from_pretrained(str(checkpoint_dir(cfg))).architectures or []:
+    for arch in transformers.AutoConfig.from_pretrained(str(V.checkpoint_dir(cfg))).architectures or []:
         getattr(transformers, arch)
 
 
@@ -344,19 +252,12 @@ def probe_main(argv: Sequence[str]) -> None:
     of both runtimes, loads one variant, predicts a batch of 32 and prints one JSON line: peak resident
     set, resident memory the model added after the imports, time to create the predictor (tokenizer
     and model or session)."""
-    import json
-
-    import psutil
-
-    from .config import load_config
-    from .pipeline import make_predictor
-
     profile, variant, threads = argv[0], argv[1], int(argv[2])
     cfg = load_config(profile)
     _import_runtimes(cfg)        # the clock and the memory baseline start with every library imported
     before = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
-    p = make_predictor(cfg, variant, threads=threads)
+    p = V.make_predictor(cfg, variant, threads=threads)
     created = time.perf_counter() - t0
     p.predict_proba(["a short review", "a much longer review that goes on about the plot and the cast"] * 16)
     after = psutil.Process().memory_info().rss
@@ -368,9 +269,6 @@ def fresh_process_memory(profile: str, variant: str, threads: int, root: str) ->
     """Memory of a new Python process that loads one variant and predicts a batch of 32: its peak
     resident set, and the resident memory the model added once the libraries were imported
     (the imports alone take most of the peak); plus the time to create the predictor."""
-    import json
-    import subprocess
-
     r = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, profile, variant, str(threads)], cwd=root,
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
@@ -388,8 +286,6 @@ DTYPES = tuple(TORCH_VARIANTS)
 def _graph_latency(model, enc: dict, reps: int, warmup: int, eager_logits) -> dict:
     """Latency of one CUDA graph replay of the forward pass on static inputs (no kernel-launch
     overhead: what a server that captures its model gets), and how far its logits are from eager's."""
-    import torch
-
     static = {k: v.clone() for k, v in enc.items() if k != "attention_mask"}   # all ones: no mask needed
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -413,11 +309,6 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
     forward pass. Written for the GPU, where it runs with whatever PyTorch / transformers that
     machine has; it runs on the CPU too, which is how the tests exercise it without a GPU. A variant
     that fails records its error and the others still run."""
-    import torch
-
-    from .modeling import load_checkpoint
-    from .torch_int8 import quantize_w8a8
-
     cuda = str(device).startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     probe = fixed_length_batch(tok, texts, length, max(batch_sizes))
@@ -435,7 +326,8 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
             res, graph_res = {}, {}
             with torch.inference_mode():
                 for b in batch_sizes:
-                    enc = {k: torch.from_numpy(v).to(device) for k, v in fixed_length_batch(tok, texts, length, b).items()}
+                    enc = {k: torch.from_numpy(v).to(device)
+                           for k, v in fixed_length_batch(tok, texts, length, b).items()}
                     times = _timed(lambda: model(**enc), reps, warmup, sync)
                     res[str(b)] = {**summarize(times), "texts_per_s": 1e3 * b / float(np.median(times))}
                     if cuda and graphs:
@@ -452,151 +344,9 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
             if graph_res:
                 rec["cuda_graph"] = graph_res
             out[key] = rec
-            del model
+            model = None      # freed before the next dtype loads
         except Exception as e:  # noqa: BLE001 - one dtype that fails (e.g. no bf16 kernels) loses only itself
             out[key] = error_record(e)
         if cuda:
             torch.cuda.empty_cache()
     return out
-
-
-def run_bench(cfg, progress: bool = True) -> dict:
-    """Latency over sequence lengths, throughput over batch sizes, thread counts, spread over
-    rounds, node placement, session creation and fresh-process memory, for every variant; GPU
-    paths when a GPU is present (skipped with a note otherwise). The run's headline is appended
-    to the run-to-run history (``bench_runs``), with the step's wall time."""
-    import torch
-
-    t_start = time.perf_counter()
-
-    from . import data as D
-    from .modeling import load_tokenizer
-    from .bench_runs import record as record_run
-    from .bench_runs import relative_range
-    from .pipeline import checkpoint_dir, make_predictor, variant_table
-    from .provenance import read_json, write_result
-
-    b = cfg.bench
-    table = variant_table(cfg, baselines=True)
-    names = [n for n in table if b.variants is None or n in b.variants]
-    for key, given in (("variants", b.variants or []), ("headline_only", b.headline_only)):
-        unknown = set(given) - set(table)
-        if unknown:
-            raise KeyError(f"bench.{key}: unknown variant(s) {sorted(unknown)}; known: {', '.join(table)}")
-    tok = load_tokenizer(str(checkpoint_dir(cfg)))
-    texts = D.load_splits(cfg)["test"]["text"].tolist()[:512]
-    sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
-    spin_stop = b.spinning and b.spin_stop                   # ORT threads spin within a call only
-    all_threads = cfg.threads
-    result = {"variants": names, "length": b.length, "cpu": {}, "gpu": gpu_status(),
-              "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
-                           "ort_spin_stop": spin_stop,
-                           "reps": b.reps, "rounds": b.rounds, "headline_only": [n for n in names if n not in sweep],
-                           "description": (f"variants interleaved in turns of {b.block} timed call(s) after "
-                                           f"{b.block_warmup} untimed one(s), the order rotating every turn; "
-                                           + ("ONNX Runtime threads spinning within a call, stopped when it returns"
-                                              if spin_stop else
-                                              f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning"))}}
-    blocks = {"block": b.block, "block_warmup": b.block_warmup}
-    # throughput: fewer, longer calls (a spinning tail is a small part of them): two blocks per variant
-    thr_blocks = {"block": max(b.block, b.throughput_reps // 2), "block_warmup": min(1, b.block_warmup)}
-    for threads in [t or all_threads for t in b.threads]:
-        key = f"threads_{threads}"
-        torch.set_num_threads(threads)
-        here = names if threads == all_threads else sweep
-        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning,
-                                   spin_stop=spin_stop) for n in
-                 tqdm(here, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
-        head = [fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
-        rounds = []
-        for _ in tqdm(range(b.rounds if threads == all_threads else 1), desc="headline rounds",
-                      disable=not progress, leave=False):
-            rounds.append(time_calls(preds, head, b.reps, **blocks))
-        rec = {"headline": {}}
-        for n in here:
-            medians = [float(np.median(r[n])) for r in rounds]
-            rec["headline"][n] = {**summarize([t for r in rounds for t in r[n]]), "round_medians_ms": medians,
-                                  "spread": relative_range(medians)}
-        if threads == all_threads:
-            preds = {n: preds[n] for n in sweep}          # the headline-only variants are done
-            rec["seq_length"] = {}
-            for L in tqdm(b.seq_lengths, desc="sequence lengths", disable=not progress, leave=False):
-                inputs = [fixed_length_batch(tok, texts, L, 1, offset=i) for i in range(b.reps)]
-                t = time_calls(preds, inputs, b.reps, **blocks)
-                rec["seq_length"][str(L)] = {n: summarize(t[n]) for n in sweep}
-            rec["batch_size"] = {}
-            for B in tqdm(b.batch_sizes, desc="batch sizes", disable=not progress, leave=False):
-                inputs = [fixed_length_batch(tok, texts, b.length, B, offset=i * B) for i in range(b.throughput_reps)]
-                t = time_calls(preds, inputs, b.throughput_reps, warmup=1, **thr_blocks)
-                rec["batch_size"][str(B)] = {n: {**summarize(t[n]), "texts_per_s": 1e3 * B / float(np.median(t[n]))}
-                                             for n in sweep}
-            runtimes = {n: table[n][0] for n in sweep}
-
-            def with_spinning(spinning: bool) -> dict:
-                """The loaded predictors, ONNX Runtime ones reloaded where their threads differ from
-                ``spinning`` without a stop when a call returns."""
-                same = b.spinning == spinning and not spin_stop
-                return {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=spinning)
-                            if runtimes[n] == "onnxruntime" and not same else preds[n]) for n in sweep}
-
-            if b.per_call_check:
-                # call by call, no untimed calls, a random order: each latency split by the runtime of the
-                # call before it, which is what the untimed calls of the headline protocol absorb
-                quiet = with_spinning(False)
-                for p in quiet.values():
-                    p._forward(head[0])
-                rec["per_call"] = predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)
-                del quiet
-            if b.spinning_check:
-                # ORT's own default: threads busy-wait between ops, as a server running one model has
-                # them; long blocks with 2 untimed calls first, so a pool still spinning from the
-                # previous model has stopped before the timed calls
-                spin = with_spinning(True)
-                t = time_calls(spin, head, b.reps, warmup=1, block=SPIN_BLOCK, block_warmup=SPIN_WARMUP)
-                rec["spinning"] = {"block": SPIN_BLOCK, "block_warmup": SPIN_WARMUP,
-                                   "variants": {n: summarize(t[n]) for n in sweep}}
-                del spin
-        result["cpu"][key] = rec
-        del preds
-    feed = fixed_length_batch(tok, texts, b.length, 1)
-    onnx_files = {n: table[n][1] for n in names if table[n][0] == "onnxruntime"}
-    chains = gpu_provider_chains(result["gpu"]["ort_providers"])
-    # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's dynamic INT8 (the
-    # negative control: its integer ops fall back to the CPU) included
-    gpu_place, gpu_latency = ort_gpu_runs(onnx_files, feed, b.reps, chains)
-    # CPU: every node's provider, and where the time of a call goes, per operator type (on
-    # bench.profile_threads), and what the profiler costs there and on all cores, against the headlines
-    profiles = {t: operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, 20), threads=t,
-                                     spinning=b.spinning, spin_stop=spin_stop, progress=progress)
-                for t in dict.fromkeys([b.profile_threads or all_threads, all_threads])}
-    cpu_place = profiles[b.profile_threads or all_threads]
-    result["placement"] = {n: [cpu_place[n]] + gpu_place[n] for n in onnx_files}
-    result["profiler_overhead"] = {}
-    for t, prof in profiles.items():
-        ref = result["cpu"].get(f"threads_{t}", {}).get("headline", {})
-        result["profiler_overhead"][f"threads_{t}"] = {
-            n: {"profiled_call_ms": p["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
-                "slowdown": p["profiled_call_ms"] / ref[n]["median_ms"] - 1}
-            for n, p in prof.items() if n in ref and p["profiled_call_ms"]}
-    if chains:
-        result["gpu"]["onnxruntime"] = gpu_latency
-    if b.memory:
-        result["memory"] = {n: fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
-                            for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}
-    if result["gpu"]["torch_cuda"]:
-        result["gpu"]["pytorch"] = torch_dtype_latency(checkpoint_dir(cfg), tok, texts, b.length, b.batch_sizes,
-                                                       b.reps, device="cuda")
-    ref = result["cpu"][f"threads_{all_threads}"]["headline"]
-    result["speedup_vs_onnx_fp32"] = {n: ref["onnx-fp32"]["median_ms"] / ref[n]["median_ms"]
-                                      for n in names if "onnx-fp32" in ref}
-    result["speedup_vs_pytorch_fp32"] = {n: ref["pytorch-fp32"]["median_ms"] / ref[n]["median_ms"]
-                                         for n in names if "pytorch-fp32" in ref}
-    if "onnx-fp32" in ref:   # per round: drift common to a round cancels in the ratio
-        fp = ref["onnx-fp32"]["round_medians_ms"]
-        rr = {n: [a / c for a, c in zip(fp, ref[n]["round_medians_ms"])] for n in names}
-        result["speedup_vs_onnx_fp32_rounds"] = {
-            n: {"ratios": r, "spread": relative_range(r)} for n, r in rr.items()}
-    result["seconds"] = time.perf_counter() - t_start     # the issue's "make bench in under 10 minutes"
-    path = write_result(cfg, "bench", result, threads=all_threads)
-    record_run(cfg, read_json(path))      # the run-to-run history beside it (bench_runs.jsonl)
-    return result

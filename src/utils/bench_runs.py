@@ -18,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import load_config
+from .provenance import atomic_path
+from .variants import is_onnx_int8
+
 RUNS_FILE = "bench_runs.jsonl"
 UNRECORDED = "variants interleaved call by call (protocol not recorded)"
 # what makes two runs comparable
@@ -79,8 +83,6 @@ def read_runs(cfg) -> list:
 
 def add_runs(cfg, new: list) -> int:
     """Append runs not recorded yet (same date and commit: the same run); returns how many."""
-    from .provenance import atomic_path
-
     runs = read_runs(cfg)
     seen = {(r["date"], r["commit"]) for r in runs}
     fresh = []
@@ -117,11 +119,11 @@ def comparable(runs: list, like: dict, clean: bool = True) -> list:
     return [r for r in runs if all(r.get(k) == like.get(k) for k in SAME) and (r["dirty"] is False or not clean)]
 
 
-def shared_best(runs: list, like: dict, prefix: str = "onnx-int8") -> str | None:
-    """The fastest ``prefix`` variant of ``like`` that every run measured alike has (a variant added
-    since has no run-to-run spread yet)."""
+def shared_best(runs: list, like: dict, candidate=is_onnx_int8) -> str | None:
+    """The fastest ``candidate`` variant (default: an integer ONNX file) of ``like`` that every run
+    measured alike has (a variant added since has no run-to-run spread yet)."""
     same = comparable(runs, like)
-    names = sorted((n for n in like["median_ms"] if n.startswith(prefix)), key=like["median_ms"].get)
+    names = sorted((n for n in like["median_ms"] if candidate(n)), key=like["median_ms"].get)
     return next((n for n in names if all(n in r["median_ms"] for r in same)), None)
 
 
@@ -143,8 +145,6 @@ def run_to_run(runs: list, like: dict, best: str) -> dict:
 
 
 def main(argv=None) -> int:
-    from .config import load_config
-
     ap = argparse.ArgumentParser(prog="python -m utils.bench_runs", description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["backfill", "show"])
     ap.add_argument("profile")

@@ -48,7 +48,7 @@ class ModelConfig:
     source: str = "packaged"          # packaged | local | hub
     name_or_path: Optional[str] = None
     revision: Optional[str] = None
-    max_length: int = 64
+    max_length: int = 64              # the 95th percentile snippet of the default data is ~40 tokens
 
 
 @dataclass
@@ -82,14 +82,16 @@ class ExportConfig:
 
 @dataclass
 class QuantizeConfig:
-    per_channel: bool = True          # dynamic INT8: per-channel weights (per-tensor is also built)
-    weight_type: str = "qint8"        # dynamic INT8 weights: qint8 | quint8
-    calibration_examples: int = 256   # static INT8: held-apart validation texts
+    # which variants are built, and how, is the registry's (src/utils/variants.py); these are its settings
+    weight_type: str = "qint8"        # dynamic INT8 weights: qint8 | quint8 (unsigned weights ran slow here)
+    calibration_examples: int = 256   # static INT8: taken from the validation split, never from test
+    calibration_batch_size: int = 16  # texts per calibration batch (padded to model.max_length)
     calibration_methods: list = field(default_factory=lambda: ["minmax", "entropy", "percentile"])
     percentile: float = 99.999
     skip_layer_norm_fusion: bool = False  # transformer optimizer (fp32-opt, int8-dynamic-opt): fuse each
                                           # residual Add + LayerNorm into SkipLayerNormalization; off: ORT's
-                                          # CPU kernel of it is slower than the two ops (measured)
+                                          # CPU kernel of it is scalar, slower than the two ops (bench.json's
+                                          # operator times)
 
 
 @dataclass
@@ -101,40 +103,56 @@ class EvalConfig:
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig:                    # `make bench`: CPU always; GPU paths when a GPU is present
     seq_lengths: list = field(default_factory=lambda: [32, 64, 128, 256])   # batch 1
     batch_sizes: list = field(default_factory=lambda: [1, 8, 32])           # at `length`
     length: int = 128                 # the headline point: batch 1 at this length
-    reps: int = 60                    # timed calls per variant and setting (after warm-up)
+    reps: int = 50                    # timed calls per variant and setting (after warm-up)
     throughput_reps: int = 10
     rounds: int = 5                   # headline measured this many times: spread within a run
-    block: int = 2                    # timed calls per variant in a row (1: round-robin call by call)
-    block_warmup: int = 1             # untimed calls before each block: absorb the previous model's threads
-    spinning: bool = False            # ORT intra-op threads busy-wait between ops (on in ORT itself)
-    spin_stop: bool = False           # with spinning: they stop when a call returns (session.force_spinning_stop)
+    block: int = 2                    # timed calls per variant in a row (1: round-robin call by call), after
+    block_warmup: int = 1             #   untimed calls that absorb the previous model's threads (measured:
+                                      #   per_call_check below)
+    spinning: bool = True             # ONNX Runtime's threads busy-wait between operators within a call (its
+                                      #   default) ...
+    spin_stop: bool = True            #   and stop when the call returns (session.force_spinning_stop), so they
+                                      #   do not hold the cores in the next model's turn (measured: INT8
+                                      #   2.16-2.31x -> 2.45-2.55x over fp32, both faster, vs not spinning)
     per_call_check: bool = True       # also one round call by call, random order, ORT not spinning:
                                       # the cost of the previous call's threads, measured
     spinning_check: bool = True       # also one round with ORT's threads spinning (its default), in
-                                      # blocks of 10 timed calls after 2 untimed ones: a one-model server
+                                      # blocks of spinning_block timed calls after spinning_block_warmup
+                                      # untimed ones: a one-model server
+    spinning_block: int = 10          # long enough, with enough untimed calls, for a spinning pool to settle
+    spinning_block_warmup: int = 2
     threads: list = field(default_factory=lambda: [None, 1])   # None: all cores
     variants: Optional[list] = None   # None: every variant
-    headline_only: list = field(default_factory=list)   # timed in the headline rounds (all cores) only,
-                                      # not in the sweeps, the one-thread round or the protocol checks
+    headline_only: list = field(default_factory=lambda: ["pytorch-qat-fakequant"])
+                                      # timed in the headline rounds (all cores) only, not in the sweeps, the
+                                      # one-thread round or the protocol checks: the seed's fake-quant model,
+                                      # ~8x slower than FP32, took a third of the step's time in the sweeps
     memory: bool = True               # peak RSS of a fresh process per variant
     profile_threads: Optional[int] = 1   # threads of the operator profiles (None: all cores): one shows
-                                      # each operator's own work, without the waits between threads
+                                      # each operator's own work, without the waits between threads; what
+                                      # the profiler costs, there and on all cores: bench.json's
+                                      # profiler_overhead
+    profile_reps: int = 20            # profiled calls per file (at most bench.reps), each node's median
+    texts: int = 512                  # test texts the fixed-length inputs are cut from
 
 
 @dataclass
 class ExplainConfig:
     reference: str = "onnx-fp32"      # the FP32 explanations every variant is compared with
-    variants: Optional[list] = None   # None: every evaluated variant
+    variants: Optional[list] = field(   # agreement + faithfulness on every example; None: every evaluated one
+        default_factory=lambda: ["onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat"])
     compare: str = "onnx-int8-qat"    # the INT8 variant shown beside the reference in the figure
-    cost_variants: list = field(default_factory=list)   # explained on `cost_examples` only, for their cost
-    cost_examples: int = 25           # spread evenly over the selected examples
+    cost_variants: list = field(      # explained on `cost_examples` only, for their cost
+        default_factory=lambda: ["pytorch-fp32", "onnx-int8-dynamic-pt", "onnx-fp16"])
+    cost_examples: int = 15           # spread evenly over the selected examples
     samples: int = 1000               # LIME perturbations per explanation
     batch_size: int = 64              # texts per forward pass inside LIME's classifier function
-    examples: int = 100               # disagreements + a stratified fill up to this many
+    examples: int = 100               # every disagreement with the reference, then a stratified fill up to this many
+    min_words: int = 3                # texts with fewer distinct words are not explained (no ranking to compare)
     disagreements_of: list = field(default_factory=lambda: ["onnx-int8-dynamic"])
     confidence_bins: int = 4          # strata: predicted class x confidence quantile bins
     noise_seeds: int = 2              # the reference explained again with this many other seeds
@@ -355,6 +373,13 @@ def _validate(cfg: Config) -> None:
     if "onnx-fp32" in bb.headline_only or "pytorch-fp32" in bb.headline_only:
         raise ConfigError("bench.headline_only cannot hold the FP32 references onnx-fp32 / pytorch-fp32: the sweeps, "
                           "the one-thread round and the protocol checks compare every variant with them")
+    positive = {"bench.spinning_block": bb.spinning_block, "bench.profile_reps": bb.profile_reps,
+                "bench.texts": bb.texts, "quantize.calibration_batch_size": cfg.quantize.calibration_batch_size,
+                "explain.min_words": x.min_words}
+    bad = {k: v for k, v in positive.items() if v < 1}
+    if bad or bb.spinning_block_warmup < 0:
+        raise ConfigError(f"{', '.join(f'{k} = {v}' for k, v in bad.items()) or 'these'} must be >= 1 and "
+                          f"bench.spinning_block_warmup >= 0 (got {bb.spinning_block_warmup})")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 

@@ -92,7 +92,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def load_hub(dc: DataConfig) -> pd.DataFrame:
     """A hub dataset (or a local folder in hub layout) -> one table with a ``_split`` column
     holding the dataset's own split names."""
-    import datasets
+    import datasets  # optional: only the hub source needs it (the GPU machine has none)
 
     try:
         dd = datasets.load_dataset(dc.name, dc.config_name, revision=dc.revision)

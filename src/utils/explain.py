@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 from lime.lime_text import IndexedString, LimeTextExplainer
 from scipy.stats import kendalltau, spearmanr
-from tqdm.auto import tqdm
 
 SPLIT = r"\W+"            # LIME's default word splitter
 KERNEL_WIDTH = 25         # LIME's default kernel width for text (cosine distance x 100)
@@ -232,9 +231,15 @@ def select_examples(texts: Sequence[str], labels: Sequence[int], preds: dict, co
 
 
 # --------------------------------------------------------------------------- aggregation
-def _nanmean(values) -> float:
+def nanmean(values) -> float:
     v = np.asarray(values, float)
     return float(v[~np.isnan(v)].mean()) if np.any(~np.isnan(v)) else float("nan")
+
+
+def noise_seeds(seed: int, n: int) -> list:
+    """The LIME seeds of the noise floor: ``seed + 1000 * j`` for j = 1 .. n (apart from the seed every
+    variant is explained with, and from each other)."""
+    return [seed + 1000 * (j + 1) for j in range(n)]
 
 
 def mean_ci(values, confidence: float = 0.95, reps: int = 1000, seed: int = 0) -> dict:
@@ -248,143 +253,6 @@ def mean_ci(values, confidence: float = 0.95, reps: int = 1000, seed: int = 0) -
     a = (1 - confidence) / 2
     return {"mean": float(v.mean()), "ci": [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))],
             "n": int(len(v))}
-
-
-# --------------------------------------------------------------------------- the step
-def run_explain(cfg, progress: bool = True) -> dict:
-    """Explain the selected test examples with every configured variant (same neighbourhood),
-    the reference again with other seeds (noise floor), then agreement, faithfulness and cost."""
-    from . import data as D
-    from . import modeling as M
-    from . import pipeline as P
-    from .provenance import load_result, write_result
-
-    ex = cfg.explain
-    ev = load_result(cfg, "evaluate")["variants"]
-    if ex.reference not in ev:
-        raise KeyError(f"explain.reference {ex.reference!r} has no evaluation predictions; "
-                       f"evaluated: {', '.join(ev)}")
-    variants = [v for v in (ex.variants or ev) if v != ex.reference and v not in ex.cost_variants]
-    variants.insert(0, ex.reference)
-    cost_only = list(ex.cost_variants)
-    unknown = [v for v in variants + cost_only if v not in P.variant_table(cfg, baselines=True)]
-    if unknown:
-        raise KeyError(f"explain.variants: unknown variant(s) {unknown}; known: "
-                       f"{', '.join(P.variant_table(cfg, baselines=True))}")
-    test = D.load_splits(cfg)["test"]
-    texts, y = test["text"].tolist(), test["label"].to_numpy()
-    preds = {n: np.asarray(v["predictions"]) for n, v in ev.items()}
-    examples = select_examples(texts, y, preds, np.asarray(ev[ex.reference]["confidence"]), ex.reference,
-                               ex.disagreements_of, ex.examples, ex.confidence_bins, cfg.seed)
-    tok = M.load_tokenizer(str(P.checkpoint_dir(cfg)))
-    prs = {n: P.make_predictor(cfg, n, batch_size=ex.batch_size, tokenizer=tok) for n in variants + cost_only}
-    ex_texts = [e["text"] for e in examples]
-    own = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in prs.items()}
-    for e, p in zip(examples, own[ex.reference]):   # the label explained is the one predicted here
-        e["reference_pred"] = int(p)
-    noise_seeds = [cfg.seed + 1000 * (j + 1) for j in range(ex.noise_seeds)]
-    # cost-only variants (e.g. a slow baseline) are explained on a few examples spread evenly
-    cost_at = set(np.unique(np.linspace(0, len(examples) - 1, min(ex.cost_examples, len(examples))).round()
-                            .astype(int)).tolist())
-
-    exps = {n: [] for n in variants + cost_only}
-    noise = {s: [] for s in noise_seeds}
-    faith = {n: [] for n in variants}
-    t0 = time.perf_counter()
-    for i, e in enumerate(tqdm(examples, desc="LIME examples", disable=not progress)):
-        ref_label = int(own[ex.reference][i])
-        for n in variants + (cost_only if i in cost_at else []):   # interleaved: drift hits all alike
-            exps[n].append(explain(prs[n], e["text"], {ref_label, int(own[n][i])}, ex.samples, cfg.seed))
-        for s in noise_seeds:
-            noise[s].append(explain(prs[ex.reference], e["text"], {ref_label}, ex.samples, s))
-        for n in variants:
-            label = int(own[n][i])   # each variant's explanation of its own prediction
-            faith[n].append(faithfulness(prs[n], e["text"], exps[n][-1].weights[label], label, ex.fractions,
-                                         seed=cfg.seed + i))
-    total = time.perf_counter() - t0
-
-    ks = tuple(ex.top_k)
-    ref_w = [x.weights[int(own[ex.reference][i])] for i, x in enumerate(exps[ex.reference])]
-    per_example = {}
-    for n in variants[1:]:
-        per_example[n] = [agreement(ref_w[i], exps[n][i].weights[int(own[ex.reference][i])], ks)
-                          for i in range(len(examples))]
-    metrics = [f"top{k}_{m}" for k in ks for m in ("overlap", "sign")] + ["spearman", "kendall"]
-    floor = []        # per example: the mean agreement of the reference with itself under other seeds
-    for i in range(len(examples)):
-        label = int(own[ex.reference][i])
-        rows = [agreement(ref_w[i], noise[s][i].weights[label], ks) for s in noise_seeds]
-        floor.append({m: _nanmean([r[m] for r in rows]) for m in metrics})
-    if noise_seeds:
-        per_example["noise-floor"] = floor
-
-    def summary(rows_of: list, mask: np.ndarray) -> dict:
-        return {m: mean_ci([r[m] for r, k in zip(rows_of, mask) if k], cfg.eval.confidence,
-                           cfg.eval.bootstrap, cfg.seed) for m in metrics}
-
-    same = {n: own[n] == own[ex.reference] for n in variants}
-    agree = {}
-    for n, rows in per_example.items():
-        mask_all = np.ones(len(examples), bool)
-        agree[n] = {"all": summary(rows, mask_all)}
-        if n != "noise-floor":
-            agree[n]["same_prediction"] = summary(rows, same[n])
-            agree[n]["different_prediction"] = summary(rows, ~same[n])
-            if noise_seeds:   # paired: this variant's agreement minus LIME's own seed noise, per example
-                agree[n]["minus_noise_floor"] = {
-                    m: mean_ci([r[m] - f[m] for r, f in zip(rows, floor)], cfg.eval.confidence,
-                               cfg.eval.bootstrap, cfg.seed) for m in metrics}
-
-    faithful = {}
-    for n in variants:
-        faithful[n] = {k: mean_ci([f[k] for f in faith[n]], cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
-                       for k in ("comprehensiveness", "sufficiency", "random_comprehensiveness",
-                                 "random_sufficiency")}
-        faithful[n]["local_r2"] = mean_ci([x.score for x in exps[n]], cfg.eval.confidence, cfg.eval.bootstrap,
-                                          cfg.seed)
-    cost = {}
-    for n in variants + cost_only:
-        secs = np.array([x.seconds for x in exps[n]])
-        cost[n] = {"explanations_per_s": float(len(secs) / secs.sum()), "median_s": float(np.median(secs)),
-                   "p90_s": float(np.percentile(secs, 90)), "total_s": float(secs.sum()),
-                   "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in exps[n]])),
-                   "examples": len(secs)}
-    # throughput against PyTorch FP32 (the baseline a user would run), on the examples both explained
-    base = "pytorch-fp32" if "pytorch-fp32" in cost else ex.reference
-    where = {n: sorted(cost_at) if n in cost_only else list(range(len(examples))) for n in exps}
-
-    def rate(n: str, on: list) -> float:
-        xs = [exps[n][where[n].index(i)] for i in on]
-        return len(xs) / sum(x.seconds for x in xs)
-
-    for n in exps:
-        on = sorted(cost_at) if (n in cost_only or base in cost_only) else where[n]
-        cost[n]["throughput_vs_baseline"] = rate(n, on) / rate(base, on)
-
-    payload = {
-        "reference": ex.reference, "variants": variants, "samples": ex.samples, "batch_size": ex.batch_size,
-        "kernel_width": KERNEL_WIDTH, "split_expression": SPLIT, "bow": True, "feature_selection": "none",
-        "seed": cfg.seed, "noise_seeds": noise_seeds, "fractions": list(ex.fractions), "top_k": list(ks),
-        "selection": {"rule": (f"every test text where {', '.join(ex.disagreements_of) or 'no variant'} "
-                               f"predicts differently from {ex.reference}, then a stratified sample "
-                               f"(predicted class x {ex.confidence_bins} confidence bins) up to {ex.examples}; "
-                               f"texts with fewer than 3 distinct words left out"),
-                      "disagreements_of": list(ex.disagreements_of),
-                      "n_disagreement": sum(e["reason"] == "disagreement" for e in examples),
-                      "n_stratified": sum(e["reason"] == "stratified" for e in examples)},
-        "n_examples": len(examples), "examples": examples,
-        "cost_variants": cost_only, "cost_examples": sorted(cost_at) if cost_only else [],
-        "predictions": {n: own[n].tolist() for n in variants},
-        "explanations": {n: [x.to_dict() for x in exps[n]] for n in variants},
-        "noise_explanations": {str(s): [x.to_dict() for x in noise[s]] for s in noise_seeds},
-        "agreement_per_example": per_example, "agreement": agree,
-        "faithfulness_per_example": faith, "faithfulness": faithful,
-        "cost": cost, "throughput_baseline": base, "total_seconds": total,
-        "figure_examples": figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
-        "compare": ex.compare,
-    }
-    write_result(cfg, "explain", payload)
-    return payload
 
 
 def figure_examples(examples: list, compare_rows: list, n: int) -> list:

@@ -21,30 +21,37 @@ installed; without a GPU it writes nothing and says why. onnxruntime-gpu does no
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from .config import load_config
+import pandas as pd
+import torch
+
+from . import data as D
+from . import quantize as Q
+from . import variants as V
+from .bench import error_record, fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
+from .config import QuantizeConfig, load_config
+from .modeling import load_checkpoint, load_tokenizer, save_checkpoint
+from .onnx_export import export_with_parity
+from .provenance import atomic_path, provenance, read_json, write_json
 
 
 def pack(cfg, out_dir: str | Path, onnx: tuple = ()) -> Path:
     """A folder to carry to a GPU machine: the checkpoint with FP16-stored weights, the tokenizer,
     the test texts, and the named ONNX variants (``onnx``: file stems under artifacts/<profile>/onnx)."""
-    import torch
-
-    from . import data as D
-    from .modeling import load_checkpoint, save_checkpoint
-    from .pipeline import checkpoint_dir, onnx_path
-    from .provenance import atomic_path
-
-    model, tok = load_checkpoint(checkpoint_dir(cfg), attn="sdpa")
+    model, tok = load_checkpoint(V.checkpoint_dir(cfg), attn="sdpa")
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         save_checkpoint(model.to(torch.float16), tok, Path(tmp) / "checkpoint")
         D.load_splits(cfg)["test"][["text"]].head(512).to_csv(Path(tmp) / "texts.csv", index=False)
         for stem in onnx:
-            shutil.copy(onnx_path(cfg, stem), Path(tmp) / f"{stem}.onnx")
+            shutil.copy(V.onnx_path(cfg, stem), Path(tmp) / f"{stem}.onnx")
     return out_dir
 
 
@@ -61,11 +68,6 @@ def wheels(out_dir: str | Path, ort_version: str = DEVICE_ORT, python: str = DEV
     """Download onnxruntime-gpu (and the small wheels the ONNX builds need) for the GPU machine's
     Python, and split the big wheel into parts of ``part_mib`` MiB, each small enough for one call.
     ``manifest.json`` names the wheel, its parts and its SHA-256; ``install`` joins them there."""
-    import subprocess
-    import tempfile
-
-    from .provenance import atomic_path
-
     plat = ["--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_27_x86_64",
             "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64"]
     out_dir = Path(out_dir)
@@ -82,9 +84,6 @@ def wheels(out_dir: str | Path, ort_version: str = DEVICE_ORT, python: str = DEV
 def split_wheel(wheel: Path, out_dir: Path, part_bytes: int, small=()) -> dict:
     """``wheel`` cut into parts of ``part_bytes`` in ``out_dir``, the ``small`` wheels copied whole, and
     ``manifest.json``: the wheel's name, size, SHA-256 and parts."""
-    import hashlib
-    import json
-
     out_dir.mkdir(parents=True, exist_ok=True)
     data = wheel.read_bytes()
     parts = []
@@ -102,15 +101,12 @@ def split_wheel(wheel: Path, out_dir: Path, part_bytes: int, small=()) -> dict:
 def install(parts_dir: str | Path, target: str | Path) -> Path:
     """On the GPU machine: join the parts, check the SHA-256, and install every wheel into ``target``
     (put it first on PYTHONPATH). A missing part or a corrupt join is one clear error."""
-    import hashlib
-    import json
-    import subprocess
-
     parts_dir = Path(parts_dir)
     man = json.loads((parts_dir / "manifest.json").read_text())
     missing = [p for p in man["parts"] if not (parts_dir / p).is_file()]
     if missing:
-        raise FileNotFoundError(f"{parts_dir}: parts {missing} of {man['wheel']} have not arrived (carry each in a call)")
+        raise FileNotFoundError(f"{parts_dir}: parts {missing} of {man['wheel']} have not arrived "
+                                "(carry each in a call)")
     data = b"".join((parts_dir / p).read_bytes() for p in man["parts"])
     if len(data) != man["bytes"] or hashlib.sha256(data).hexdigest() != man["sha256"]:
         raise ValueError(f"{parts_dir}: the joined {man['wheel']} does not match its manifest (a part is stale)")
@@ -123,36 +119,38 @@ def install(parts_dir: str | Path, target: str | Path) -> Path:
     return Path(target)
 
 
-def build_onnx(ckpt: Path, tok, texts: list, out_dir: Path, max_length: int, opset: int) -> dict:
+# the variants built on the GPU machine (from the registry): the seed's dynamic INT8 (its negative control),
+# static QDQ with symmetric int8 activations (TensorRT's format) and FP16
+GPU_VARIANTS = ("onnx-int8-dynamic", "onnx-int8-static-sym", "onnx-fp16")
+
+
+def build_onnx(ckpt: Path, tok, texts: list, out_dir: Path, max_length: int, opset: int,
+               settings: QuantizeConfig | None = None, names=GPU_VARIANTS) -> dict:
     """The ONNX files of the GPU run, built there from the carried checkpoint (91 MB of FP32 ONNX do not
-    fit a call): FP32 (parity-checked), dynamic INT8 (the seed's negative control), FP16 where
-    onnxconverter-common is importable, and static QDQ with symmetric int8 activations on the linear
-    layers (TensorRT's format; calibrated on the pack's texts, so for latency and placement only)."""
-    import torch
-
-    from . import quantize as Q
-    from .modeling import load_checkpoint
-    from .onnx_export import export_with_parity
-
+    fit a call): FP32 (parity-checked), then each of ``names`` by its registered recipe. Static recipes
+    quantize every linear layer, calibrated on the pack's texts (for latency and placement only); FP16
+    needs onnxconverter-common (skipped with the reason where it is not importable)."""
+    settings = settings or QuantizeConfig()
     model, _ = load_checkpoint(ckpt, attn="eager")
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = out_dir / "fp32.onnx"
     rec = {"fp32": {"parity": export_with_parity(model, tok, fp32, texts[:64], max_length, opset=opset)}}
-    Q.quantize_dynamic_int8(fp32, out_dir / "int8-dynamic.onnx", per_channel=True)
-    rec["int8-dynamic"] = {"method": "quantize_dynamic, per channel"}
     linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    nodes = [n.name for n in Q.module_nodes(fp32, linear).values()]
-    names = [i.name for i in Q.load_onnx(fp32).graph.input]
-    reader = Q.TextCalibrationReader(tok, texts[:256], max_length, names)
-    Q.quantize_static_int8(fp32, out_dir / "int8-static-sym.onnx", reader, nodes_to_quantize=nodes,
-                           activation_type="qint8", symmetric_activations=True)
-    rec["int8-static-sym"] = {"method": "quantize_static QDQ, minmax, symmetric int8 activations",
-                              "calibration": "the pack's texts (latency and placement only)"}
-    try:
-        Q.convert_fp16(fp32, out_dir / "fp16.onnx")
-        rec["fp16"] = {"method": "onnxconverter_common float16, keep_io_types"}
-    except ImportError as e:
-        rec["fp16"] = {"skipped": f"{e} (carry the onnxconverter-common wheel)"}
+    ctx = V.BuildContext(tok, max_length, settings, calibration=texts[:settings.calibration_examples],
+                         nodes=[n.name for n in Q.module_nodes(fp32, linear).values()])
+    for name in names:
+        v = V.get(name)
+        src = out_dir / f"{v.source}.onnx"
+        if not src.is_file():
+            rec[v.stem] = {"skipped": f"its source {v.source} is not built on the GPU machine"}
+            continue
+        try:
+            rec[v.stem] = V.handler(v.recipe)(v.recipe, src, out_dir / f"{v.stem}.onnx", ctx)
+        except ImportError as e:
+            rec[v.stem] = {"skipped": f"{e} (carry the onnxconverter-common wheel)"}
+            continue
+        if isinstance(v.recipe, V.Static):
+            rec[v.stem]["calibration"] = "the pack's texts (latency and placement only)"
     return rec
 
 
@@ -163,8 +161,6 @@ class ReuseError(ValueError):
 def _pytorch_part(path: str | Path, status: dict, length: int, batch_sizes: list, reps: int) -> dict:
     """The PyTorch part of an earlier ``run`` on this machine (its results JSON), to be reused: it must
     have measured the same GPU, length, batch sizes and repetitions, and hold PyTorch results."""
-    from .provenance import read_json
-
     rec = read_json(path)
     want = {"torch_device": status.get("torch_device"), "length": length, "batch_sizes": list(batch_sizes),
             "reps": reps}
@@ -186,11 +182,6 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
     Runtime part (a CUDA library that does not load) does not lose it. ``pytorch_from``: the results
     JSON of an earlier run on the same machine, whose PyTorch part is reused instead of measured again
     (a GPU session measures PyTorch in its first call and ONNX Runtime once its wheel has arrived)."""
-    import pandas as pd
-
-    from .bench import error_record, fixed_length_batch, gpu_provider_chains, gpu_status, ort_gpu_runs, torch_dtype_latency
-    from .modeling import load_tokenizer
-
     status = gpu_status()
     if device.startswith("cuda") and not status["torch_cuda"]:
         return {"skipped": status["note"], **status}
@@ -225,10 +216,6 @@ def run(cfg, pack_dir: str | Path, device: str = "cuda", reps: int | None = None
 
 def _driver() -> dict:
     """CUDA runtime of PyTorch and the NVIDIA driver, where they can be read."""
-    import subprocess
-
-    import torch
-
     rec = {"torch_cuda_version": torch.version.cuda}
     try:
         r = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
@@ -253,7 +240,8 @@ def main(argv=None) -> int:
     r.add_argument("--pack", required=True)
     r.add_argument("--device", default="cuda")
     r.add_argument("--reps", type=int)
-    r.add_argument("--build-onnx", metavar="DIR", help="build the ONNX files into DIR first (from the pack's checkpoint)")
+    r.add_argument("--build-onnx", metavar="DIR",
+                   help="build the ONNX files into DIR first (from the pack's checkpoint)")
     r.add_argument("--out", help="results JSON (default: results/<profile>/bench_gpu.json)")
     r.add_argument("--pytorch-from", metavar="JSON",
                    help="reuse the PyTorch part of an earlier run's results JSON on this machine")
@@ -279,10 +267,10 @@ def main(argv=None) -> int:
         mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
         print(f"{out} ({mb:.0f} MiB{'; over the 64 MiB one device call carries' if mb > 64 else ''})")
         return 0
-    from .provenance import provenance, write_json
-
     path = Path(args.out) if args.out else cfg.results_dir / "bench_gpu.json"
-    save = lambda rec: write_json(path, {"step": "bench_gpu", **rec, "provenance": provenance(cfg, threads=cfg.threads)})  # noqa: E731
+    def save(rec: dict) -> None:
+        write_json(path, {"step": "bench_gpu", **rec, "provenance": provenance(cfg, threads=cfg.threads)})
+
     try:
         res = run(cfg, args.pack, device=args.device, reps=args.reps, onnx_dir=args.build_onnx, save=save,
                   pytorch_from=args.pytorch_from)

@@ -1,39 +1,45 @@
-"""The study's steps, one function each; notebooks call these and narrate.
+"""The study's eight steps, one function each with one shape, ``run_<step>(cfg, progress=True) -> dict``;
+notebooks call these and narrate.
 
-Each step reads the outputs of the previous ones from disk, writes its artifacts
-atomically and records ``results/<profile>/<step>.json`` with provenance.
+Each step reads the outputs of the previous ones from disk, writes its artifacts atomically and
+records ``results/<profile>/<step>.json`` with provenance. Which variants a step builds, evaluates,
+times or explains comes from the registry (``variants``); the measurement and explanation methods
+live in ``bench``, ``ort_inspect``, ``evaluate`` and ``explain``, which never import this module.
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import save_model
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
+from . import bench as B
+from . import bench_runs as R
 from . import data as D
 from . import evaluate as E
+from . import explain as XP
 from . import modeling as M
 from . import onnx_export as X
+from . import qat as QA
 from . import quantize as Q
-from .config import Config
-from .predict import OrtPredictor, TorchPredictor, disabled_optimizers
+from . import variants as V
+from .config import Config, TrainConfig
+from .ort_inspect import operator_profiles, session_ops
+from .predict import disabled_optimizers
 from .provenance import atomic_path, load_result, read_json, repo_relative, write_json, write_result
+from .training import fine_tune
+from .variants import REFERENCE, checkpoint_dir, make_predictor, onnx_path, read_qat_scales
 
-
-# --------------------------------------------------------------------------- paths
-def checkpoint_dir(cfg: Config, kind: str = "fp32") -> Path:
-    """``fp32`` or ``qat`` (the QAT-trained weights, fake quantizers stripped, + qat_scales.json)."""
-    return cfg.artifacts_dir / kind
-
-
-def onnx_path(cfg: Config, variant: str) -> Path:
-    return cfg.artifacts_dir / "onnx" / f"{variant}.onnx"
+STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
 
 
 # --------------------------------------------------------------------------- 01 data
-def run_data(cfg: Config) -> dict:
+def run_data(cfg: Config, progress: bool = True) -> dict:
     ds = D.load_dataset(cfg)
     splits = D.save_splits(ds, cfg.processed_dir)
     for sp in splits.values():     # recorded relative to the repository, not this machine's folders
@@ -66,8 +72,6 @@ def labels_of(cfg: Config) -> list:
 
 # --------------------------------------------------------------------------- 02 train
 def run_train_fp32(cfg: Config, progress: bool = True) -> dict:
-    from .training import fine_tune
-
     splits = D.load_splits(cfg)
     labels = labels_of(cfg)
     model, tok = M.build_classifier(cfg, labels, attn="sdpa")
@@ -89,14 +93,6 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
     """Fine-tune the FP32 checkpoint with fake quantizers that simulate the deployed INT8
     arithmetic (see qat.py); save the weights (fake quantizers stripped) and the learned
     activation scales, plus the whole fake-quant state as the seed study would have saved it."""
-    import copy
-
-    from safetensors.torch import save_model
-
-    from . import qat as QA
-    from .config import TrainConfig
-    from .training import fine_tune
-
     splits = D.load_splits(cfg)
     model, tok = M.load_checkpoint(checkpoint_dir(cfg), attn="eager")
     QA.prepare_qat(model, cfg.qat.averaging_constant)
@@ -133,26 +129,13 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
     return payload
 
 
-def read_qat_scales(cfg: Config) -> dict:
-    """The scales QAT ended with: {"activation": {layer: (scale, zp)}, "weight": {module: (scales, zps)}}."""
-    return read_json(checkpoint_dir(cfg, "qat") / "qat_scales.json")
-
-
-def load_qat_model(cfg: Config, attn: str = "sdpa"):
-    """The fake-quant PyTorch model, rebuilt from the QAT checkpoint and its scales."""
-    from . import qat as QA
-
-    model, tok = M.load_checkpoint(checkpoint_dir(cfg, "qat"), attn=attn)
-    return QA.load_qat(model, read_qat_scales(cfg)["activation"]), tok
-
-
 # --------------------------------------------------------------------------- 04 export
-def run_export(cfg: Config) -> dict:
+def run_export(cfg: Config, progress: bool = True) -> dict:
     """ONNX exports of the FP32 checkpoint and of the QAT-trained weights, each parity-checked."""
     test = D.load_splits(cfg)["test"]
     texts = test["text"].tolist()[: cfg.export.parity_examples]
     payload = {}
-    for kind, variant in (("fp32", "fp32"), ("qat", "qat-fp32")):
+    for variant, kind in V.EXPORTS.items():
         model, tok = M.load_checkpoint(checkpoint_dir(cfg, kind), attn="eager")
         path = onnx_path(cfg, variant)
         par = X.export_with_parity(model, tok, path, texts, cfg.model.max_length, opset=cfg.export.opset,
@@ -183,73 +166,30 @@ def _qat_overrides(cfg: Config, src: Path) -> tuple[list, dict]:
 
 
 def run_quantize(cfg: Config, progress: bool = True) -> dict:
-    """Every ONNX variant, each with what is inside it and what ONNX Runtime runs."""
-    from .bench import session_ops
-
-    fp32, qat_fp32 = onnx_path(cfg, "fp32"), onnx_path(cfg, "qat-fp32")
+    """Every registered ONNX variant the profile builds (``variants``), each with what is inside it and
+    what ONNX Runtime runs."""
+    fp32 = onnx_path(cfg, "fp32")
     fp32_mb = M.file_size_mb(fp32)
     tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
-    input_names = [i.name for i in Q.load_onnx(fp32).graph.input]
     val = D.load_splits(cfg)["validation"]
     calib = val.sample(n=min(cfg.quantize.calibration_examples, len(val)), random_state=cfg.seed)["text"].tolist()
-    reader = Q.TextCalibrationReader(tok, calib, cfg.model.max_length, input_names)
-    nodes, overrides = _qat_overrides(cfg, qat_fp32)
+    nodes, overrides = _qat_overrides(cfg, onnx_path(cfg, "qat-fp32"))
     hf = AutoConfig.from_pretrained(str(checkpoint_dir(cfg)))
-
-    def build(name, fn, **meta):
-        t0 = time.perf_counter()
-        path = onnx_path(cfg, name)
-        out = fn(path)
-        extra = out if isinstance(out, dict) else {}
-        return name, {"path": str(path.relative_to(cfg.root)), "seconds": time.perf_counter() - t0,
-                      "size_mb": M.file_size_mb(path), "size_ratio_to_fp32": M.file_size_mb(path) / fp32_mb,
-                      **meta, **extra, "graph": Q.graph_stats(path),
-                      "ort_cpu_disabled_optimizers": disabled_optimizers(path), "session_ops": session_ops(path)}
-
-    def static(method):
-        def fn(dst):
-            Q.quantize_static_int8(fp32, dst, reader, method=method, nodes_to_quantize=nodes,
-                                   percentile=cfg.quantize.percentile)
-        return fn
-
-    jobs = [
-        ("fp32-opt", lambda d: {"fusions": Q.optimize_transformer(
-            fp32, d, hf.num_attention_heads, hf.hidden_size, skip_layer_norm=cfg.quantize.skip_layer_norm_fusion)},
-         {"source": "fp32", "method": "onnxruntime.transformers optimize_model"
-                                      + ("" if cfg.quantize.skip_layer_norm_fusion else ", no SkipLayerNormalization")}),
-        ("int8-dynamic", lambda d: Q.quantize_dynamic_int8(fp32, d, per_channel=True, weight_type=cfg.quantize.weight_type),
-         {"source": "fp32", "method": "quantize_dynamic", "per_channel": True}),
-        ("int8-dynamic-pt", lambda d: Q.quantize_dynamic_int8(fp32, d, per_channel=False, weight_type=cfg.quantize.weight_type),
-         {"source": "fp32", "method": "quantize_dynamic", "per_channel": False}),
-        # ONNX Runtime's recipe for BERT: fuse (Attention, EmbedLayerNorm, ...), then quantize -> QAttention
-        ("int8-dynamic-opt", lambda d: Q.quantize_dynamic_int8(onnx_path(cfg, "fp32-opt"), d, per_channel=False,
-                                                              weight_type=cfg.quantize.weight_type),
-         {"source": "fp32-opt", "method": "transformer optimizer, then quantize_dynamic", "per_channel": False}),
-        *[(f"int8-static-{m}", static(m), {"source": "fp32", "method": f"quantize_static QDQ, {m} calibration",
-                                          "calibration_examples": len(calib), "nodes_quantized": len(nodes)})
-          for m in cfg.quantize.calibration_methods],
-        # int8 activations with zero point 0: the explicit-quantization format TensorRT takes
-        ("int8-static-sym", lambda d: Q.quantize_static_int8(fp32, d, reader, method="minmax", nodes_to_quantize=nodes,
-                                                             activation_type="qint8", symmetric_activations=True),
-         {"source": "fp32", "method": "quantize_static QDQ, minmax calibration, symmetric int8 activations "
-                                      "(zero point 0: TensorRT's format)",
-          "calibration_examples": len(calib), "nodes_quantized": len(nodes)}),
-        # the measurement behind excluding LayerNorm, Softmax, GELU and residual Adds above
-        ("int8-static-allops", lambda d: Q.quantize_static_int8(fp32, d, reader, method="minmax", op_types=None),
-         {"source": "fp32", "method": "quantize_static QDQ, minmax calibration, every quantizable op",
-          "calibration_examples": len(calib)}),
-        ("int8-qat-seed", lambda d: Q.quantize_dynamic_int8(qat_fp32, d, per_channel=True, weight_type=cfg.quantize.weight_type),
-         {"source": "qat-fp32", "method": "the seed's pipeline: QAT weights -> FP32 export -> quantize_dynamic"}),
-        ("int8-qat", lambda d: Q.quantize_static_int8(qat_fp32, d, reader, nodes_to_quantize=nodes, overrides=overrides),
-         {"source": "qat-fp32", "method": "quantize_static QDQ with the QAT scales as TensorQuantOverrides",
-          "scales_from_qat": len(overrides), "nodes_quantized": len(nodes)}),
-        ("fp16", lambda d: Q.convert_fp16(fp32, d),
-         {"source": "fp32", "method": "onnxconverter_common float16, keep_io_types",
-          "blocked_ops": list(Q.FP16_BLOCK)}),
-    ]
-    variants = dict(build(name, fn, **meta) for name, fn, meta in tqdm(jobs, desc="ONNX variants", disable=not progress))
-    variants["int8-qat"]["scales_match_qat"] = qat_scales_match(cfg, onnx_path(cfg, "int8-qat"))
-    payload = {"fp32_mb": fp32_mb, "calibration_split": "validation", "variants": variants}
+    ctx = V.BuildContext(tok, cfg.model.max_length, cfg.quantize, calibration=calib, nodes=nodes,
+                         qat_overrides=overrides, num_heads=hf.num_attention_heads, hidden_size=hf.hidden_size)
+    built = [v for v in V.variants(cfg) if v.built]
+    records = {}
+    for v in tqdm(built, desc="ONNX variants", disable=not progress):
+        rec = V.build(v, cfg, ctx)
+        path = onnx_path(cfg, v.stem)
+        records[v.stem] = {"path": str(path.relative_to(cfg.root)), "seconds": rec.pop("seconds"),
+                           "size_mb": M.file_size_mb(path), "size_ratio_to_fp32": M.file_size_mb(path) / fp32_mb,
+                           **rec, "graph": Q.graph_stats(path),
+                           "ort_cpu_disabled_optimizers": disabled_optimizers(path), "session_ops": session_ops(path)}
+    for v in built:
+        if isinstance(v.recipe, V.Static) and v.recipe.qat_scales:
+            records[v.stem]["scales_match_qat"] = qat_scales_match(cfg, onnx_path(cfg, v.stem))
+    payload = {"fp32_mb": fp32_mb, "calibration_split": "validation", "variants": records}
     write_result(cfg, "quantize", payload)
     return payload
 
@@ -275,83 +215,25 @@ def qat_scales_match(cfg: Config, path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- 06 evaluate
-REFERENCE = "pytorch-fp32"
-
-
-def variant_table(cfg: Config, baselines: bool = False) -> dict:
-    """name -> (runtime, artifact path) for every variant: PyTorch FP32, the PyTorch fake-quant
-    QAT model, and every ONNX file (export + quantize steps). ``baselines`` adds what a user could
-    run instead, built in memory from FP32: PyTorch's own dynamic INT8
-    (``torch.ao.quantization.quantize_dynamic``) and PyTorch in bfloat16 (fast on CPUs with
-    AVX512-BF16 or AMX)."""
-    q = load_result(cfg, "quantize")["variants"]
-    table = {REFERENCE: ("pytorch", checkpoint_dir(cfg) / "model.safetensors")}
-    if baselines:
-        table["pytorch-int8-dynamic"] = ("pytorch", checkpoint_dir(cfg) / "model.safetensors")
-        table["pytorch-bf16"] = ("pytorch", checkpoint_dir(cfg) / "model.safetensors")
-    table["pytorch-qat-fakequant"] = ("pytorch", cfg.artifacts_dir / "qat_fakequant.safetensors")
-    table["onnx-fp32"] = ("onnxruntime", onnx_path(cfg, "fp32"))
-    for name, v in q.items():
-        table[f"onnx-{name}"] = ("onnxruntime", Path(cfg.root) / v["path"])
-    return table
-
-
-def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokenizer=None, spinning: bool = False,
-                   spin_stop: bool = False):
-    """The predictor of one variant by name (see ``variant_table``); ``spinning``: ONNX Runtime's
-    threads busy-wait between ops (its default; off unless one model runs at a time); ``spin_stop``:
-    and stop when a call returns (``predict.ort_session``)."""
-    threads = threads or cfg.threads
-    bs = batch_size or cfg.eval.batch_size
-    table = variant_table(cfg, baselines=True)
-    if name not in table:
-        raise KeyError(f"unknown variant {name!r}; known: {', '.join(table)}")
-    runtime, path = table[name]
-    if runtime == "onnxruntime":
-        tok = tokenizer or M.load_tokenizer(str(checkpoint_dir(cfg)))
-        return OrtPredictor(path, tok, cfg.model.max_length, bs, threads, name=name, spinning=spinning,
-                            spin_stop=spin_stop)
-    if name == "pytorch-qat-fakequant":
-        model, tok = load_qat_model(cfg)
-    else:
-        model, tok = M.load_checkpoint(checkpoint_dir(cfg), attn="sdpa")
-        if name == "pytorch-bf16":
-            import torch
-            model = model.to(torch.bfloat16)
-        if name == "pytorch-int8-dynamic":
-            import warnings
-
-            import torch
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return TorchPredictor(model, tokenizer or tok, cfg.model.max_length, bs, threads, name=name)
-
-
-def predictors(cfg: Config, baselines: bool = False, **kw) -> dict:
-    tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
-    return {n: make_predictor(cfg, n, tokenizer=tok, **kw) for n in variant_table(cfg, baselines)}
-
-
 def run_evaluate(cfg: Config, progress: bool = True) -> dict:
-    from .bench import interleaved_latency
-
+    """Every registered variant (baselines aside) on the test split, with paired intervals and McNemar
+    against the PyTorch FP32 reference."""
     test = D.load_splits(cfg)["test"]
     labels = labels_of(cfg)
     texts, y = test["text"].tolist(), test["label"].to_numpy()
-    table, preds_by = variant_table(cfg), predictors(cfg)
+    preds_by = V.predictors(cfg)
     preds, rows, confidences = {}, {}, {}
     for name, pr in preds_by.items():
-        runtime, path = table[name]
+        v = V.get(name)
         proba = pr.predict_proba(texts, progress=progress)
         preds[name], confidences[name] = proba.argmax(-1), proba.max(-1)
-        rows[name] = {"runtime": runtime, "path": str(Path(path).relative_to(cfg.root)),
-                      "size_mb": M.file_size_mb(path)}
+        rows[name] = {"runtime": v.runtime, "path": str(v.path(cfg).relative_to(cfg.root)),
+                      "size_mb": M.file_size_mb(v.path(cfg))}
     fp32_mb = rows["onnx-fp32"]["size_mb"]
     scores = E.evaluate_variants(y, preds, reference=REFERENCE, reps=cfg.eval.bootstrap,
                                  confidence=cfg.eval.confidence, seed=cfg.seed)
     lat_texts = test.sample(n=min(cfg.eval.latency_examples, len(test)), random_state=cfg.seed)["text"].tolist()
-    latency = interleaved_latency(preds_by, lat_texts, progress=progress)
+    latency = B.interleaved_latency(preds_by, lat_texts, progress=progress)
     for name in rows:
         rows[name].update(scores[name])
         rows[name]["size_ratio_to_onnx_fp32"] = rows[name]["size_mb"] / fp32_mb
@@ -361,12 +243,9 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
     fq = preds["pytorch-qat-fakequant"]
     # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then
     # the float32 scales) instead of float32 sums of dequantized values
-    from .qat import set_integer_eval
-
-    qmodel, qtok = load_qat_model(cfg)
-    integer = TorchPredictor(set_integer_eval(qmodel), qtok, cfg.model.max_length, cfg.eval.batch_size,
-                             cfg.threads, name="pytorch-qat-integer").predict(texts, progress=progress)
-    for name in ("onnx-int8-qat", "onnx-int8-qat-seed"):
+    integer = make_predictor(cfg, "pytorch-qat-fakequant", recipe=V.FakeQuant(integer=True)).predict(
+        texts, progress=progress)
+    for name in V.quantized_from_qat(cfg):
         rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
         rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == integer))
     rows["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] = float(np.mean(integer == fq))
@@ -376,4 +255,266 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
                                 f"interleaved, {cfg.threads} threads; a first look: see the benchmark for more"),
                "variants": rows}
     write_result(cfg, "evaluate", payload)
+    return payload
+
+
+# --------------------------------------------------------------------------- 07 benchmark
+def run_bench(cfg, progress: bool = True) -> dict:
+    """Latency over sequence lengths, throughput over batch sizes, thread counts, spread over
+    rounds, node placement, session creation and fresh-process memory, for every variant; GPU
+    paths when a GPU is present (skipped with a note otherwise). The run's headline is appended
+    to the run-to-run history (``bench_runs``), with the step's wall time."""
+    t_start = time.perf_counter()
+    b = cfg.bench
+    V.check_names(cfg, b.variants, "bench.variants")
+    V.check_names(cfg, b.headline_only, "bench.headline_only")
+    names = [n for n in V.names(cfg, baselines=True) if b.variants is None or n in b.variants]
+    tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
+    texts = D.load_splits(cfg)["test"]["text"].tolist()[:b.texts]
+    sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
+    spin_stop = b.spinning and b.spin_stop                   # ORT threads spin within a call only
+    all_threads = cfg.threads
+    result = {"variants": names, "length": b.length, "cpu": {}, "gpu": B.gpu_status(),
+              "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
+                           "ort_spin_stop": spin_stop,
+                           "reps": b.reps, "rounds": b.rounds, "headline_only": [n for n in names if n not in sweep],
+                           "description": (f"variants interleaved in turns of {b.block} timed call(s) after "
+                                           f"{b.block_warmup} untimed one(s), the order rotating every turn; "
+                                           + ("ONNX Runtime threads spinning within a call, stopped when it returns"
+                                              if spin_stop else
+                                              f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning"))}}
+    blocks = {"block": b.block, "block_warmup": b.block_warmup}
+    # throughput: fewer, longer calls (a spinning tail is a small part of them): two blocks per variant
+    thr_blocks = {"block": max(b.block, b.throughput_reps // 2), "block_warmup": min(1, b.block_warmup)}
+    for threads in [t or all_threads for t in b.threads]:
+        key = f"threads_{threads}"
+        torch.set_num_threads(threads)
+        here = names if threads == all_threads else sweep
+        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning,
+                                   spin_stop=spin_stop) for n in
+                 tqdm(here, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
+        head = [B.fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
+        rounds = []
+        for _ in tqdm(range(b.rounds if threads == all_threads else 1), desc="headline rounds",
+                      disable=not progress, leave=False):
+            rounds.append(B.time_calls(preds, head, b.reps, **blocks))
+        rec = {"headline": {}}
+        for n in here:
+            medians = [float(np.median(r[n])) for r in rounds]
+            rec["headline"][n] = {**B.summarize([t for r in rounds for t in r[n]]), "round_medians_ms": medians,
+                                  "spread": R.relative_range(medians)}
+        if threads == all_threads:
+            preds = {n: preds[n] for n in sweep}          # the headline-only variants are done
+            rec["seq_length"] = {}
+            for L in tqdm(b.seq_lengths, desc="sequence lengths", disable=not progress, leave=False):
+                inputs = [B.fixed_length_batch(tok, texts, L, 1, offset=i) for i in range(b.reps)]
+                t = B.time_calls(preds, inputs, b.reps, **blocks)
+                rec["seq_length"][str(L)] = {n: B.summarize(t[n]) for n in sweep}
+            rec["batch_size"] = {}
+            for bs in tqdm(b.batch_sizes, desc="batch sizes", disable=not progress, leave=False):
+                inputs = [B.fixed_length_batch(tok, texts, b.length, bs, offset=i * bs)
+                          for i in range(b.throughput_reps)]
+                t = B.time_calls(preds, inputs, b.throughput_reps, warmup=1, **thr_blocks)
+                rec["batch_size"][str(bs)] = {n: {**B.summarize(t[n]), "texts_per_s": 1e3 * bs / float(np.median(t[n]))}
+                                             for n in sweep}
+            runtimes = {n: V.get(n).runtime for n in sweep}
+
+            def with_spinning(spinning: bool, loaded: dict) -> dict:
+                """The ``loaded`` predictors, ONNX Runtime ones reloaded where their threads differ from
+                ``spinning`` without a stop when a call returns."""
+                same = b.spinning == spinning and not spin_stop
+                return {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=spinning)
+                            if runtimes[n] == "onnxruntime" and not same else loaded[n]) for n in sweep}
+
+            if b.per_call_check:
+                # call by call, no untimed calls, a random order: each latency split by the runtime of the
+                # call before it, which is what the untimed calls of the headline protocol absorb
+                quiet = with_spinning(False, preds)
+                for p in quiet.values():
+                    p._forward(head[0])
+                rec["per_call"] = B.predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)
+                del quiet
+            if b.spinning_check:
+                # ORT's own default: threads busy-wait between ops, as a server running one model has
+                # them; long blocks with 2 untimed calls first, so a pool still spinning from the
+                # previous model has stopped before the timed calls
+                spin = with_spinning(True, preds)
+                t = B.time_calls(spin, head, b.reps, warmup=1, block=b.spinning_block,
+                                 block_warmup=b.spinning_block_warmup)
+                rec["spinning"] = {"block": b.spinning_block, "block_warmup": b.spinning_block_warmup,
+                                   "variants": {n: B.summarize(t[n]) for n in sweep}}
+                del spin
+        result["cpu"][key] = rec
+        del preds
+    feed = B.fixed_length_batch(tok, texts, b.length, 1)
+    onnx_files = {n: V.get(n).path(cfg) for n in names if V.get(n).runtime == "onnxruntime"}
+    chains = B.gpu_provider_chains(result["gpu"]["ort_providers"])
+    # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's dynamic INT8 (the
+    # negative control: its integer ops fall back to the CPU) included
+    gpu_place, gpu_latency = B.ort_gpu_runs(onnx_files, feed, b.reps, chains)
+    # CPU: every node's provider, and where the time of a call goes, per operator type (on
+    # bench.profile_threads), and what the profiler costs there and on all cores, against the headlines
+    profiles = {t: operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, b.profile_reps),
+                                     threads=t, spinning=b.spinning, spin_stop=spin_stop, progress=progress)
+                for t in dict.fromkeys([b.profile_threads or all_threads, all_threads])}
+    cpu_place = profiles[b.profile_threads or all_threads]
+    result["placement"] = {n: [cpu_place[n]] + gpu_place[n] for n in onnx_files}
+    result["profiler_overhead"] = {}
+    for t, prof in profiles.items():
+        ref = result["cpu"].get(f"threads_{t}", {}).get("headline", {})
+        result["profiler_overhead"][f"threads_{t}"] = {
+            n: {"profiled_call_ms": p["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
+                "slowdown": p["profiled_call_ms"] / ref[n]["median_ms"] - 1}
+            for n, p in prof.items() if n in ref and p["profiled_call_ms"]}
+    if chains:
+        result["gpu"]["onnxruntime"] = gpu_latency
+    if b.memory:
+        result["memory"] = {n: B.fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
+                            for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}
+    if result["gpu"]["torch_cuda"]:
+        result["gpu"]["pytorch"] = B.torch_dtype_latency(checkpoint_dir(cfg), tok, texts, b.length, b.batch_sizes,
+                                                       b.reps, device="cuda")
+    ref = result["cpu"][f"threads_{all_threads}"]["headline"]
+    result["speedup_vs_onnx_fp32"] = {n: ref["onnx-fp32"]["median_ms"] / ref[n]["median_ms"]
+                                      for n in names if "onnx-fp32" in ref}
+    result["speedup_vs_pytorch_fp32"] = {n: ref["pytorch-fp32"]["median_ms"] / ref[n]["median_ms"]
+                                         for n in names if "pytorch-fp32" in ref}
+    if "onnx-fp32" in ref:   # per round: drift common to a round cancels in the ratio
+        fp = ref["onnx-fp32"]["round_medians_ms"]
+        rr = {n: [a / c for a, c in zip(fp, ref[n]["round_medians_ms"])] for n in names}
+        result["speedup_vs_onnx_fp32_rounds"] = {
+            n: {"ratios": r, "spread": R.relative_range(r)} for n, r in rr.items()}
+    result["seconds"] = time.perf_counter() - t_start     # the issue's "make bench in under 10 minutes"
+    path = write_result(cfg, "bench", result, threads=all_threads)
+    R.record(cfg, read_json(path))      # the run-to-run history beside it (bench_runs.jsonl)
+    return result
+
+
+# --------------------------------------------------------------------------- 08 explain
+def run_explain(cfg, progress: bool = True) -> dict:
+    """Explain the selected test examples with every configured variant (same neighbourhood),
+    the reference again with other seeds (noise floor), then agreement, faithfulness and cost."""
+    ex = cfg.explain
+    ev = load_result(cfg, "evaluate")["variants"]
+    if ex.reference not in ev:
+        raise KeyError(f"explain.reference {ex.reference!r} has no evaluation predictions; "
+                       f"evaluated: {', '.join(ev)}")
+    variants = [v for v in (ex.variants or ev) if v != ex.reference and v not in ex.cost_variants]
+    variants.insert(0, ex.reference)
+    cost_only = list(ex.cost_variants)
+    V.check_names(cfg, variants + cost_only, "explain.variants")
+    test = D.load_splits(cfg)["test"]
+    texts, y = test["text"].tolist(), test["label"].to_numpy()
+    preds = {n: np.asarray(v["predictions"]) for n, v in ev.items()}
+    examples = XP.select_examples(texts, y, preds, np.asarray(ev[ex.reference]["confidence"]), ex.reference,
+                                  ex.disagreements_of, ex.examples, ex.confidence_bins, cfg.seed,
+                                  min_words=ex.min_words)
+    tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
+    prs = {n: make_predictor(cfg, n, batch_size=ex.batch_size, tokenizer=tok) for n in variants + cost_only}
+    ex_texts = [e["text"] for e in examples]
+    own = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in prs.items()}
+    for e, p in zip(examples, own[ex.reference]):   # the label explained is the one predicted here
+        e["reference_pred"] = int(p)
+    noise_seeds = XP.noise_seeds(cfg.seed, ex.noise_seeds)
+    # cost-only variants (e.g. a slow baseline) are explained on a few examples spread evenly
+    cost_at = set(np.unique(np.linspace(0, len(examples) - 1, min(ex.cost_examples, len(examples))).round()
+                            .astype(int)).tolist())
+
+    exps = {n: [] for n in variants + cost_only}
+    noise = {s: [] for s in noise_seeds}
+    faith = {n: [] for n in variants}
+    t0 = time.perf_counter()
+    for i, e in enumerate(tqdm(examples, desc="LIME examples", disable=not progress)):
+        ref_label = int(own[ex.reference][i])
+        for n in variants + (cost_only if i in cost_at else []):   # interleaved: drift hits all alike
+            exps[n].append(XP.explain(prs[n], e["text"], {ref_label, int(own[n][i])}, ex.samples, cfg.seed))
+        for s in noise_seeds:
+            noise[s].append(XP.explain(prs[ex.reference], e["text"], {ref_label}, ex.samples, s))
+        for n in variants:
+            label = int(own[n][i])   # each variant's explanation of its own prediction
+            faith[n].append(XP.faithfulness(prs[n], e["text"], exps[n][-1].weights[label], label, ex.fractions,
+                                         seed=cfg.seed + i))
+    total = time.perf_counter() - t0
+
+    ks = tuple(ex.top_k)
+    ref_w = [x.weights[int(own[ex.reference][i])] for i, x in enumerate(exps[ex.reference])]
+    per_example = {}
+    for n in variants[1:]:
+        per_example[n] = [XP.agreement(ref_w[i], exps[n][i].weights[int(own[ex.reference][i])], ks)
+                          for i in range(len(examples))]
+    metrics = [f"top{k}_{m}" for k in ks for m in ("overlap", "sign")] + ["spearman", "kendall"]
+    floor = []        # per example: the mean agreement of the reference with itself under other seeds
+    for i in range(len(examples)):
+        label = int(own[ex.reference][i])
+        rows = [XP.agreement(ref_w[i], noise[s][i].weights[label], ks) for s in noise_seeds]
+        floor.append({m: XP.nanmean([r[m] for r in rows]) for m in metrics})
+    if noise_seeds:
+        per_example["noise-floor"] = floor
+
+    def summary(rows_of: list, mask: np.ndarray) -> dict:
+        return {m: XP.mean_ci([r[m] for r, k in zip(rows_of, mask) if k], cfg.eval.confidence,
+                           cfg.eval.bootstrap, cfg.seed) for m in metrics}
+
+    same = {n: own[n] == own[ex.reference] for n in variants}
+    agree = {}
+    for n, rows in per_example.items():
+        mask_all = np.ones(len(examples), bool)
+        agree[n] = {"all": summary(rows, mask_all)}
+        if n != "noise-floor":
+            agree[n]["same_prediction"] = summary(rows, same[n])
+            agree[n]["different_prediction"] = summary(rows, ~same[n])
+            if noise_seeds:   # paired: this variant's agreement minus LIME's own seed noise, per example
+                agree[n]["minus_noise_floor"] = {
+                    m: XP.mean_ci([r[m] - f[m] for r, f in zip(rows, floor)], cfg.eval.confidence,
+                               cfg.eval.bootstrap, cfg.seed) for m in metrics}
+
+    faithful = {}
+    for n in variants:
+        faithful[n] = {k: XP.mean_ci([f[k] for f in faith[n]], cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
+                       for k in ("comprehensiveness", "sufficiency", "random_comprehensiveness",
+                                 "random_sufficiency")}
+        faithful[n]["local_r2"] = XP.mean_ci([x.score for x in exps[n]], cfg.eval.confidence, cfg.eval.bootstrap,
+                                          cfg.seed)
+    cost = {}
+    for n in variants + cost_only:
+        secs = np.array([x.seconds for x in exps[n]])
+        cost[n] = {"explanations_per_s": float(len(secs) / secs.sum()), "median_s": float(np.median(secs)),
+                   "p90_s": float(np.percentile(secs, 90)), "total_s": float(secs.sum()),
+                   "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in exps[n]])),
+                   "examples": len(secs)}
+    # throughput against PyTorch FP32 (the baseline a user would run), on the examples both explained
+    base = "pytorch-fp32" if "pytorch-fp32" in cost else ex.reference
+    where = {n: sorted(cost_at) if n in cost_only else list(range(len(examples))) for n in exps}
+
+    def rate(n: str, on: list) -> float:
+        xs = [exps[n][where[n].index(i)] for i in on]
+        return len(xs) / sum(x.seconds for x in xs)
+
+    for n in exps:
+        on = sorted(cost_at) if (n in cost_only or base in cost_only) else where[n]
+        cost[n]["throughput_vs_baseline"] = rate(n, on) / rate(base, on)
+
+    payload = {
+        "reference": ex.reference, "variants": variants, "samples": ex.samples, "batch_size": ex.batch_size,
+        "kernel_width": XP.KERNEL_WIDTH, "split_expression": XP.SPLIT, "bow": True, "feature_selection": "none",
+        "seed": cfg.seed, "noise_seeds": noise_seeds, "fractions": list(ex.fractions), "top_k": list(ks),
+        "selection": {"rule": (f"every test text where {', '.join(ex.disagreements_of) or 'no variant'} "
+                               f"predicts differently from {ex.reference}, then a stratified sample "
+                               f"(predicted class x {ex.confidence_bins} confidence bins) up to {ex.examples}; "
+                               f"texts with fewer than {ex.min_words} distinct words left out"),
+                      "disagreements_of": list(ex.disagreements_of),
+                      "n_disagreement": sum(e["reason"] == "disagreement" for e in examples),
+                      "n_stratified": sum(e["reason"] == "stratified" for e in examples)},
+        "n_examples": len(examples), "examples": examples,
+        "cost_variants": cost_only, "cost_examples": sorted(cost_at) if cost_only else [],
+        "predictions": {n: own[n].tolist() for n in variants},
+        "explanations": {n: [x.to_dict() for x in exps[n]] for n in variants},
+        "noise_explanations": {str(s): [x.to_dict() for x in noise[s]] for s in noise_seeds},
+        "agreement_per_example": per_example, "agreement": agree,
+        "faithfulness_per_example": faith, "faithfulness": faithful,
+        "cost": cost, "throughput_baseline": base, "total_seconds": total,
+        "figure_examples": XP.figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
+        "compare": ex.compare,
+    }
+    write_result(cfg, "explain", payload)
     return payload

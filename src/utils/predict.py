@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
+from google.protobuf.message import DecodeError
 from tqdm.auto import tqdm
 
 from .modeling import ModelError, forward_inputs
@@ -107,9 +110,6 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
     """An ONNX file's ``metadata_props`` (ModelProto field 14) as a dict, read without parsing the
     graph: every other top-level field is skipped by its length, so a session created next does not
     pay for a second copy of the weights (the memory probe measures that process)."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"ONNX model not found: {path}")
@@ -161,8 +161,6 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
     Graph optimizers the file's metadata names are left off on the CPU provider
     (``disabled_optimizers``). ``profile_prefix``: ORT's profiler on; ``optimized_model``: where ORT
     saves the graph it runs; ``quiet``: errors only in ORT's log."""
-    import onnxruntime as ort
-
     path = Path(path)
     providers = providers or ["CPUExecutionProvider"]
     disabled = disabled_optimizers(path, providers)     # also: one clear error for a missing file

@@ -27,8 +27,7 @@ from torch import nn
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
-    from torch.ao.quantization import MovingAveragePerChannelMinMaxObserver
+    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 
 ACT_QMIN, ACT_QMAX = 0, 255        # uint8 activations
 W_QMIN, W_QMAX = -127, 127         # int8 symmetric weights (ORT's restricted range)

@@ -1,8 +1,8 @@
-"""ONNX variants of the FP32 export, and checks that an INT8 file is really integer.
+"""The ONNX transformations the variants' recipes use (``variants``), and what is inside a file.
 
-So far: ONNX Runtime dynamic INT8 (``quantize_dynamic``), the baseline of the study
-we reproduce: weights stored as int8 (per channel or per tensor), activations
-quantized at run time (DynamicQuantizeLinear -> MatMulInteger).
+ONNX Runtime dynamic INT8 (``quantize_dynamic``: int8 weights, activations quantized at run time),
+static QDQ INT8 (``quantize_static``: calibrated or QAT-learned activation scales stored in the file),
+ONNX Runtime's transformer optimizer, and FP16 without the type mismatch the seed study hit.
 """
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.transformers.fusion_options import FusionOptions
+from onnxruntime.transformers.optimizer import optimize_model
 
 from .onnx_export import load_onnx
+from .ort_inspect import integer_ops
+from .predict import ORT_CPU_DISABLED_OPTIMIZERS
 from .provenance import atomic_path
 
 INTEGER_TYPES = {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8"}
-INTEGER_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear",
-               "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul", "QAttention",
-               "QEmbedLayerNormalization", "QGemm", "QLinearAdd", "ConvInteger", "QLinearConv")
 
 
 def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True,
@@ -28,8 +31,6 @@ def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, per_ch
     """ONNX Runtime dynamic quantization of ``src`` into ``dst`` (written atomically). A graph from the
     transformer optimizer works too: its fused Attention and EmbedLayerNormalization become QAttention
     and QEmbedLayerNormalization. The source's metadata (e.g. optimizers to leave off) is kept."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     load_onnx(src)  # a clear error for a missing or corrupt input
     dst = Path(dst)
     wt = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[weight_type]
@@ -58,7 +59,7 @@ def graph_stats(path: str | os.PathLike) -> dict:
     return {
         "nodes": int(sum(ops.values())),
         "op_counts": dict(sorted(ops.items())),
-        "integer_ops": {k: int(ops[k]) for k in INTEGER_OPS if ops.get(k)},
+        "integer_ops": integer_ops(dict(sorted(ops.items()))),   # the one rule: ort_inspect.is_integer_op
         "initializers_by_type": dict(by_type),
         "initializer_bytes_by_type": {k: int(v) for k, v in bytes_by_type.items()},
         "integer_weight_fraction": int_bytes / total,
@@ -77,11 +78,6 @@ def optimize_transformer(src: str | os.PathLike, dst: str | os.PathLike, num_hea
     ``SkipLayerNormFusion`` is to stay off on the CPU provider, which would fuse them again: ORT's
     SkipLayerNormalization CPU kernel is a scalar loop, slower than the two operators it replaces
     (measured in the benchmark's operator profile). Other providers fuse as usual."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    from .predict import ORT_CPU_DISABLED_OPTIMIZERS
-
     load_onnx(src)
     options = FusionOptions(model_type)
     options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = bool(skip_layer_norm)
@@ -151,9 +147,6 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, reader,
     ``nodes_to_quantize=None`` quantize every operator ORT can quantize. ``activation_type="qint8"``
     with ``symmetric_activations``: every zero point 0, the explicit-quantization format that
     TensorRT takes."""
-    import numpy as np
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     load_onnx(src)
     if method not in CALIBRATION:
         raise ValueError(f"calibration method must be one of {CALIBRATION}, got {method!r}")
@@ -215,9 +208,6 @@ def _float_consumers_read_float(m: onnx.ModelProto, quantized_ops: set) -> int:
 def qdq_scales(path: str | os.PathLike) -> dict:
     """Scales stored in a QDQ file: for each MatMul / Gather node, the (scale, zero point)
     of its quantized activation input and the weight scales."""
-    import numpy as np
-    from onnx import numpy_helper
-
     m = load_onnx(path)
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     producer = {o: n for n in m.graph.node for o in n.output}
@@ -299,7 +289,7 @@ FP16_BLOCK = ("LayerNormalization", "Softmax", "Erf", "Pow", "ReduceMean", "Sqrt
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, op_block_list=FP16_BLOCK) -> Path:
     """FP16 weights and compute, FP32 inputs/outputs (``keep_io_types``), numerically
     sensitive ops kept FP32 with Casts around them: no float16-vs-float type mismatch."""
-    from onnxconverter_common import float16
+    from onnxconverter_common import float16  # optional on the GPU machine (carried as a wheel there)
 
     m = load_onnx(src)
     fold_initializer_identities(m)

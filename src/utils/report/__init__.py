@@ -1,0 +1,153 @@
+"""Results JSON -> figures (seaborn; PDF for the paper, PNG for reading), LaTeX tables and the paper's
+macros. Everything here reads ``results/<profile>/*.json`` only; no number is typed by hand.
+
+The package: ``readers`` (typed access to the results), pure builders (``tables``, ``figures`` with the
+data they plot in ``frames``, ``macros``), one ``writer``, and ``ARTIFACTS``, the registry that
+``render_all`` walks. A new table or figure is a builder and one ``Artifact`` line::
+
+    python -m utils.report default        # every table, figure and macro of the default profile
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib.pyplot as plt
+
+from ..config import Config, load_config
+from ..explain import write_html
+from .figures import (
+    bench_figure,
+    data_figure,
+    evaluation_figure,
+    explain_agreement_figure,
+    explain_example_figure,
+    explain_faithfulness_figure,
+    op_time_figure,
+    tradeoff_figure,
+    training_figure,
+    variant_palette,
+)
+from .macros import INT8_DOT_FACTOR, amdahl_bound, paper_macros
+from .readers import MissingResult, Results
+from .tables import (
+    bench_runs_table,
+    bench_table,
+    data_table,
+    evaluation_table,
+    explain_agreement_table,
+    explain_faithfulness_table,
+    gpu_table,
+    placement_table,
+    protocol_table,
+    quantize_table,
+)
+from .writer import Drawn, Table, save_figure, write_macros, write_summary, write_table
+
+__all__ = ["ARTIFACTS", "Artifact", "Drawn", "MissingResult", "Results", "Table", "INT8_DOT_FACTOR", "amdahl_bound",
+           "build", "figure", "macros", "main", "render_all", "table", "variant_palette", "write_macros",
+           "write_table", "save_figure"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One output of the report: a table or figure builder and the result step it needs (skipped, with
+    a note, where that step's JSON is not there)."""
+    builder: Callable
+    step: str
+
+    @property
+    def name(self) -> str:
+        return self.builder.__name__
+
+
+# the order of summary.md and of the paper's tables
+ARTIFACTS = [Artifact(fn, step) for step, fns in (
+    ("data", (data_figure, data_table)),
+    ("train_fp32", (training_figure,)),
+    ("quantize", (quantize_table,)),
+    ("evaluate", (evaluation_figure, evaluation_table)),
+    ("bench", (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, bench_runs_table,
+               placement_table, gpu_table)),
+    ("explain", (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
+                 explain_agreement_table, explain_faithfulness_table)),
+) for fn in fns]
+
+
+def _artifact(name: str) -> Artifact:
+    found = [a for a in ARTIFACTS if a.name == name or a.name == f"{name}_table" or a.name == f"{name}_figure"]
+    if not found:
+        raise KeyError(f"no table or figure {name!r}; known: {', '.join(a.name for a in ARTIFACTS)}")
+    return found[0]
+
+
+def build(cfg: Config, name: str):
+    """One table or figure of ``cfg``'s results, built and not written (a ``Table``, a ``Drawn`` or None)."""
+    return _artifact(name).builder(Results(cfg))
+
+
+def table(cfg: Config, name: str):
+    """A table as a DataFrame, for a notebook (``name``: e.g. ``evaluation`` or ``evaluation_table``)."""
+    t = build(cfg, name if name.endswith("_table") else f"{name}_table")
+    return None if t is None else t.df
+
+
+def figure(cfg: Config, name: str):
+    """A figure (matplotlib), for a notebook (``name``: e.g. ``bench`` or ``bench_figure``)."""
+    d = build(cfg, name if name.endswith("_figure") else f"{name}_figure")
+    return None if d is None else d.fig
+
+
+def macros(cfg: Config) -> dict:
+    """The paper's macros (name -> text), not written."""
+    return paper_macros(Results(cfg))
+
+
+def explain_html(cfg: Config) -> Path:
+    """Browsable HTML pages of every explanation, in the git-ignored explanations/<profile>/."""
+    res = Results(cfg)
+    return write_html(res.explain, cfg.path("explanations", cfg.name), res.labels)
+
+
+def render_all(cfg: Config) -> list:
+    """Every figure and table of the study that the profile's results allow, the paper's macros, the
+    browsable explanations and ``results/<profile>/summary.md`` (the tables in Markdown)."""
+    res, done, md = Results(cfg), [], []
+    missing = [s for s in dict.fromkeys(a.step for a in ARTIFACTS) if not res.has(s)]
+    for step in missing:
+        print(f"report: results/{cfg.name}/{step}.json not found; its figures and tables are skipped")
+    for a in ARTIFACTS:
+        if a.step in missing:
+            continue
+        out = a.builder(res)
+        if out is None:           # nothing to draw for this profile (e.g. no GPU run)
+            continue
+        if isinstance(out, Drawn):
+            save_figure(out, cfg)
+            plt.close(out.fig)
+        else:
+            write_table(out, cfg)
+            md.append((a.name.replace("_", " "), out))
+        done.append(a.name)
+    if res.has("evaluate"):
+        write_macros(cfg, paper_macros(res))
+        done.append("paper_macros")
+    if res.has("explain"):
+        explain_html(cfg)
+        done.append("explain_html")
+    write_summary(cfg, md)
+    return done
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m utils.report",
+                                 description="Draw every figure and LaTeX table from results/<profile>/*.json")
+    ap.add_argument("profile", nargs="?", default="default", help="profile name or YAML path")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.profile)
+    done = render_all(cfg)
+    print(f"report: {len(done)} figures/tables for profile {cfg.name!r} -> {cfg.figures_dir}, {cfg.tables_dir}")
+    return 0
+

@@ -1,0 +1,317 @@
+"""Pure builders of the study's figures: each reads ``Results`` and returns a ``Drawn`` (the matplotlib
+figure and its file name), or None where the profile's results have nothing to draw; ``writer`` saves
+them. Colours come from the variants' families in the registry, so a variant keeps its colour in every
+figure; what a figure plots is a frame of ``frames``, testable without drawing."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.ticker import NullFormatter
+
+from .. import variants as V
+from ..explain import indexed, segments
+from ..metrics import metric
+from ..ort_inspect import MATMUL_OPS
+from . import frames as F
+from .readers import Results, short
+from .writer import Drawn
+
+sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+
+
+# variant families and the seaborn palette each draws its shades from, so that 17 lines stay apart:
+# PyTorch (greys), ONNX floating point, dynamic INT8 (the seed's QAT pipeline among them), static INT8,
+# INT8 with the QAT scales
+def variant_palette(names) -> dict:
+    """variant -> colour: one palette per family of the registry (``variants.FAMILIES``), a shade per
+    member in the order given; variants outside the registry get grey."""
+    groups: dict = {}
+    for n in names:
+        fam = V.family_of(n)
+        groups.setdefault(fam.palette if fam else None, []).append(n)
+    out = {}
+    for pal, members in groups.items():
+        shades = (sns.color_palette(pal, len(members) + 2)[2:] if pal == "Greys" else   # no near-white grey
+                  sns.color_palette(pal, len(members) + 1)[:len(members)]) if pal else [(0.5, 0.5, 0.5)] * len(members)
+        out.update(zip(members, shades))
+    return out
+
+
+def data_figure(res: Results):
+    r, fr = res.data, F.data_frames(res)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
+    sns.barplot(fr["class_counts"], x="split", y="n", hue="class", ax=axes[0])
+    axes[0].set(title="Examples per split and class", ylabel="examples", xlabel="")
+    sns.lineplot(fr["token_lengths"], x="tokens", y="share", hue="split", ax=axes[1], drawstyle="steps-mid")
+    axes[1].axvline(r["max_length"], color="k", ls="--", lw=1)
+    axes[1].text(r["max_length"], axes[1].get_ylim()[1] * 0.9, f" max_length={r['max_length']}", fontsize=9)
+    axes[1].set(title="Text length in tokens (special tokens included)", ylabel="share of split")
+    fig.tight_layout()
+    return Drawn("data_overview", fig)
+
+
+def training_figure(res: Results):
+    r, h = res.train_fp32, F.training_frames(res)["history"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(h["epoch"], h["train_loss"], "o-", label="training loss")
+    ax.set(xlabel="epoch", ylabel="training loss", title="FP32 fine-tuning")
+    ax2 = ax.twinx()
+    ax2.plot(h["epoch"], h["val_accuracy"], "s-", color="C1", label="validation accuracy")
+    ax2.set_ylabel("validation accuracy")
+    ax2.grid(False)
+    ax.axvline(r["best_epoch"], color="gray", ls=":", lw=1)
+    fig.legend(loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout()
+    return Drawn("training_fp32", fig)
+
+
+def evaluation_figure(res: Results):
+    f = F.evaluation_frame(res)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    ax = axes[0]
+    markers = "osD^v<>pP*Xh"
+    colours = variant_palette(f["variant"])
+    for i, row in f.iterrows():
+        ax.errorbar(row["size_mb"], 100 * row["accuracy"],
+                    yerr=[[100 * (row["accuracy"] - row["acc_lo"])], [100 * (row["acc_hi"] - row["accuracy"])]],
+                    fmt=markers[i % len(markers)], capsize=3, color=colours[row["variant"]], label=row["variant"],
+                    alpha=0.85)
+    ax.set(xlabel="file size (MB)", ylabel="test accuracy (%)", title="Accuracy vs size (95% CI)")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    g = f.dropna(subset=["latency_ms"]).sort_values("latency_ms")
+    sns.barplot(g, y="variant", x="latency_ms", hue="variant", ax=axes[1], legend=False, orient="h", palette=colours)
+    for p, (ratio, lat) in zip(axes[1].patches, zip(g["size_ratio"], g["latency_ms"])):
+        axes[1].annotate(f" {lat:.1f} ms, {ratio:.2f}x size", (p.get_width(), p.get_y() + p.get_height() / 2),
+                         va="center", fontsize=7)
+    axes[1].set(xlabel="median latency, batch 1 (ms)", ylabel="", title="Latency (first look) and size ratio")
+    fig.tight_layout()
+    return Drawn("evaluation", fig)
+
+
+def bench_figure(res: Results):
+    r = res.bench
+    cpu, fr = r.all_threads, F.bench_frames(res)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    seq, thr, sp = fr["seq_length"], fr["throughput"], fr["speedup"]
+    colours = variant_palette(cpu["headline"])          # every variant, the headline-only ones too
+    sns.lineplot(seq, x="tokens", y="ms", hue="variant", style="variant", markers=True, dashes=False, ax=axes[0],
+                 palette=colours)
+    axes[0].set(yscale="log", xscale="log", xlabel="sequence length (tokens)", ylabel="median latency, batch 1 (ms)",
+                title=f"Latency vs length ({r['provenance']['threads']} threads)")
+    axes[0].set_xticks(sorted(seq["tokens"].unique()), labels=sorted(seq["tokens"].unique()))
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=7, fontsize=7, bbox_to_anchor=(0.5, -0.1))
+    sns.lineplot(thr, x="batch", y="texts/s", hue="variant", style="variant", markers=True, dashes=False,
+                 ax=axes[1], legend=False, palette=colours)
+    axes[1].set(xscale="log", yscale="log", xlabel="batch size", title=f"Throughput at length {r['length']}")
+    axes[1].set_xticks(sorted(thr["batch"].unique()), labels=sorted(thr["batch"].unique()))
+    for ax in axes[:2]:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    axes[2].barh(sp["variant"], sp["speedup"], xerr=[sp["speedup"] - sp["lo"], sp["hi"] - sp["speedup"]],
+                 color=[colours.get(n, (0.5, 0.5, 0.5)) for n in sp["variant"]], capsize=3)
+    axes[2].axvline(1, color="k", lw=1, ls="--")
+    axes[2].set(xlabel="speed-up over ONNX fp32 (range over rounds)", title=f"Batch 1, length {r['length']}")
+    axes[2].tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return Drawn("benchmark", fig)
+
+
+def op_time_figure(res: Results):
+    """Where a batch-1 call's kernel time goes, per operator type, for every ONNX variant on the CPU."""
+    r, fr = res.bench, F.op_time_frames(res)
+    if fr is None:
+        return None
+    # every variant's three costliest operator types get their own colour (the QAttention of the optimized
+    # INT8 file, the QLinear ops of the all-ops file), the rest of each row is "other"
+    df = fr["op_ms"]
+    top = list(df.columns[:-1])
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(df) + 1.8))
+    left = np.zeros(len(df))
+    palette = sns.color_palette("tab10" if len(top) <= 10 else "tab20", len(top)) + [(0.78, 0.78, 0.78)]  # other: grey
+    for color, op in zip(palette, df.columns):
+        ax.barh(df.index, df[op], left=left, color=color, label=op, hatch="//" if op in MATMUL_OPS else None,
+                edgecolor="white", linewidth=0.5)
+        left += df[op].to_numpy()
+    pt = r.profile_threads
+    ax.set(xlabel=f"kernel time per call (ms; each node's median), batch 1, length {r['length']}, "
+                  f"{pt} thread{'s' if pt != 1 else ''}",
+           title="Where the time goes (ONNX Runtime profiler; hatched: matrix products)")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return Drawn("op_times", fig)
+
+
+def tradeoff_figure(res: Results):
+    """Latency against the change in test accuracy (paired bootstrap interval against the evaluation's
+    FP32 reference), marker area for the file size, colour by variant family. A variant far below the
+    others (the every-op static file) is drawn at the lower edge, its value written beside it, so that
+    the rest stay readable."""
+    r, ref = res.bench, res.evaluate["reference"]
+    df = F.tradeoff_frames(res)["points"]
+    core = df[df["lo"] > -5] if (df["lo"] > -5).sum() >= 2 else df       # the points a reader compares
+    floor = min(core["lo"].min(), -1.0) - 0.6
+    colours = variant_palette(df["variant"])
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    smin, smax = df["MB"].min(), df["MB"].max()
+    area = lambda mb: 40 + 360 * (mb - smin) / ((smax - smin) or 1)  # noqa: E731
+    markers = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*", "d", "8", "H"]
+    for i, row in df.reset_index(drop=True).iterrows():
+        out = row["diff"] < floor
+        y = floor if out else row["diff"]
+        c = colours[row["variant"]]
+        if not out:
+            ax.errorbar(row["ms"], y, yerr=[[row["diff"] - row["lo"]], [row["hi"] - row["diff"]]], color=c,
+                        lw=1, capsize=2, zorder=1)
+        ax.scatter(row["ms"], y, s=area(row["MB"]), color=c, marker="v" if out else markers[i % len(markers)],
+                   edgecolor="white", linewidth=0.6, zorder=2, label=row["variant"])
+        if out:
+            ax.annotate(f"{short(row['variant'])}: {row['diff']:+.1f} pt", (row["ms"], y), fontsize=7,
+                        xytext=(6, 3), textcoords="offset points")
+    ax.axhline(0, color="k", lw=0.8, ls="--")
+    ax.set_ylim(floor - 0.4, max(core["hi"].max(), 0.5) + 0.4)
+    ax.set(xscale="log",
+           xlabel=f"median latency, batch 1, length {r['length']}, {r['provenance']['threads']} threads (ms)",
+           ylabel=f"test accuracy minus {ref}'s (pt, 95% CI)", title="Accuracy / latency / size (marker area)")
+    leg = ax.legend(fontsize=6.5, bbox_to_anchor=(1.02, 1), loc="upper left",
+                    title=f"variant (area: {smin:.0f}-{smax:.0f} MB)", title_fontsize=7)
+    for h in getattr(leg, "legend_handles", None) or leg.legendHandles:   # one marker size in the legend
+        h.set_sizes([36])
+    fig.tight_layout()
+    return Drawn("tradeoff", fig)
+
+
+def _draw_highlighted(ax, text: str, weights, fontsize: float = 8.0) -> None:
+    """The text as LIME split it, each word shaded by its weight (green: supports, red: opposes)."""
+    ax.set_axis_off()
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    width = ax.get_window_extent(renderer).width
+    top = max((abs(w) for w in weights), default=0) or 1.0
+    x, y, line = 0.0, 1.0, 0.0
+    for piece, j in segments(" ".join(text.split())):
+        box = None
+        if j is not None:
+            w = weights[j] / top
+            box = {"facecolor": (0.18, 0.49, 0.2) if w > 0 else (0.78, 0.16, 0.16), "alpha": min(0.85, abs(w)),
+                   "pad": 0.6, "edgecolor": "none"}
+        t = ax.text(x, y, piece, transform=ax.transAxes, va="top", ha="left", fontsize=fontsize, bbox=box)
+        ext = t.get_window_extent(renderer)
+        line = max(line, 1.5 * ext.height / ax.get_window_extent(renderer).height)
+        w_ax = ext.width / width
+        if x > 0 and x + w_ax > 1.0:
+            y -= line
+            x = 0.0
+            t.set_position((x, y))
+        x += w_ax
+
+
+def explain_example_figure(res: Results):
+    """The seed's "LIME example", side by side: the reference and the compared INT8 variant on
+    the same text and the same perturbations (bars: the ten largest word weights toward the
+    reference's predicted class; below: the text highlighted)."""
+    r = res.explain
+    names = res.labels
+    ref, cmp_ = r["reference"], r["compare"]
+    picks = r["figure_examples"]
+    if cmp_ not in r["explanations"] or not picks:
+        return None
+    fig = plt.figure(figsize=(12, 3.9 * len(picks)))
+    gs = fig.add_gridspec(2 * len(picks), 2, height_ratios=[2.2, 1.1] * len(picks), hspace=0.5, wspace=0.3)
+    for row, i in enumerate(picks):
+        e = r["examples"][i]
+        label = str(e["reference_pred"])
+        wr = np.asarray(r["explanations"][ref][i]["weights"][label])
+        words = _example_words(e["text"])
+        order = np.argsort(-np.abs(wr), kind="stable")[:10][::-1]
+        lim = max(np.abs(wr).max(), np.abs(r["explanations"][cmp_][i]["weights"][label]).max())
+        for col, v in enumerate((ref, cmp_)):
+            x = r["explanations"][v][i]
+            w = np.asarray(x["weights"][label])
+            ax = fig.add_subplot(gs[2 * row, col])
+            ax.barh([words[j] for j in order], w[order], color=["C2" if w[j] > 0 else "C3" for j in order])
+            ax.axvline(0, color="k", lw=0.8)
+            ax.set_xlim(-1.1 * lim, 1.1 * lim)
+            rho = "" if v == ref else f", Spearman vs {ref}: {r['agreement_per_example'][v][i]['spearman']:.2f}"
+            head = (f"test example {e['index']} (true: {names[e['label']]}; chosen as {e['reason']})" if col == 0
+                    else "")
+            ax.set_title(f"{head}\n{v}: predicts {names[x['pred']]} ({max(x['proba']):.2f}){rho}", fontsize=9,
+                         loc="left")
+            ax.set_xlabel(f"LIME weight toward '{names[int(label)]}'", fontsize=8)
+            ax.tick_params(labelsize=8)
+            _draw_highlighted(fig.add_subplot(gs[2 * row + 1, col]), e["text"], w)
+    return Drawn("lime_examples", fig)
+
+
+def _example_words(text: str) -> list:
+    return list(indexed(text).inverse_vocab)
+
+
+def _explain_colors(r: dict) -> dict:
+    """One colour per explained variant, the same in every explanation figure; the noise floor grey."""
+    names = list(r["variants"]) + list(r.get("cost_variants", []))
+    return {**{n: f"C{i % 10}" for i, n in enumerate(names)}, "noise-floor": "0.6"}
+
+
+def explain_agreement_figure(res: Results):
+    """Per-example agreement with the reference's explanation, next to LIME's own seed noise."""
+    r, fr = res.explain, F.explain_agreement_frames(res)
+    df = fr["per_example"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    order = [v for v in r["agreement_per_example"] if v != "noise-floor"] + ["noise-floor"]
+    colors = _explain_colors(r)
+    sns.boxplot(df, x="metric", y="value", hue="variant", hue_order=order, ax=axes[0], fliersize=2,
+                palette=[colors[v] for v in order], showmeans=True,
+                meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 4})
+    axes[0].set(ylabel="agreement with " + r["reference"], xlabel="",
+                title=f"{r['n_examples']} test examples, {r['samples']} LIME samples, same perturbations")
+    axes[0].legend(fontsize=7, loc="lower left")
+    d = fr["minus_noise"]
+    if len(d):
+        axes[1].barh(d["variant"], d["mean"], xerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], capsize=3,
+                     color=[colors[v] for v in d["variant"]])
+        axes[1].axvline(0, color="k", lw=1, ls="--")
+        axes[1].set(xlabel="Spearman with reference minus seed-noise Spearman",
+                    title="Beyond LIME's own noise? (95% CI)")
+        axes[1].tick_params(axis="y", labelsize=8)
+    else:
+        axes[1].set_axis_off()
+    fig.tight_layout()
+    return Drawn("lime_agreement", fig)
+
+
+def explain_faithfulness_figure(res: Results):
+    """Comprehensiveness (higher: more faithful), sufficiency (lower) against a random ranking,
+    and the cost of an explanation per variant."""
+    r = res.explain
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    f = r["faithfulness"]
+    names = list(f)
+    colors = _explain_colors(r)
+    for ax, key in ((axes[0], "comprehensiveness"), (axes[1], "sufficiency")):
+        better = metric(key).better
+        m = np.array([f[n][key]["mean"] for n in names])
+        lo = np.array([f[n][key]["ci"][0] for n in names])
+        hi = np.array([f[n][key]["ci"][1] for n in names])
+        ax.barh(names, m, xerr=[m - lo, hi - m], capsize=3, color=[colors[n] for n in names],
+                label="LIME ranking (95% CI)")
+        ax.scatter([f[n]["random_" + key]["mean"] for n in names], names, marker="x", color="k", zorder=3,
+                   label="random ranking")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(xlabel=f"AOPC {key} ({better} is more faithful)", title=key.capitalize())
+        ax.legend(fontsize=7)
+    c = r["cost"]
+    cn = sorted(c, key=lambda n: c[n]["throughput_vs_baseline"])
+    axes[2].barh(cn, [c[n]["throughput_vs_baseline"] for n in cn], color=[colors[n] for n in cn])
+    for p, n in zip(axes[2].patches, cn):
+        axes[2].annotate(f" {c[n]['explanations_per_s']:.2f}/s ({c[n]['examples']} texts)",
+                         (p.get_width(), p.get_y() + p.get_height() / 2), va="center", fontsize=7)
+    axes[2].axvline(1, color="k", lw=0.8, ls="--")
+    axes[2].set(xlabel=f"explanations per second / {r['throughput_baseline']}'s, same texts",
+                title=f"Cost of an explanation ({r['samples']} samples)")
+    for ax in axes:
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    return Drawn("lime_faithfulness", fig)

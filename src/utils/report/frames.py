@@ -1,0 +1,145 @@
+"""The data each figure plots, as DataFrames (``FRAMES``: figure name -> builder of its named frames):
+what the golden tests compare without drawing, and what a notebook can show as a table."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from ..explain import agreement_frame, indexed
+from .readers import Results
+
+AGREEMENT_SHOWN = ("top5_overlap", "top10_overlap", "spearman", "kendall")
+
+
+def data_frames(res: Results) -> dict:
+    """Examples per split and class; the token-length histogram as a share of each split."""
+    r = res.data
+    rows = [{"split": s, "class": c, "n": n} for s, v in r["splits"].items() for c, n in v["class_counts"].items()]
+    hist = [{"split": s, "tokens": int(k), "n": n} for s, v in r["token_lengths"].items()
+            for k, n in v["histogram"].items()]
+    h = pd.DataFrame(hist)
+    h["share"] = h["n"] / h.groupby("split")["n"].transform("sum")
+    return {"class_counts": pd.DataFrame(rows), "token_lengths": h}
+
+
+def training_frames(res: Results) -> dict:
+    return {"history": pd.DataFrame(res.train_fp32["history"])}
+
+
+def evaluation_frame(res: Results) -> pd.DataFrame:
+    r = res.evaluate
+    rows = []
+    for name, v in r["variants"].items():
+        rows.append({"variant": name, "runtime": v["runtime"], "size_mb": v["size_mb"],
+                     "size_ratio": v["size_ratio_to_onnx_fp32"], "accuracy": v["accuracy"],
+                     "acc_lo": v["accuracy_ci"][0], "acc_hi": v["accuracy_ci"][1], "macro_f1": v["macro_f1"],
+                     "f1_lo": v["macro_f1_ci"][0], "f1_hi": v["macro_f1_ci"][1],
+                     "diff": v.get("accuracy_diff"), "diff_ci": v.get("accuracy_diff_ci"),
+                     "agreement": v.get("agreement"), "mcnemar_p": (v.get("mcnemar") or {}).get("p_value"),
+                     "latency_ms": (v.get("latency_b1") or {}).get("median_ms")})
+    return pd.DataFrame(rows)
+
+
+def evaluation_frames(res: Results) -> dict:
+    return {"variants": evaluation_frame(res)}
+
+
+def bench_frames(res: Results) -> dict:
+    """Latency against length, throughput against batch size (all cores), and the speed-up over ONNX
+    fp32 with its range over the rounds (the per-round ratios run_bench stored)."""
+    r = res.bench
+    cpu = r.all_threads
+    seq = pd.DataFrame([{"variant": n, "tokens": int(L), "ms": v["median_ms"]}
+                        for L, row in cpu["seq_length"].items() for n, v in row.items()])
+    thr = pd.DataFrame([{"variant": n, "batch": int(B), "texts/s": v["texts_per_s"]}
+                        for B, row in cpu["batch_size"].items() for n, v in row.items()])
+    rows = []
+    for n, v in r["speedup_vs_onnx_fp32_rounds"].items():
+        ratios = v["ratios"]
+        rows.append({"variant": n, "speedup": float(np.median(ratios)), "lo": min(ratios), "hi": max(ratios)})
+    return {"seq_length": seq, "throughput": thr, "speedup": pd.DataFrame(rows).sort_values("speedup")}
+
+
+def op_time_frames(res: Results) -> Optional[dict]:
+    """Kernel time per operator type and ONNX variant (ms per call): every variant's three costliest
+    operator types and the six costliest overall get a column, the rest of each row is ``other``;
+    rows from the cheapest variant to the costliest. None where bench.json has no operator profile."""
+    ops = res.bench.op_times
+    if not ops:
+        return None
+    df = pd.DataFrame({n: rec["op_ms"] for n, rec in ops.items()}).T.fillna(0.0)
+    shown = set(df.sum().sort_values(ascending=False).index[:6])
+    for _, row in df.iterrows():
+        shown |= set(row[row > 0].sort_values(ascending=False).index[:3])
+    top = [c for c in df.sum().sort_values(ascending=False).index if c in shown]
+    df = df[top].assign(other=df.drop(columns=top).sum(axis=1))
+    return {"op_ms": df.loc[df.sum(axis=1).sort_values().index]}
+
+
+def tradeoff_frames(res: Results) -> dict:
+    """Per variant of the headline that the evaluation scored: latency, the accuracy change from the
+    evaluation's reference with its paired interval (pt), and the file size."""
+    r, ev = res.bench, res.evaluate
+    e, ref = ev["variants"], ev["reference"]
+    head = r.all_threads["headline"]
+    rows = []
+    for n in head:
+        if n not in e:
+            continue
+        d, ci = (0.0, [0.0, 0.0]) if n == ref else (e[n].get("accuracy_diff"), e[n].get("accuracy_diff_ci"))
+        if d is None:
+            continue
+        rows.append({"variant": n, "ms": head[n]["median_ms"], "diff": 100 * d, "lo": 100 * ci[0], "hi": 100 * ci[1],
+                     "MB": e[n]["size_mb"]})
+    return {"points": pd.DataFrame(rows)}
+
+
+def explain_example_frames(res: Results) -> Optional[dict]:
+    """For each example the side-by-side figure shows: its ten largest words (by the reference's
+    weight) and both variants' weights toward the reference's predicted class."""
+    r = res.explain
+    ref, cmp_ = r["reference"], r["compare"]
+    if cmp_ not in r["explanations"] or not r["figure_examples"]:
+        return None
+    rows = []
+    for i in r["figure_examples"]:
+        e = r["examples"][i]
+        label = str(e["reference_pred"])
+        wr = np.asarray(r["explanations"][ref][i]["weights"][label])
+        words = list(indexed(e["text"]).inverse_vocab)
+        for j in np.argsort(-np.abs(wr), kind="stable")[:10][::-1]:
+            rows.append({"example": e["index"], "word": words[j],
+                         **{v: r["explanations"][v][i]["weights"][label][j] for v in (ref, cmp_)}})
+    return {"top_words": pd.DataFrame(rows)}
+
+
+def explain_agreement_frames(res: Results) -> dict:
+    """Per-example agreement with the reference (the metrics shown), and each variant's paired Spearman
+    minus LIME's own seed noise with its interval."""
+    r = res.explain
+    df = agreement_frame(r)
+    rows = [{"variant": v, "mean": a["minus_noise_floor"]["spearman"]["mean"],
+             "lo": a["minus_noise_floor"]["spearman"]["ci"][0], "hi": a["minus_noise_floor"]["spearman"]["ci"][1]}
+            for v, a in r["agreement"].items() if "minus_noise_floor" in a]
+    return {"per_example": df[df["metric"].isin(AGREEMENT_SHOWN)], "minus_noise": pd.DataFrame(rows)}
+
+
+def explain_faithfulness_frames(res: Results) -> dict:
+    """Comprehensiveness and sufficiency (mean, interval, random ranking) per variant, and the cost."""
+    r = res.explain
+    f, c = r["faithfulness"], r["cost"]
+    rows = [{"variant": n, "metric": k, "mean": f[n][k]["mean"], "lo": f[n][k]["ci"][0], "hi": f[n][k]["ci"][1],
+             "random": f[n]["random_" + k]["mean"]} for k in ("comprehensiveness", "sufficiency") for n in f]
+    cost = [{"variant": n, "throughput_vs_baseline": c[n]["throughput_vs_baseline"],
+             "explanations_per_s": c[n]["explanations_per_s"], "examples": c[n]["examples"]}
+            for n in sorted(c, key=lambda n: c[n]["throughput_vs_baseline"])]
+    return {"faithfulness": pd.DataFrame(rows), "cost": pd.DataFrame(cost)}
+
+
+# figure file name -> its frames
+FRAMES = {"data_overview": data_frames, "training_fp32": training_frames, "evaluation": evaluation_frames,
+          "benchmark": bench_frames, "op_times": op_time_frames, "tradeoff": tradeoff_frames,
+          "lime_examples": explain_example_frames, "lime_agreement": explain_agreement_frames,
+          "lime_faithfulness": explain_faithfulness_frames}

@@ -1,0 +1,290 @@
+"""Pure builder of the paper's macros (numbers.tex): every number a sentence of paper/main.tex quotes,
+from the results JSON, with the variants its sentences name looked up in the registry."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from .. import bench_runs as R
+from .. import variants as V
+from .readers import BenchResult, Results, best_int, short
+from .tables import pct
+from .writer import tex_escape
+
+
+def paper_macros(res: Results) -> dict:
+    """Numbers quoted in the paper's text, from the results JSON (name -> text; ``writer.write_macros``
+    writes them as paper/tables/<profile>/numbers.tex)."""
+    d, t = res.data, res.train_fp32
+    x, e = res.export, res.evaluate["variants"]
+    q, tq = res.quantize["variants"], res.train_qat
+    fp, ox, q8 = e["pytorch-fp32"], e["onnx-fp32"], e["onnx-int8-dynamic"]
+    qa, qs, fq, f16 = e["onnx-int8-qat"], e["onnx-int8-qat-seed"], e["pytorch-qat-fakequant"], e["onnx-fp16"]
+    sm = q["int8-qat"]["scales_match_qat"]
+    lat = lambda v: f"{v['latency_b1']['median_ms']:.1f}"  # noqa: E731
+    macros = {}
+    if res.has("bench"):
+        b = res.bench
+        head = b.all_threads["headline"]
+        best = best_int(head)
+        sp, spt = b["speedup_vs_onnx_fp32"], b["speedup_vs_pytorch_fp32"]
+        fmt_ms = lambda n: f"{head[n]['median_ms']:.1f}" if n in head else "--"  # noqa: E731
+        fmt_x = lambda n: f"{sp[n]:.2f}" if n in sp else "--"  # noqa: E731
+        macros = {
+            "BenchThreads": str(b["provenance"]["threads"]), "BenchLength": str(b["length"]),
+            "BenchCPU": tex_escape(b["provenance"]["cpu"]),
+            "BestInt": short(best), "BestIntMs": fmt_ms(best),
+            "BestIntVsOnnx": fmt_x(best), "BestIntVsTorch": f"{spt[best]:.2f}" if best in spt else "--",
+            "BenchOnnxFPMs": fmt_ms("onnx-fp32"), "BenchTorchFPMs": fmt_ms("pytorch-fp32"),
+            "BenchDynMs": fmt_ms("onnx-int8-dynamic"), "BenchDynVsOnnx": fmt_x("onnx-int8-dynamic"),
+            "BenchQatMs": fmt_ms("onnx-int8-qat"), "BenchQatVsOnnx": fmt_x("onnx-int8-qat"),
+            "BenchFQMs": fmt_ms("pytorch-qat-fakequant"), "BenchTorchDynMs": fmt_ms("pytorch-int8-dynamic"),
+            "BenchTorchBFMs": fmt_ms("pytorch-bf16"),
+            "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
+            "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
+            **({"BenchMinutes": f"{b['seconds'] / 60:.1f}"} if b.get("seconds") else {}),
+            "OrtThreads": ("ONNX Runtime's threads spin between operators within a call, as by default, and stop "
+                           "when it returns, so that they do not hold the cores in the next model's turn"
+                           if b.get("protocol", {}).get("ort_spin_stop") else
+                           "ONNX Runtime's threads spin, as by default, also after a call returns"
+                           if b.get("protocol", {}).get("ort_spinning") else
+                           "ONNX Runtime's threads do not spin between calls"),
+            **({"HeadlineOnly": tex_escape(", ".join(b["protocol"]["headline_only"]))}
+               if b.get("protocol", {}).get("headline_only") else {}),
+            **_memory_macros(b, best),
+            **_protocol_macros(b, best), **_run_macros(res), **_sym_macros(b, q),
+            **_skip_layer_norm_macros(b, q),
+            "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
+        }
+    return {**macros, **explain_macros(res),
+        "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
+        "NTrain": f"{d['splits']['train']['n']:,}",
+        "MajorityAcc": pct(d["majority_class_test_accuracy"]),
+        "TrainMinutes": f"{t['train_seconds'] / 60:.1f}", "BestEpoch": str(t["best_epoch"]),
+        "QatMinutes": f"{tq['train_seconds'] / 60:.1f}",
+        "ParityMaxDiff": f"{max(x[k]['parity']['max_abs_diff'] for k in ('fp32', 'qat-fp32')):.1e}",
+        "FPAcc": pct(fp["accuracy"]), "OnnxFPAcc": pct(ox["accuracy"]), "DynAcc": pct(q8["accuracy"]),
+        "DynAccDiff": f"{100 * q8['accuracy_diff']:+.1f}", "DynAgree": pct(q8["agreement"]),
+        "OnnxFPMB": f"{ox['size_mb']:.1f}", "DynMB": f"{q8['size_mb']:.1f}",
+        "DynRatio": f"{ox['size_mb'] / q8['size_mb']:.2f}",
+        "QatAcc": pct(qa["accuracy"]), "QatAccDiff": f"{100 * qa['accuracy_diff']:+.1f}",
+        "QatSeedAcc": pct(qs["accuracy"]), "QatSeedAccDiff": f"{100 * qs['accuracy_diff']:+.1f}",
+        "QatMB": f"{qa['size_mb']:.1f}", "QatRatio": f"{ox['size_mb'] / qa['size_mb']:.2f}",
+        "QatAgreeFQ": pct(qa["agreement_with_qat_fakequant"], 2),
+        "QatSeedAgreeFQ": pct(qs["agreement_with_qat_fakequant"], 2),
+        "QatAgreeInt": pct(qa["agreement_with_qat_integer"], 2),
+        "QatSeedAgreeInt": pct(qs["agreement_with_qat_integer"], 2),
+        "QatScalesEqual": f"{sm['activation_scales_equal']}", "QatLayers": f"{sm['layers']}",
+        "FQMB": f"{fq['size_mb']:.1f}", "FQLatency": lat(fq), "FPLatency": lat(fp),
+        "OnnxFPLatency": lat(ox), "QatLatency": lat(qa), "DynLatency": lat(q8),
+        "FPSixteenAcc": pct(f16["accuracy"]), "FPSixteenMB": f"{f16['size_mb']:.1f}",
+        "FPSixteenAgree": pct(f16["agreement"]),
+    }
+
+
+FUSED_ATTENTION = frozenset({"Attention", "QAttention"})
+
+
+# an 8-bit dot-product instruction (AVX512-VNNI / AVX-VNNI VPDPBUSD) does four int8 products per 32-bit
+# lane where an FP32 FMA does one: the most INT8 matrix products can gain per instruction
+INT8_DOT_FACTOR = 4
+
+
+def _amdahl(fp: dict) -> dict:
+    """Amdahl's bound from one profile (``node_placement``'s kernel_ms, matmul_ms): the kernel time
+    per call if the matrix products ran ``INT8_DOT_FACTOR`` times faster and everything else kept
+    its time, the speed-up that gives, and the speed-up with free matrix products."""
+    other = fp["kernel_ms"] - fp["matmul_ms"]
+    bound = other + fp["matmul_ms"] / INT8_DOT_FACTOR
+    return {"kernel_ms": fp["kernel_ms"], "matmul_ms": fp["matmul_ms"], "other_ms": other,
+            "dot_factor": INT8_DOT_FACTOR, "bound_ms": bound, "bound_speedup": fp["kernel_ms"] / bound,
+            "free_matmul_speedup": fp["kernel_ms"] / other}
+
+
+def amdahl_bound(res: Results, variant: str = "onnx-fp32") -> dict:
+    """How much faster quantizing the matrix products can make ``variant`` on the CPU at most, from
+    its own operator profile in bench.json (see ``_amdahl``)."""
+    ops = res.bench.op_times
+    if variant not in ops:
+        raise KeyError(f"bench.json of profile {res.name!r} has no CPU operator profile of {variant!r}")
+    return _amdahl(ops[variant])
+
+
+def _protocol_macros(b: dict, best: str) -> dict:
+    """Paper numbers on how the variants were interleaved, where bench.json records it."""
+    b = BenchResult(b)
+    cpu = b.all_threads
+    rr, per = b.get("speedup_vs_onnx_fp32_rounds"), cpu.get("per_call")
+    out = {}
+    if rr:
+        out["BestIntRatioSpread"] = f"{100 * rr[best]['spread']:.1f}"
+        out["BenchMaxRatioSpread"] = f"{100 * max(v['spread'] for v in rr.values()):.1f}"
+        out["BenchBlock"], out["BenchBlockWarmup"] = str(b["protocol"]["block"]), str(b["protocol"]["block_warmup"])
+    one = b["cpu"].get("threads_1", {}).get("headline", {})
+    head = cpu["headline"]
+    if {"onnx-fp32", best} <= set(one) and b["provenance"]["threads"] != 1:
+        out["BestIntVsOnnxOneThread"] = f"{one['onnx-fp32']['median_ms'] / one[best]['median_ms']:.2f}"
+        out["OnnxFPThreadGain"] = f"{one['onnx-fp32']['median_ms'] / head['onnx-fp32']['median_ms']:.2f}"
+        out["BestIntThreadGain"] = f"{one[best]['median_ms'] / head[best]['median_ms']:.2f}"
+    ops = b.op_times
+    # where the time goes, op by op against ONNX FP32's unfused graph: the fastest INT8 file without a
+    # fused attention operator (whose kernel time mixes products with softmax and reshapes)
+    unfused = [n for n in ops if V.is_onnx_int8(n) and n in head and not FUSED_ATTENTION & set(ops[n]["op_ms"])]
+    op_best = best_int(head, unfused) if unfused else None
+    fusedq = [n for n in ops if V.is_onnx_int8(n) and n in head and "QAttention" in ops[n]["op_ms"]]
+    if fusedq and op_best:
+        fq = best_int(head, fusedq)
+        out.update({"FusedInt": short(fq), "FusedIntMs": f"{head[fq]['median_ms']:.1f}",
+                    "FusedIntVsOnnx": f"{b['speedup_vs_onnx_fp32'][fq]:.2f}",
+                    "FusedIntGain": f"{100 * (head[op_best]['median_ms'] / head[fq]['median_ms'] - 1):+.0f}"})
+    # the profiles' thread count, what the profiler costs there and on all cores, and the unfused INT8
+    # file's speed-up without the profiler on the profiles' threads (what Amdahl's bound bounds)
+    pt = b.profile_threads
+    at = b["cpu"].get(f"threads_{pt}", {}).get("headline", {})
+    over = b.get("profiler_overhead", {})
+    if ops:
+        out["ProfThreads"] = "one thread" if pt == 1 else f"{pt} threads"
+        if pt == 1:
+            out["ProfOneThread"] = "1"
+    fp_over = lambda t: over.get(f"threads_{t}", {}).get("onnx-fp32")  # noqa: E731
+    all_t = b["provenance"]["threads"]
+    if fp_over(pt):
+        out["ProfSlowdown"] = f"{100 * fp_over(pt)['slowdown']:.0f}"
+    if all_t != pt and fp_over(all_t):
+        out["ProfSlowdownAll"] = f"{100 * fp_over(all_t)['slowdown']:.0f}"
+    if op_best and "onnx-fp32" in ops:
+        fp, q = ops["onnx-fp32"], ops[op_best]
+        out["OpBestInt"] = short(op_best)
+        if {"onnx-fp32", op_best} <= set(at):
+            out["OpBestIntVsOnnxProf"] = f"{at['onnx-fp32']['median_ms'] / at[op_best]['median_ms']:.2f}"
+        out.update({"FPKernelMs": f"{fp['kernel_ms']:.1f}", "FPMatmulMs": f"{fp['matmul_ms']:.1f}",
+                    "IntKernelMs": f"{q['kernel_ms']:.1f}", "IntMatmulMs": f"{q['matmul_ms']:.1f}",
+                    "FPOtherMs": f"{fp['kernel_ms'] - fp['matmul_ms']:.1f}",
+                    "IntOtherMs": f"{q['kernel_ms'] - q['matmul_ms']:.1f}",
+                    "MatmulSpeedup": f"{fp['matmul_ms'] / q['matmul_ms']:.2f}"})
+        a = _amdahl(fp)
+        out.update({"AmdahlMs": f"{a['bound_ms']:.1f}", "AmdahlX": f"{a['bound_speedup']:.2f}",
+                    "NoMatmulX": f"{a['free_matmul_speedup']:.2f}", "DotFactor": str(INT8_DOT_FACTOR)})
+    spin = cpu.get("spinning", {}).get("variants", {})
+    if {"onnx-fp32", best} <= set(spin):
+        out.update({"SpinOnnxFPMs": f"{spin['onnx-fp32']['median_ms']:.1f}",
+                    "SpinBestIntMs": f"{spin[best]['median_ms']:.1f}",
+                    "SpinBestIntVsOnnx": f"{spin['onnx-fp32']['median_ms'] / spin[best]['median_ms']:.2f}",
+                    "SpinBlock": str(cpu["spinning"]["block"])})
+    if per and "onnx-fp32" in per:
+        out["PerCallBestVsOnnx"] = f"{per['onnx-fp32']['median_ms'] / per[best]['median_ms']:.2f}"
+        slow = [v["after"]["pytorch"]["median_ms"] / v["after"]["onnxruntime"]["median_ms"] - 1
+                for n, v in per.items()
+                if V.runtime_of(n) == "onnxruntime" and {"pytorch", "onnxruntime"} <= set(v["after"])]
+        if slow:
+            out["OnnxAfterTorchMin"] = f"{100 * min(slow):+.0f}"
+            out["OnnxAfterTorchMax"] = f"{100 * max(slow):+.0f}"
+            out["OnnxAfterTorchMedian"] = f"{100 * float(np.median(slow)):.0f}"
+    return out
+
+
+def _memory_macros(b: dict, best: str) -> dict:
+    """Paper numbers on fresh-process memory: what loading ONNX FP32 and the fastest INT8 file adds to
+    a process, and that process's peak (imports included)."""
+    mem = b.get("memory") or {}
+    if not {"onnx-fp32", best} <= set(mem):
+        return {}
+    fp, q = mem["onnx-fp32"], mem[best]
+    return {"MemOnnxFPMB": f"{fp['model_rss_mb']:.0f}", "MemBestIntMB": f"{q['model_rss_mb']:.0f}",
+            "PeakOnnxFPMB": f"{fp['peak_rss_mb']:.0f}", "PeakBestIntMB": f"{q['peak_rss_mb']:.0f}"}
+
+
+def _sym_macros(b: dict, q: dict) -> dict:
+    """Paper numbers on the symmetric int8-activation file (TensorRT's format) on the CPU provider."""
+    b = BenchResult(b)
+    head, ops = b.all_threads["headline"], b.op_times
+    sym, ref = "int8-static-sym", "int8-static-minmax"
+    if not ({sym, ref} <= set(q) and f"onnx-{sym}" in head and f"onnx-{sym}" in ops):
+        return {}
+    fused = lambda n: q[n]["session_ops"].get("MatMulIntegerToFloat", 0)  # noqa: E731
+    return {"SymMs": f"{head[f'onnx-{sym}']['median_ms']:.1f}",
+            "SymVsOnnx": f"{b['speedup_vs_onnx_fp32'][f'onnx-{sym}']:.2f}",
+            "SymFused": str(fused(sym)), "MinmaxFused": str(fused(ref)),
+            "SymDQMs": f"{ops[f'onnx-{sym}']['op_ms'].get('DequantizeLinear', 0.0):.1f}"}
+
+
+def _skip_layer_norm_macros(b: dict, q: dict) -> dict:
+    """Paper numbers on ORT's fused SkipLayerNormalization CPU kernel: its time per node in a variant
+    whose session runs it, against a LayerNormalization plus its residual Add in the variant that
+    asks ORT to leave that fusion off (same shapes, same run, same threads)."""
+    b = BenchResult(b)
+    ops = b.op_times
+    runs = lambda n, op: q[n]["session_ops"].get(op, 0)  # noqa: E731
+    fused = [n for n in q if runs(n, "SkipLayerNormalization") and f"onnx-{n}" in ops]
+    apart = [n for n in q if "SkipLayerNormFusion" in q[n].get("ort_cpu_disabled_optimizers", ())
+             and f"onnx-{n}" in ops and runs(n, "LayerNormalization")
+             and runs(n, "Add") == runs(n, "LayerNormalization")]
+    if not (fused and apart):
+        return {}
+    f = "int8-dynamic-pt" if "int8-dynamic-pt" in fused else fused[0]
+    a = "int8-dynamic-opt" if "int8-dynamic-opt" in apart else apart[0]
+    sln = 1e3 * ops[f"onnx-{f}"]["op_ms"]["SkipLayerNormalization"] / runs(f, "SkipLayerNormalization")
+    fo = ops[f"onnx-{a}"]["op_ms"]
+    two = 1e3 * (fo["LayerNormalization"] + fo["Add"]) / runs(a, "LayerNormalization")
+    return {"SLNVariant": f, "SLNUs": f"{sln:.0f}", "LNAddVariant": a, "LNAddUs": f"{two:.0f}",
+            "SLNSlowdown": f"{sln / two:.1f}"}
+
+
+def _run_macros(res: Results) -> dict:
+    """Paper numbers on run-to-run spread, where bench_runs.jsonl has two comparable runs or more."""
+    b = res.bench
+    runs, _, _ = res.run_history()
+    rr = res.run_to_run()
+    if rr is None:
+        return {}
+    sp = {n: v["spread"] for n, v in rr["median_ms"].items()}
+    best = rr["speedup_vs_onnx_fp32"]["variant"]
+    dates = [datetime.fromisoformat(d) for d in rr["dates"]]
+    span = lambda v, f: f.format(min(v)) if f.format(min(v)) == f.format(max(v)) \
+        else f"{f.format(min(v))}--{f.format(max(v))}"  # noqa: E731
+    out = {"RunsN": str(rr["runs"]), "RunBestInt": short(best),
+           "RunsSpanHours": f"{(max(dates) - min(dates)).total_seconds() / 3600:.1f}",
+           "RunSpreadBestInt": f"{100 * sp[best]:.1f}",
+           "RunSpreadMin": f"{100 * min(sp.values()):.1f}", "RunSpreadMax": f"{100 * max(sp.values()):.1f}",
+           "RunSpreadBestIntVsOnnx": f"{100 * rr['speedup_vs_onnx_fp32']['spread']:.1f}",
+           "RunBestIntVsOnnxRange": span(rr["speedup_vs_onnx_fp32"]["values"], "{:.2f}")}
+    if "speedup_vs_pytorch_fp32" in rr:
+        out["RunBestIntVsTorchRange"] = span(rr["speedup_vs_pytorch_fp32"]["values"], "{:.2f}")
+    if best == best_int(b.all_threads["headline"]):   # the ranges are those of the paper's BestInt
+        out["BestIntRunsAlike"] = "1"
+    if "onnx-fp32" in sp:
+        out["RunSpreadOnnxFP"] = f"{100 * sp['onnx-fp32']:.1f}"
+    old = [run for run in runs if run["protocol"] == R.UNRECORDED and best in run["speedup_vs_onnx_fp32"]]
+    if old:
+        x = [run["speedup_vs_onnx_fp32"][best] for run in old]
+        ms = [run["median_ms"]["onnx-fp32"] for run in old]
+        out.update({"OldRunsN": str(len(old)), "OldBestIntVsOnnx": span(x, "{:.2f}"),
+                    "OldOnnxFPMs": span(ms, "{:.1f}")})
+    return out
+
+
+def explain_macros(res: Results) -> dict:
+    if not res.has("explain"):
+        return {}
+    r = res.explain
+    a, c = r["agreement"], r["cost"]
+    sp = lambda v, m="spearman": f"{a[v]['all'][m]['mean']:.2f}" if v in a else "--"  # noqa: E731
+    ints = [n for n in c if V.is_integer(n)]
+    best = max(ints, key=lambda n: c[n]["throughput_vs_baseline"]) if ints else None
+    return {
+        "ExplainN": str(r["n_examples"]), "ExplainSamples": f"{r['samples']:,}",
+        "ExplainDisagree": str(r["selection"]["n_disagreement"]), "ExplainMinutes": f"{r['total_seconds'] / 60:.1f}",
+        "ExplainNoiseSeeds": str(len(r["noise_seeds"])),
+        "ExplainSpearmanNoise": sp("noise-floor"), "ExplainSpearmanDyn": sp("onnx-int8-dynamic"),
+        "ExplainSpearmanQat": sp("onnx-int8-qat"), "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
+        "ExplainTopFiveDyn": sp("onnx-int8-dynamic", "top5_overlap"),
+        "ExplainTopFiveQat": sp("onnx-int8-qat", "top5_overlap"),
+        "ExplainBestInt": short(best or "--"),
+        "ExplainBestIntSpeedup": f"{c[best]['throughput_vs_baseline']:.2f}" if best else "--",
+        "ExplainBaseline": r["throughput_baseline"],
+        "ExplainCompFP": f"{r['faithfulness'][r['reference']]['comprehensiveness']['mean']:.2f}",
+        "ExplainCompQat": (f"{r['faithfulness']['onnx-int8-qat']['comprehensiveness']['mean']:.2f}"
+                           if "onnx-int8-qat" in r["faithfulness"] else "--"),
+        "ExplainCompRandom": f"{r['faithfulness'][r['reference']]['random_comprehensiveness']['mean']:.2f}",
+    }

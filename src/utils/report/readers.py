@@ -1,0 +1,131 @@
+"""Typed readers of ``results/<profile>/*.json``: what the builders of tables, figures and macros read.
+
+``Results(cfg)`` loads each step's JSON once, on first use, and says which file is missing and which
+step writes it; ``BenchResult`` answers the questions every benchmark builder asks of bench.json (the
+all-core headline, the CPU operator profiles, the fastest INT8 file), so no builder repeats them.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Optional
+
+from .. import bench_runs as R
+from .. import variants as V
+from ..config import Config
+from ..provenance import read_json
+
+STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
+
+
+class MissingResult(FileNotFoundError):
+    """A results JSON a builder needs has not been written yet."""
+
+
+class BenchResult(dict):
+    """bench.json, with the lookups its builders share."""
+
+    @property
+    def threads(self) -> int:
+        return self["provenance"]["threads"]
+
+    @property
+    def all_threads(self) -> dict:
+        """The CPU record at all cores (the headline's thread count)."""
+        return self["cpu"][f"threads_{self.threads}"]
+
+    @property
+    def headline(self) -> dict:
+        return self.all_threads["headline"]
+
+    @property
+    def op_times(self) -> dict:
+        """variant -> the CPU placement record with operator times (bench.json from before has none)."""
+        return {n: recs[0] for n, recs in self.get("placement", {}).items() if "op_ms" in recs[0]}
+
+    @property
+    def profile_threads(self) -> int:
+        """The thread count of the CPU operator profiles (all cores where bench.json predates it)."""
+        return next((rec["threads"] for rec in self.op_times.values() if rec.get("threads")), self.threads)
+
+    @property
+    def protocol(self) -> dict:
+        return self.get("protocol", {})
+
+    def protocol_text(self) -> str:
+        return self.protocol.get("description", "variants interleaved call by call")
+
+
+def best_int(head: dict, names=None) -> str:
+    """The fastest of ``names`` (default: every integer ONNX variant of the headline ``head``)."""
+    names = [n for n in head if V.is_onnx_int8(n)] if names is None else names
+    return min(names, key=lambda n: head[n]["median_ms"])
+
+
+def short(name: str) -> str:
+    """A variant's name as the paper's sentences write it: an ONNX file by its stem."""
+    v = V.REGISTRY.get(name)
+    return v.stem if v is not None and v.stem else name
+
+
+class Results:
+    """The results of one profile. ``res.evaluate`` etc. load ``results/<profile>/evaluate.json``."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.dir = Path(cfg.results_dir)
+        self._cache: dict = {}
+
+    def has(self, step: str) -> bool:
+        return (self.dir / f"{step}.json").is_file()
+
+    def load(self, step: str) -> dict:
+        if step not in self._cache:
+            path = self.dir / f"{step}.json"
+            if not path.is_file():
+                raise MissingResult(f"results file not found: {path} (run the {step} step of profile "
+                                    f"{self.name!r} first)")
+            self._cache[step] = read_json(path)
+        return self._cache[step]
+
+    data = property(lambda self: self.load("data"))
+    train_fp32 = property(lambda self: self.load("train_fp32"))
+    train_qat = property(lambda self: self.load("train_qat"))
+    export = property(lambda self: self.load("export"))
+    quantize = property(lambda self: self.load("quantize"))
+    evaluate = property(lambda self: self.load("evaluate"))
+    explain = property(lambda self: self.load("explain"))
+
+    @property
+    def bench(self) -> BenchResult:
+        b = self.load("bench")
+        return b if isinstance(b, BenchResult) else self._cache.setdefault("_bench", BenchResult(b))
+
+    @property
+    def labels(self) -> list:
+        return self.data["labels"]
+
+    @property
+    def bench_gpu(self) -> Optional[dict]:
+        """A run of ``python -m utils.gpu_bench`` on a GPU machine (bench_gpu.json), where there is one."""
+        path = self.dir / "bench_gpu.json"
+        return read_json(path) if path.is_file() else None
+
+    @cached_property
+    def bench_runs(self) -> list:
+        return R.read_runs(self.cfg)
+
+    def run_history(self) -> tuple:
+        """(every run of bench_runs.jsonl, the summary of bench.json, the fastest INT8 variant that every
+        run measured alike has, or None)."""
+        runs, this = self.bench_runs, R.summary(self.bench)
+        return runs, this, R.shared_best(runs, this)
+
+    def run_to_run(self) -> Optional[dict]:
+        """The comparable clean runs and their spread (``bench_runs.run_to_run``); None with fewer than two."""
+        runs, this, best = self.run_history()
+        if best is None:
+            return None
+        rr = R.run_to_run(runs, this, best)
+        return rr if rr["runs"] >= 2 else None

@@ -1,0 +1,307 @@
+"""Pure builders of the study's tables: each reads ``Results`` and returns a ``Table`` (a DataFrame of
+pre-formatted cells, its caption and label); ``writer`` renders and writes them. Variant groups come from
+the registry (``variants``), metric directions from ``metrics``."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pandas as pd
+
+from .. import bench_runs as R
+from ..metrics import metric
+from ..ort_inspect import integer_op_count
+from .frames import evaluation_frame
+from .readers import Results, best_int
+from .writer import Table, tex_escape
+
+COMP, SUFF = metric("comprehensiveness"), metric("sufficiency")
+
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}"
+
+
+def ci(pair, digits: int = 1) -> str:
+    return f"[{100 * pair[0]:.{digits}f}, {100 * pair[1]:.{digits}f}]"
+
+
+def _na(x) -> bool:
+    return x is None or (isinstance(x, float) and x != x)
+
+
+def data_table(res: Results) -> Table:
+    r = res.data
+    rows = {}
+    for s, v in r["splits"].items():
+        row = {"examples": f"{v['n']:,}"}
+        row.update({f"{c}": f"{n / v['n']:.1%}" for c, n in v["class_counts"].items()})
+        if v.get("groups") is not None:
+            row["groups"] = f"{v['groups']:,}"
+        tl = r["token_lengths"][s]
+        row["median tokens"] = f"{tl['median']:.0f}"
+        row["p95 tokens"] = f"{tl['p95']:.0f}"
+        rows[s] = row
+    df = pd.DataFrame(rows).T
+    return Table("data", df, caption=f"Splits of the {res.name} profile (grouped: no group in two splits).",
+                label=f"tab:data-{res.name}")
+
+
+def evaluation_table(res: Results) -> Table:
+    f = evaluation_frame(res)
+    r = res.evaluate
+    out = pd.DataFrame({
+        "runtime": f["runtime"],
+        "size (MB)": f["size_mb"].map(lambda x: f"{x:.1f}"),
+        "size / ONNX fp32": f["size_ratio"].map(lambda x: f"{x:.2f}"),
+        "accuracy (%)": [f"{pct(a)} {ci((lo, hi))}" for a, lo, hi in zip(f["accuracy"], f["acc_lo"], f["acc_hi"])],
+        "macro-F1 (%)": [f"{pct(a)} {ci((lo, hi))}" for a, lo, hi in zip(f["macro_f1"], f["f1_lo"], f["f1_hi"])],
+        "$\\Delta$acc (pt)": ["--" if _na(d) else f"{100 * d:+.1f} {ci(c)}" for d, c in zip(f["diff"], f["diff_ci"])],
+        "same as FP32": ["--" if _na(a) else f"{a:.1%}" for a in f["agreement"]],
+        "McNemar p": ["--" if _na(p) else f"{p:.2f}" for p in f["mcnemar_p"]],
+        "latency (ms)": ["--" if _na(x) else f"{x:.1f}" for x in f["latency_ms"]],
+    })
+    out.index = f["variant"]
+    out.index.name = None
+    return Table("evaluation", out, label=f"tab:evaluation-{res.name}", column_format="llrrrrrrrr",
+                caption=(f"Test split ({r['n_test']:,} examples) for every variant. Brackets: "
+                         f"{int(100 * res.cfg.eval.confidence)}\\% paired bootstrap intervals; "
+                         f"$\\Delta$ and McNemar against {r['reference']}. Latency: median, "
+                         f"{r.get('latency_note', '')}."))
+
+
+def quantize_table(res: Results) -> Table:
+    q = res.quantize
+    rows = {}
+    for name, v in q["variants"].items():
+        ops = v["session_ops"]
+        integer = integer_op_count(ops)
+        inits = v["graph"]["initializers_by_type"]
+        rows[name] = {"size (MB)": f"{v['size_mb']:.1f}", "x smaller": f"{1 / v['size_ratio_to_fp32']:.2f}",
+                      "int8/uint8 tensors": str(inits.get("int8", 0) + inits.get("uint8", 0)),
+                      "integer share of bytes": f"{v['graph']['integer_weight_fraction']:.0%}",
+                      "integer ops run": str(integer), "Cast ops run": str(ops.get("Cast", 0)),
+                      "build (s)": f"{v['seconds']:.1f}"}
+    df = pd.DataFrame(rows).T
+    return Table("quantize", df, label=f"tab:quantize-{res.name}",
+                caption=("ONNX variants: what is in the file and what the ONNX Runtime CPU session runs after "
+                         "its graph optimizations (integer ops: MatMulInteger, MatMulIntegerToFloat, "
+                         "DynamicQuantize*, QuantizeLinear ...)."))
+
+
+def bench_table(res: Results) -> Table:
+    r = res.bench
+    all_t = r["provenance"]["threads"]
+    cpu, one = r.all_threads, r["cpu"].get("threads_1", {}).get("headline", {})
+    big = str(max(int(b) for b in cpu["batch_size"]))
+    rr = r.get("speedup_vs_onnx_fp32_rounds", {})
+    n_rounds = len(next(iter(cpu["headline"].values()))["round_medians_ms"])
+    rows = {}
+    for n, v in cpu["headline"].items():
+        mem = (r.get("memory") or {}).get(n, {})
+        rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}", "p99": f"{v['p99_ms']:.2f}",
+                   "spread": f"{v['spread']:.1%}",
+                   "x ONNX fp32": f"{r['speedup_vs_onnx_fp32'].get(n, float('nan')):.2f}",
+                   "spread of x": f"{rr[n]['spread']:.1%}" if n in rr else "--",
+                   "x PyTorch fp32": f"{r['speedup_vs_pytorch_fp32'].get(n, float('nan')):.2f}",
+                   "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
+                   f"texts/s (b{big})": (f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}"
+                                         if n in cpu["batch_size"][big] else "--"),
+                   "model RSS (MB)": f"{mem['model_rss_mb']:.0f}" if mem else "--",
+                   "peak RSS (MB)": f"{mem['peak_rss_mb']:.0f}" if mem else "--",
+                   "load (s)": f"{mem['create_seconds']:.2f}" if mem else "--"}
+    df = pd.DataFrame(rows).T
+    return Table("bench", df, label=f"tab:bench-{res.name}",
+                caption=(f"CPU benchmark, batch 1, length {r['length']}, {all_t} threads unless stated: "
+                         f"{r['provenance']['cpu']}; {r.protocol_text()}; spread: range of the {n_rounds} round "
+                         f"medians over their median; spread of x: the same for the per-round speed-up over ONNX "
+                         f"fp32 (drift common to a round cancels in it); model RSS: resident memory a fresh "
+                         f"process adds when it loads the variant and predicts; peak RSS: that process's peak, "
+                         f"its imports (PyTorch, transformers, ONNX Runtime) included."
+                         + (f" Timed in the headline rounds only: {tex_escape(', '.join(only))}."
+                            if (only := r.get("protocol", {}).get("headline_only")) else "")))
+
+
+def bench_runs_table(res: Results) -> Optional[Table]:
+    """Every recorded benchmark run (bench_runs.jsonl): the headline of each, and the run-to-run
+    spread of the runs measured as the reported one; None where fewer than two runs are recorded."""
+    r = res.bench
+    runs, this, shared = res.run_history()
+    if len(runs) < 2:
+        return None
+    best = shared or best_int(r.all_threads["headline"])
+    same = R.comparable(runs, this)
+    fmt = lambda d, n, f="{:.2f}": f.format(d[n]) if n in d else "--"  # noqa: E731
+    rows = []
+    for run in runs:
+        rows.append({"run (UTC)": run["date"][:16].replace("T", " "),
+                     "commit": (run["commit"] or "?")[:7] + (" (dirty)" if run["dirty"] else ""),
+                     "interleaving": R.label(run) + (f", {run['reps']} x {run['rounds']}" if run["reps"] else ""),
+                     "compared": "yes" if run in same else "no",
+                     "minutes": f"{run['seconds'] / 60:.1f}" if run.get("seconds") else "--",
+                     "ONNX fp32 (ms)": fmt(run["median_ms"], "onnx-fp32"),
+                     "PyTorch fp32 (ms)": fmt(run["median_ms"], "pytorch-fp32"),
+                     f"{best} (ms)": fmt(run["median_ms"], best),
+                     "x ONNX fp32": fmt(run["speedup_vs_onnx_fp32"], best),
+                     "x PyTorch fp32": fmt(run["speedup_vs_pytorch_fp32"], best)})
+    rr = R.run_to_run(runs, this, best)
+    if rr["runs"] >= 2:
+        sp = rr["median_ms"]
+        rows.append({"run (UTC)": f"spread of the {rr['runs']} compared runs", "commit": "", "interleaving": "",
+                     "compared": "", "minutes": "",
+                     "ONNX fp32 (ms)": f"{sp['onnx-fp32']['spread']:.1%}" if "onnx-fp32" in sp else "--",
+                     "PyTorch fp32 (ms)": f"{sp['pytorch-fp32']['spread']:.1%}" if "pytorch-fp32" in sp else "--",
+                     f"{best} (ms)": f"{sp[best]['spread']:.1%}",
+                     **{c: f"{rr[k]['spread']:.1%}" if k in rr else "--"
+                        for c, k in (("x ONNX fp32", "speedup_vs_onnx_fp32"),
+                                     ("x PyTorch fp32", "speedup_vs_pytorch_fp32"))}})
+    df = pd.DataFrame(rows).set_index("run (UTC)")
+    return Table("bench_runs", df, label=f"tab:bench-runs-{res.name}",
+                caption=(f"Every recorded run of the benchmark (results/{res.name}/bench\\_runs.jsonl): batch 1, "
+                         f"length {r['length']}, {r['provenance']['threads']} threads, median per run; reps x rounds "
+                         f"per variant; minutes: the benchmark step's wall time (not recorded before 2026-11-27); "
+                         f"{tex_escape(best)}: the fastest INT8 variant that every compared run has. Compared: "
+                         f"measured as the reported run (same CPU model, threads, interleaving, "
+                         f"repetitions and rounds) from a clean tree; spread: range over median."))
+
+
+def protocol_table(res: Results) -> Optional[Table]:
+    """The headline measured several ways in one run: in turns (the reported numbers), call by call in
+    a random order (split by the runtime of the previous call), and with ONNX Runtime's threads
+    spinning where bench.json has that round. None without the call-by-call round."""
+    r = res.bench
+    cpu = r.all_threads
+    per = cpu.get("per_call")
+    if not per:
+        return None
+    head, ref = cpu["headline"], "onnx-fp32"
+    spin = cpu.get("spinning", {}).get("variants", {})
+    ratio = lambda rec, n: f"{rec[ref]['median_ms'] / rec[n]['median_ms']:.2f}" if ref in rec else "--"  # noqa: E731
+    rows = {}
+    for n, v in per.items():
+        after = v["after"]
+        rows[n] = {"in turns (ms)": f"{head[n]['median_ms']:.2f}", "call by call (ms)": f"{v['median_ms']:.2f}",
+                   **{f"after {rt} (ms)": f"{a['median_ms']:.2f} (n={a['n']})" for rt, a in after.items()},
+                   **({"ORT spinning (ms)": f"{spin[n]['median_ms']:.2f}"} if n in spin else {}),
+                   "x ONNX fp32, in turns": ratio(head, n), "x ONNX fp32, call by call": ratio(per, n),
+                   **({"x ONNX fp32, spinning": ratio(spin, n)} if n in spin else {})}
+    df = pd.DataFrame(rows).T.fillna("--")
+    return Table("bench_protocol", df, label=f"tab:bench-protocol-{res.name}",
+                caption=(f"The headline (batch 1, length {r['length']}, {r['provenance']['threads']} threads) "
+                         f"measured several ways in one run. As reported: {r.protocol_text()}. Call by call: a new "
+                         f"random "
+                         f"order for every input, no untimed calls, ONNX Runtime's threads not spinning; each "
+                         f"call also split by the runtime of the call before it (n: calls)."
+                         + (f" ORT spinning: ONNX Runtime's threads busy-waiting between operators (its default, "
+                            f"what a server running one model gets), blocks of {cpu['spinning']['block']} timed "
+                            f"calls after {cpu['spinning']['block_warmup']} untimed ones." if spin else "")))
+
+
+def placement_table(res: Results) -> Table:
+    r = res.bench
+    rows = {}
+    for n, recs in r.get("placement", {}).items():
+        for rec in recs:
+            prov = "+".join(p.replace("ExecutionProvider", "") for p in rec["providers"])
+            rows[f"{n} [{prov}]"] = {"nodes": str(rec["graph_nodes"]),
+                                      **{p.replace("ExecutionProvider", ""): str(c)
+                                         for p, c in rec["nodes_per_provider"].items()},
+                                      "Memcpy": str(rec["memcpy_nodes"])}
+    df = pd.DataFrame(rows).T.fillna("0")
+    return Table("placement", df, label=f"tab:placement-{res.name}",
+                caption="Nodes each execution provider ran (from a profiled run) and the Memcpy nodes ONNX "
+                        "Runtime inserted between providers.")
+
+
+def gpu_table(res: Results) -> Optional[Table]:
+    """PyTorch on the GPU per dtype (when bench.json holds a GPU run): latency, throughput and the
+    logit change against FP32; None where the benchmark ran without a GPU."""
+    # a run of `python -m utils.gpu_bench` on a GPU machine, else the GPU part of `make bench`
+    bench = res.bench
+    g = res.bench_gpu or bench["gpu"]
+    length = g.get("length", bench["length"])
+    if not g.get("pytorch") and not g.get("onnxruntime"):
+        return None
+    rows = {}
+    for prov, recs in (g.get("onnxruntime") or {}).items():   # batch 1, I/O binding
+        for n, v in recs.items():
+            place = [p for p in (g.get("placement") or {}).get(n, []) if p["providers"][0] == prov and "error" not in p]
+            rows[f"{n} [{prov.replace('ExecutionProvider', '')}]"] = {
+                **({"b1 median (ms)": f"{v['median_ms']:.2f}", "b1 p90": f"{v['p90_ms']:.2f}"} if "median_ms" in v
+                   else {"b1 median (ms)": "failed" if "error" in v else "skipped"}),
+                **({"nodes on GPU / CPU": f"{place[0]['nodes_per_provider'].get(prov, 0)} / "
+                                          f"{place[0]['nodes_per_provider'].get('CPUExecutionProvider', 0)}",
+                    "Memcpy": str(place[0]["memcpy_nodes"])} if place else {})}
+    for name, rec in (g.get("pytorch") or {}).items():
+        if "error" in rec:
+            rows[name] = {"b1 median (ms)": "failed"}
+            continue
+        row = {}
+        for bsz, v in rec["batch_size"].items():
+            row[f"b{bsz} median (ms)"] = f"{v['median_ms']:.2f}"
+            row[f"b{bsz} texts/s"] = f"{v['texts_per_s']:.0f}"
+            graph = rec.get("cuda_graph", {}).get(bsz)
+            if graph:
+                row[f"b{bsz} graph (ms)"] = f"{graph['median_ms']:.2f}" if "median_ms" in graph else "failed"
+        row["max |logit diff| vs fp32"] = f"{rec['max_abs_logit_diff_vs_first']:.1e}"
+        row["same argmax"] = f"{rec['argmax_agreement_vs_first']:.1%}"
+        rows[name] = row
+    df = pd.DataFrame(rows).T.fillna("--")
+    return Table("gpu", df, label=f"tab:gpu-{res.name}",
+                caption=f"On {tex_escape(g.get('torch_device') or 'the GPU')}, length {length}: ONNX Runtime "
+                        f"with I/O binding (batch 1; nodes per provider and Memcpy nodes from a profiled run) "
+                        f"and PyTorch eager per dtype (int8: int8 weights and per-token int8 activations in every "
+                        f"linear layer, "
+                        f"integer products, the rest in fp16); graph: one CUDA graph replay of the same forward pass.")
+
+
+def _mci(rec: dict, digits: int = 2) -> str:
+    if rec["n"] == 0:
+        return "--"
+    return f"{rec['mean']:.{digits}f} [{rec['ci'][0]:.{digits}f}, {rec['ci'][1]:.{digits}f}]"
+
+
+def explain_agreement_table(res: Results) -> Table:
+    r = res.explain
+    rows = {}
+    for v, a in r["agreement"].items():
+        al = a["all"]
+        rows[v] = {"top-5 overlap": _mci(al["top5_overlap"]), "top-10 overlap": _mci(al["top10_overlap"]),
+                   "sign (top-10)": _mci(al["top10_sign"]), "Spearman": _mci(al["spearman"]),
+                   "Kendall": _mci(al["kendall"]),
+                   "Spearman - noise": _mci(a["minus_noise_floor"]["spearman"]) if "minus_noise_floor" in a else "--",
+                   "texts (same / other class)": (f"{a['same_prediction']['spearman']['n']} / "
+                                                  f"{a['different_prediction']['spearman']['n']}"
+                                                  if "same_prediction" in a else str(al["spearman"]["n"]))}
+    df = pd.DataFrame(rows).T
+    return Table("explain_agreement", df, label=f"tab:explain-agreement-{res.name}",
+                caption=(f"Agreement of each variant's LIME explanation with {r['reference']}'s on "
+                         f"{r['n_examples']} test texts ({r['samples']} samples, the same perturbed texts for "
+                         f"every variant); noise-floor: {r['reference']} against itself under "
+                         f"{len(r['noise_seeds'])} other seeds. Mean [95\\% bootstrap interval]; "
+                         f"Spearman - noise: paired per text. Top-k: texts with more than k words."))
+
+
+def explain_faithfulness_table(res: Results) -> Table:
+    r = res.explain
+    rows = {}
+    for v in r["cost"]:
+        f = r["faithfulness"].get(v)
+        c = r["cost"][v]
+        rows[v] = {"comprehensiveness": _mci(f["comprehensiveness"]) if f else "--",
+                   "random": f"{f['random_comprehensiveness']['mean']:.2f}" if f else "--",
+                   "sufficiency": _mci(f["sufficiency"]) if f else "--",
+                   "random ": f"{f['random_sufficiency']['mean']:.2f}" if f else "--",
+                   "local $R^2$": f"{f['local_r2']['mean']:.2f}" if f else "--",
+                   "expl./s": f"{c['explanations_per_s']:.2f}",
+                   f"x {r['throughput_baseline']}": f"{c['throughput_vs_baseline']:.2f}",
+                   "texts": str(c["examples"])}
+    df = pd.DataFrame(rows).T
+    fr = ", ".join(f"{100 * x:g}" for x in r["fractions"])
+    return Table("explain_faithfulness", df, label=f"tab:explain-faithfulness-{res.name}",
+                caption=(f"Faithfulness of each variant's own LIME explanation, computed with that variant: "
+                         f"AOPC comprehensiveness ({COMP.better} is better) and sufficiency ({SUFF.better} is better) "
+                         f"over "
+                         f"removing or keeping the top {fr}\\% of the words, beside a random ranking; local "
+                         f"$R^2$ of LIME's ridge model; cost with {r['samples']} samples, variants interleaved "
+                         f"(rows without faithfulness were explained on {len(r['cost_examples'])} texts for "
+                         f"their cost only)."))

@@ -1,0 +1,103 @@
+"""The variant registry: one declaration reaches every step and table.
+
+A toy variant with a recipe of its own (one dataclass, one function) is registered here and nowhere
+else; the real steps (quantize, evaluate, bench) on a real tiny model build it, evaluate it, time it,
+and the report's tables list it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from utils import pipeline as P
+from utils import quantize as Q
+from utils import variants as V
+from utils.config import load_config
+from utils.report import Results, tables
+from utils.report.figures import variant_palette
+
+
+@dataclass(frozen=True)
+class ToyDynamic:
+    """A recipe the library does not have: dynamic INT8 with per-tensor weights, under a new name."""
+    note: str = "toy"
+
+
+@V.register_recipe(ToyDynamic)
+def _build_toy(r: ToyDynamic, src: Path, dst: Path, ctx: V.BuildContext) -> dict:
+    Q.quantize_dynamic_int8(src, dst, per_channel=False, weight_type=ctx.settings.weight_type)
+    return {"method": f"{r.note}: quantize_dynamic, per-tensor weights"}
+
+
+TOY = V.Variant("onnx-int8-toy", "onnxruntime", "int8-dynamic", integer=True, recipe=ToyDynamic(), source="fp32")
+
+
+def test_the_declarations_are_complete_and_ordered():
+    names = list(V.REGISTRY)
+    assert names[0] == V.REFERENCE == "pytorch-fp32" and "onnx-fp32" in names
+    for v in V.REGISTRY.values():
+        assert v.family in V.FAMILIES
+        if v.built:          # every recipe has a handler, and its source is built before it
+            assert V.handler(v.recipe)
+            assert v.source in V.EXPORTS or names.index(f"onnx-{v.source}") < names.index(v.name)
+    assert V.is_onnx_int8("onnx-int8-qat") and not V.is_onnx_int8("pytorch-int8-dynamic")
+    assert V.is_integer("pytorch-int8-dynamic") and not V.is_integer("onnx-fp16")
+    assert not V.is_onnx_int8("onnx-int8-unregistered")
+
+
+def test_bad_declarations_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="already registered"):
+        V.register_variant(V.Variant("onnx-fp32", "onnxruntime", "onnx-float"))
+    with pytest.raises(ValueError, match="unknown family"):
+        V.Variant("onnx-x", "onnxruntime", "int4")
+    with pytest.raises(ValueError, match="runtime"):
+        V.Variant("x", "tensorflow", "pytorch")
+    with pytest.raises(KeyError, match="no handler"):
+        V.Variant("onnx-x", "onnxruntime", "int8-static", recipe=object())
+    with pytest.raises(ValueError, match="source 'int8-later'"):
+        V.register_variant(V.Variant("onnx-x", "onnxruntime", "int8-static", recipe=V.Static(), source="int8-later"))
+    with pytest.raises(KeyError, match="unknown variant 'onnx-int9'"):
+        V.get("onnx-int9")
+    assert "onnx-x" not in V.REGISTRY
+
+
+def test_calibration_methods_of_the_profile_decide_the_static_variants(repo):
+    cfg = load_config("smoke", root=repo, overrides={"quantize": {"calibration_methods": ["minmax"]}})
+    built = [v.name for v in V.variants(cfg) if v.built]
+    assert "onnx-int8-static-minmax" in built and "onnx-int8-static-entropy" not in built
+    assert "pytorch-bf16" not in V.names(cfg) and "pytorch-bf16" in V.names(cfg, baselines=True)
+
+
+@pytest.fixture()
+def tiny_study(repo, tiny_model_dir):
+    """The smoke profile on the real tiny BERT (2 layers, hidden 32): data, FP32 and QAT training, export."""
+    cfg = load_config("smoke", root=repo, overrides={
+        "model": {"source": "local", "name_or_path": str(tiny_model_dir)}, "data": {"max_examples": 200},
+        "bench": {"variants": None, "headline_only": [], "memory": False, "reps": 2, "rounds": 1,
+                  "throughput_reps": 2, "seq_lengths": [16], "batch_sizes": [2], "profile_reps": 2}})
+    for step in ("data", "train_fp32", "train_qat", "export"):
+        getattr(P, f"run_{step}")(cfg, progress=False)
+    return cfg
+
+
+@pytest.mark.slow
+def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(tiny_study):
+    cfg = tiny_study
+    with V.registered(TOY):
+        q = P.run_quantize(cfg, progress=False)
+        assert q["variants"]["int8-toy"]["method"] == "toy: quantize_dynamic, per-tensor weights"
+        assert q["variants"]["int8-toy"]["source"] == "fp32"
+        ev = P.run_evaluate(cfg, progress=False)
+        assert ev["variants"]["onnx-int8-toy"]["runtime"] == "onnxruntime"
+        b = P.run_bench(cfg, progress=False)
+        assert "onnx-int8-toy" in b["placement"] and "onnx-int8-toy" in b["speedup_vs_onnx_fp32"]
+        res = Results(cfg)
+        assert "int8-toy" in tables.quantize_table(res).df.index
+        assert tables.quantize_table(res).df.loc["int8-toy", "integer ops run"] != "0"
+        assert "onnx-int8-toy" in tables.evaluation_table(res).df.index
+        assert "onnx-int8-toy" in tables.bench_table(res).df.index
+        # its family's colours: a green like the other dynamic INT8 files
+        c = variant_palette(list(b["cpu"][f"threads_{cfg.threads}"]["headline"]))["onnx-int8-toy"]
+        assert c[1] == max(c)
+    assert "onnx-int8-toy" not in V.REGISTRY
