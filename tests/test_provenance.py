@@ -65,3 +65,23 @@ def test_paths_are_recorded_relative_to_the_repository(tmp_path):
     assert repo_relative(tmp_path / "data" / ".." / "x.csv", tmp_path) == "x.csv"
     outside = tmp_path.parent / "elsewhere.csv"
     assert repo_relative(outside, tmp_path) == str(outside.resolve())
+
+
+def test_the_isa_record_names_the_int8_gemm_path_of_each_host_kind():
+    from utils.provenance import cpu_isa, provenance
+
+    vnni = cpu_isa({"avx2", "avx512f", "avx512bw", "avx512_vnni", "fpu"})
+    assert vnni == {"features": ["avx2", "avx512f", "avx512bw", "avx512_vnni"], "int8_gemm": "avx512_vnni"}
+    assert cpu_isa({"avx2", "fma"})["int8_gemm"].startswith("avx2")        # the AVX2-only host: saturating pairs
+    assert cpu_isa({"avx2", "avx_vnni"})["int8_gemm"] == "avx_vnni"
+    assert cpu_isa({"amx_int8", "avx512_vnni"})["int8_gemm"] == "amx"
+    assert set(provenance()["cpu_isa"]) == {"features", "int8_gemm"}
+
+
+def test_file_and_prediction_hashes_tell_files_apart(tmp_path):
+    from utils.provenance import array_sha256, sha256
+
+    (tmp_path / "a").write_bytes(b"x")
+    (tmp_path / "b").write_bytes(b"y")
+    assert sha256(tmp_path / "a") != sha256(tmp_path / "b") and len(sha256(tmp_path / "a")) == 64
+    assert array_sha256([0, 1, 1]) == array_sha256([0, 1, 1]) != array_sha256([0, 1, 0])

@@ -25,7 +25,7 @@ from .variants import is_onnx_int8
 RUNS_FILE = "bench_runs.jsonl"
 UNRECORDED = "variants interleaved call by call (protocol not recorded)"
 # what makes two runs comparable
-SAME = ("cpu", "threads", "length", "protocol", "reps", "rounds")
+SAME = ("cpu", "isa", "threads", "length", "protocol", "reps", "rounds")   # isa: None before it was recorded
 
 
 def relative_range(values) -> float:
@@ -40,7 +40,8 @@ def summary(result: dict) -> dict:
     head = result["cpu"][f"threads_{prov['threads']}"]["headline"]
     proto = result.get("protocol", {})
     return {"date": prov["date"], "commit": prov["git"]["commit"], "dirty": prov["git"]["dirty"],
-            "cpu": prov["cpu"], "threads": prov["threads"], "length": result["length"],
+            "cpu": prov["cpu"], "isa": (prov.get("cpu_isa") or {}).get("int8_gemm"),
+            "threads": prov["threads"], "length": result["length"],
             "protocol": proto.get("description", UNRECORDED),
             "block": proto.get("block", 1), "block_warmup": proto.get("block_warmup", 0),
             "ort_spinning": proto.get("ort_spinning"), "ort_spin_stop": proto.get("ort_spin_stop"),

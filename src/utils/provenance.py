@@ -1,14 +1,16 @@
 """Run metadata (provenance) and atomic writes.
 
 Every results JSON carries ``provenance``: the configuration, git commit, package
-versions, CPU, thread count and date, so a number in the paper can be traced to
-the run that produced it. Every file is written to a temporary sibling first and
+versions, CPU with its instruction set (``cpu_isa``), thread count and date, so a number
+in the paper can be traced to the run that produced it, and runs on hosts whose INT8
+kernels differ are never mixed. Every file is written to a temporary sibling first and
 renamed into place, so a crash never leaves a half-written output behind.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -111,6 +113,44 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# the instruction-set features that decide how fast (and, without VNNI, how exactly) INT8 runs on x86
+ISA_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def cpu_flags() -> set:
+    """The CPU's feature flags (/proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def int8_gemm_path(flags: set) -> str:
+    """The family of ONNX Runtime's (MLAS) u8s8 integer GEMM kernels these features select, inferred from
+    the flags (MLAS picks AMX, then AVX512-VNNI, AVX-VNNI, AVX512 core, AVX2): without VNNI the products
+    are summed in pairs into saturating 16-bit lanes (vpmaddubsw), with VNNI in 32-bit (vpdpbusd)."""
+    if "amx_int8" in flags:
+        return "amx"
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx_vnni" in flags:
+        return "avx_vnni"
+    if {"avx512f", "avx512bw"} <= flags:
+        return "avx512_core (vpmaddubsw, 16-bit saturation)"
+    if "avx2" in flags:
+        return "avx2 (vpmaddubsw, 16-bit saturation)"
+    return "other"
+
+
+def cpu_isa(flags: Optional[set] = None) -> dict:
+    """The ISA record of every result: which of ``ISA_FEATURES`` the CPU has, and the INT8 GEMM path."""
+    flags = cpu_flags() if flags is None else set(flags)
+    return {"features": [f for f in ISA_FEATURES if f in flags], "int8_gemm": int8_gemm_path(flags)}
+
+
 def package_versions(names=PACKAGES) -> dict:
     out = {}
     for n in names:
@@ -129,6 +169,7 @@ def provenance(cfg=None, threads: Optional[int] = None, extra: Optional[dict] = 
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_isa": cpu_isa(),
         "cpu_count": os.cpu_count(),
         "threads": threads if threads is not None else (cfg.threads if cfg is not None else None),
         "packages": package_versions(),
@@ -140,6 +181,26 @@ def provenance(cfg=None, threads: Optional[int] = None, extra: Optional[dict] = 
     if extra:
         info.update(extra)
     return info
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, or of a folder's files (names and contents, in sorted order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def array_sha256(values) -> str:
+    """A short hash of an array's values (e.g. a variant's predictions): tells "another file or another
+    CPU" from "the same predictions" across runs."""
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(values)).tobytes()).hexdigest()[:16]
 
 
 def repo_relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
