@@ -32,6 +32,7 @@ from .config import Config, TrainConfig
 from .ort_inspect import operator_profiles, session_ops
 from .predict import disabled_optimizers
 from .provenance import (
+    array_sha256,
     atomic_path,
     load_result,
     read_json,
@@ -249,6 +250,7 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
         rows[name]["size_ratio_to_onnx_fp32"] = rows[name]["size_mb"] / fp32_mb
         rows[name]["latency_b1"] = latency[name]
         rows[name]["predictions"] = preds[name].tolist()
+        rows[name]["predictions_sha256"] = array_sha256(preds[name])
         rows[name]["confidence"] = np.round(confidences[name], 5).tolist()
     fq = preds["pytorch-qat-fakequant"]
     # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then
