@@ -113,7 +113,7 @@ def amdahl_bound(res: Results, variant: str = "onnx-fp32") -> dict:
 
 def _protocol_macros(b: dict, best: str) -> dict:
     """Paper numbers on how the variants were interleaved, where bench.json records it."""
-    b = BenchResult(b)
+    b = b if isinstance(b, BenchResult) else BenchResult(b)
     cpu = b.all_threads
     rr, per = b.get("speedup_vs_onnx_fp32_rounds"), cpu.get("per_call")
     out = {}
@@ -197,7 +197,7 @@ def _memory_macros(b: dict, best: str) -> dict:
 
 def _sym_macros(b: dict, q: dict) -> dict:
     """Paper numbers on the symmetric int8-activation file (TensorRT's format) on the CPU provider."""
-    b = BenchResult(b)
+    b = b if isinstance(b, BenchResult) else BenchResult(b)
     head, ops = b.all_threads["headline"], b.op_times
     sym, ref = "int8-static-sym", "int8-static-minmax"
     if not ({sym, ref} <= set(q) and f"onnx-{sym}" in head and f"onnx-{sym}" in ops):
@@ -213,7 +213,7 @@ def _skip_layer_norm_macros(b: dict, q: dict) -> dict:
     """Paper numbers on ORT's fused SkipLayerNormalization CPU kernel: its time per node in a variant
     whose session runs it, against a LayerNormalization plus its residual Add in the variant that
     asks ORT to leave that fusion off (same shapes, same run, same threads)."""
-    b = BenchResult(b)
+    b = b if isinstance(b, BenchResult) else BenchResult(b)
     ops = b.op_times
     runs = lambda n, op: q[n]["session_ops"].get(op, 0)  # noqa: E731
     fused = [n for n in q if runs(n, "SkipLayerNormalization") and f"onnx-{n}" in ops]

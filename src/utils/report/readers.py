@@ -86,7 +86,8 @@ class Results:
             if not path.is_file():
                 raise MissingResult(f"results file not found: {path} (run the {step} step of profile "
                                     f"{self.name!r} first)")
-            self._cache[step] = read_json(path)
+            rec = read_json(path)
+            self._cache[step] = BenchResult(rec) if step == "bench" else rec
         return self._cache[step]
 
     data = property(lambda self: self.load("data"))
@@ -99,8 +100,7 @@ class Results:
 
     @property
     def bench(self) -> BenchResult:
-        b = self.load("bench")
-        return b if isinstance(b, BenchResult) else self._cache.setdefault("_bench", BenchResult(b))
+        return self.load("bench")
 
     @property
     def labels(self) -> list:
