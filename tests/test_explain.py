@@ -206,3 +206,12 @@ def test_explain_profile_is_validated(repo):
         load_config("smoke", {"explain": {"variants": ["onnx-int8-qat"]}}, root=repo)
     with pytest.raises(ConfigError, match="samples"):
         load_config("smoke", {"explain": {"samples": 5}}, root=repo)
+    with pytest.raises(ConfigError, match="explain.pairs / explain.cross_seed name"):
+        load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"]}}, root=repo)
+    with pytest.raises(ConfigError, match="pairs must be"):
+        load_config("smoke", {"explain": {"pairs": [["onnx-int8-qat", "onnx-int8-qat"]]}}, root=repo)
+    with pytest.raises(ConfigError, match="noise_seeds >= 1"):
+        load_config("smoke", {"explain": {"noise_seeds": 0}}, root=repo)
+    # the controls off: a profile explaining two variants says so, and loads
+    load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [], "cross_seed": []}},
+                root=repo)

@@ -89,9 +89,15 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert q["variants"]["int8-toy"]["method"] == "toy: quantize_dynamic, per-tensor weights"
         assert q["variants"]["int8-toy"]["source"] == "fp32"
         ev = P.run_evaluate(cfg, progress=False)
-        assert ev["variants"]["onnx-int8-toy"]["runtime"] == "onnxruntime"
+        toy = ev["variants"]["onnx-int8-toy"]
+        assert toy["runtime"] == "onnxruntime"
+        # a recipe that does not declare batch invariance: measured three ways, its dynamic scales inspected
+        assert toy["batch_invariant_declared"] is None and ev["variants"]["onnx-int8-qat"]["batch_invariant_declared"]
+        assert toy["batch_invariance"]["scales"]["nodes"] > 0 and toy["batched"]["batch_size"] == cfg.eval.batch_size
+        assert toy["predictions"] != [] and len(toy["predictions_batched"]) == ev["n_test"]
         b = P.run_bench(cfg, progress=False)
         assert "onnx-int8-toy" in b["placement"] and "onnx-int8-toy" in b["speedup_vs_onnx_fp32"]
+        assert "onnx-qat-fp32" not in b["placement"]      # a control: evaluated and explained, not timed
         res = Results(cfg)
         assert "int8-toy" in tables.quantize_table(res).df.index
         assert tables.quantize_table(res).df.loc["int8-toy", "integer ops run"] != "0"
@@ -100,4 +106,14 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         # its family's colours: a green like the other dynamic INT8 files
         c = variant_palette(list(b["cpu"][f"threads_{cfg.threads}"]["headline"]))["onnx-int8-toy"]
         assert c[1] == max(c)
+        assert "onnx-int8-toy" in tables.batching_table(res).df.index
+        # LIME: the batch-dependent variants explained alone (and batched, before / after), the controls
+        x = P.run_explain(cfg, progress=False)
+        assert x["batching"]["batch_dependent"] == ["onnx-int8-dynamic"]
+        assert set(x["batching"]["variants"]) == {"onnx-int8-dynamic"}
+        assert set(x["pairs"]) == {"onnx-int8-qat vs onnx-qat-fp32"}
+        assert x["cross_seed"]["onnx-int8-qat"]["seed_b"] == x["noise_seeds"][0]
+        res = Results(cfg)
+        assert "onnx-int8-qat vs onnx-qat-fp32" in tables.explain_agreement_table(res).df.index
+        assert "onnx-int8-dynamic" in tables.explain_batching_table(res).df.index
     assert "onnx-int8-toy" not in V.REGISTRY

@@ -144,8 +144,12 @@ class BenchConfig:                    # `make bench`: CPU always; GPU paths when
 class ExplainConfig:
     reference: str = "onnx-fp32"      # the FP32 explanations every variant is compared with
     variants: Optional[list] = field(   # agreement + faithfulness on every example; None: every evaluated one
-        default_factory=lambda: ["onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat"])
+        default_factory=lambda: ["onnx-fp32", "onnx-int8-dynamic", "onnx-qat-fp32", "onnx-int8-qat"])
     compare: str = "onnx-int8-qat"    # the INT8 variant shown beside the reference in the figure
+    pairs: list = field(              # [a, b]: b's explanations also compared with a's (a's predicted label):
+        default_factory=lambda: [["onnx-qat-fp32", "onnx-int8-qat"]])   # what quantization alone changed
+    cross_seed: list = field(         # also explained with the first noise seed: FP32 (seed A) vs this variant
+        default_factory=lambda: ["onnx-int8-qat"])   # (seed B) beside FP32 (A) vs FP32 (B): a symmetric floor
     cost_variants: list = field(      # explained on `cost_examples` only, for their cost
         default_factory=lambda: ["pytorch-fp32", "onnx-int8-dynamic-pt", "onnx-fp16"])
     cost_examples: int = 15           # spread evenly over the selected examples
@@ -356,6 +360,15 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"explain.top_k must be positive integers, got {x.top_k}")
     if x.variants is not None and x.reference not in x.variants:
         raise ConfigError(f"explain.variants must include the reference {x.reference!r}")
+    if any(not isinstance(p, list) or len(p) != 2 or p[0] == p[1] for p in x.pairs):
+        raise ConfigError(f"explain.pairs must be [a, b] pairs of two different variant names, got {x.pairs}")
+    named = {n for p in x.pairs for n in p} | set(x.cross_seed)
+    outside = sorted(named - set(x.variants)) if x.variants is not None else []
+    if outside:
+        raise ConfigError(f"explain.pairs / explain.cross_seed name {outside}, which explain.variants does not "
+                          f"explain; add them to explain.variants")
+    if x.cross_seed and x.noise_seeds < 1:
+        raise ConfigError("explain.cross_seed needs explain.noise_seeds >= 1 (the other seed it is explained with)")
     if x.reference in x.cost_variants or x.cost_examples < 1:
         raise ConfigError(f"explain.cost_variants cannot hold the reference {x.reference!r}, and "
                           f"explain.cost_examples must be >= 1 (got {x.cost_examples})")

@@ -120,3 +120,32 @@ def _profile_record(events: list, graph: onnx.ModelProto, providers: list, reps:
             "matmul_ms": float(sum(v for k, v in op_ms.items() if k in MATMUL_OPS))}
 
 
+
+
+# --------------------------------------------------------------------------- dynamic activation scales
+def dynamic_scale_outputs(path: str | os.PathLike) -> list:
+    """The y_scale outputs of every DynamicQuantizeLinear node in the file (graph order): the activation
+    scale each dynamically quantized matrix product computes at run time, one per input tensor."""
+    g = onnx.load(str(path), load_external_data=False).graph
+    return [n.output[1] for n in g.node if n.op_type == "DynamicQuantizeLinear"]
+
+
+def activation_scales(path: str | os.PathLike, feeds: list, threads: Optional[int] = None) -> np.ndarray:
+    """The activation scale of every DynamicQuantizeLinear node for each feed (one row per feed):
+    the file with those scales added as graph outputs, run on ONNX Runtime. One scale covers the whole
+    input tensor, so a text run alone and the same text inside a batch get different scales when the
+    batch's other texts (or its padding) widen the tensor's range."""
+    names = dynamic_scale_outputs(path)
+    if not names:
+        raise ValueError(f"{path}: no DynamicQuantizeLinear node (not a dynamic INT8 file)")
+    model = onnx.load(str(path))
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [])
+                              for n in names if n not in have)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / Path(path).name
+        onnx.save(model, str(probe))
+        sess = ort_session(probe, threads=threads, quiet=True)
+        inputs = [i.name for i in sess.get_inputs()]
+        rows = [sess.run(names, {k: f[k] for k in inputs}) for f in feeds]
+    return np.array([[float(np.asarray(x).reshape(-1)[0]) for x in r] for r in rows], dtype=np.float64)

@@ -25,11 +25,12 @@ from . import evaluate as E
 from . import explain as XP
 from . import modeling as M
 from . import onnx_export as X
+from . import predict as P
 from . import qat as QA
 from . import quantize as Q
 from . import variants as V
 from .config import Config, TrainConfig
-from .ort_inspect import operator_profiles, session_ops
+from .ort_inspect import activation_scales, dynamic_scale_outputs, operator_profiles, session_ops
 from .predict import disabled_optimizers
 from .provenance import (
     array_sha256,
@@ -227,47 +228,107 @@ def qat_scales_match(cfg: Config, path: Path) -> dict:
 
 # --------------------------------------------------------------------------- 06 evaluate
 def run_evaluate(cfg: Config, progress: bool = True) -> dict:
-    """Every registered variant (baselines aside) on the test split, with paired intervals and McNemar
-    against the PyTorch FP32 reference."""
+    """Every registered variant (baselines aside) on the test split, as deployed: each text alone
+    (batch 1, no padding) is the headline, with paired intervals and McNemar against the PyTorch FP32
+    reference; then in batches of ``eval.batch_size`` (length-sorted, and one random batching), with
+    the predictions that move between the three (batch invariance, measured), and, for the dynamic
+    INT8 files, the activation scales behind the moves."""
     test = D.load_splits(cfg)["test"]
     labels = labels_of(cfg)
     texts, y = test["text"].tolist(), test["label"].to_numpy()
     preds_by = V.predictors(cfg)
-    preds, rows, confidences = {}, {}, {}
+    bs = cfg.eval.batch_size
+    preds, batched, shuffled, rows, confidences = {}, {}, {}, {}, {}
     for name, pr in preds_by.items():
         v = V.get(name)
-        proba = pr.predict_proba(texts, progress=progress)
+        logits = pr.predict_logits(texts, progress=progress, batch_size=1)
+        proba = P.softmax(logits)
         preds[name], confidences[name] = proba.argmax(-1), proba.max(-1)
+        lb = pr.predict_logits(texts, progress=progress, batch_size=bs)
+        lr = pr.predict_logits(texts, progress=progress, batch_size=bs, order="random", seed=cfg.seed)
+        batched[name], shuffled[name] = lb.argmax(-1), lr.argmax(-1)
         rows[name] = {"runtime": v.runtime, "path": str(v.path(cfg).relative_to(cfg.root)),
-                      "size_mb": M.file_size_mb(v.path(cfg)), "sha256": sha256(v.path(cfg))}
+                      "size_mb": M.file_size_mb(v.path(cfg)), "sha256": sha256(v.path(cfg)),
+                      "batch_invariant_declared": v.batch_invariant,
+                      "batch_invariance": _moves(preds[name], batched[name], shuffled[name], logits, lb, lr)}
+        rows[name]["batch_invariance"]["batch_invariant_measured"] = not any(
+            rows[name]["batch_invariance"][k] for k in ("moved_batch1_vs_sorted", "moved_batch1_vs_random",
+                                                        "moved_sorted_vs_random"))
     fp32_mb = rows["onnx-fp32"]["size_mb"]
-    scores = E.evaluate_variants(y, preds, reference=REFERENCE, reps=cfg.eval.bootstrap,
-                                 confidence=cfg.eval.confidence, seed=cfg.seed)
+    kw = {"reps": cfg.eval.bootstrap, "confidence": cfg.eval.confidence, "seed": cfg.seed}
+    scores = E.evaluate_variants(y, preds, reference=REFERENCE, **kw)
+    scores_batched = E.evaluate_variants(y, batched, reference=REFERENCE, **kw)
     lat_texts = test.sample(n=min(cfg.eval.latency_examples, len(test)), random_state=cfg.seed)["text"].tolist()
     latency = B.interleaved_latency(preds_by, lat_texts, progress=progress)
     for name in rows:
         rows[name].update(scores[name])
+        rows[name]["batched"] = {"batch_size": bs, "order": "length-sorted", "predictions_sha256":
+                                 array_sha256(batched[name]),
+                                 **{k: x for k, x in scores_batched[name].items() if k not in ("n",)}}
         rows[name]["size_ratio_to_onnx_fp32"] = rows[name]["size_mb"] / fp32_mb
         rows[name]["latency_b1"] = latency[name]
         rows[name]["predictions"] = preds[name].tolist()
+        rows[name]["predictions_batched"] = batched[name].tolist()
         rows[name]["predictions_sha256"] = array_sha256(preds[name])
         rows[name]["confidence"] = np.round(confidences[name], 5).tolist()
+        path = V.get(name).path(cfg)
+        if V.get(name).runtime == "onnxruntime" and dynamic_scale_outputs(path):
+            rows[name]["batch_invariance"]["scales"] = _scale_mechanism(
+                preds_by[name], path, texts, preds[name], batched[name], bs, cfg.seed)
     fq = preds["pytorch-qat-fakequant"]
     # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then
     # the float32 scales) instead of float32 sums of dequantized values
     integer = make_predictor(cfg, "pytorch-qat-fakequant", recipe=V.FakeQuant(integer=True)).predict(
-        texts, progress=progress)
+        texts, progress=progress, batch_size=1)
     for name in V.quantized_from_qat(cfg):
         rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
         rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == integer))
     rows["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] = float(np.mean(integer == fq))
     payload = {"reference": REFERENCE, "labels": labels, "n_test": len(y),
                "majority_class_accuracy": float(np.bincount(y, minlength=len(labels)).max() / len(y)),
+               "batching": {"batch_size": bs, "random_seed": cfg.seed,
+                            "headline": "batch 1: each text alone, no padding (as deployed, one request at a time)",
+                            "batched": f"batches of {bs}, texts sorted by length (dynamic padding)",
+                            "random": f"batches of {bs}, one random batching (seed {cfg.seed})"},
                "latency_note": (f"batch 1, {len(lat_texts)} test texts, tokenization excluded, variants "
                                 f"interleaved, {cfg.threads} threads; a first look: see the benchmark for more"),
                "variants": rows}
     write_result(cfg, "evaluate", payload)
     return payload
+
+
+def _moves(alone, sorted_, random_, l1, ls, lr) -> dict:
+    """How much a variant's answers depend on the batch: predictions that differ between each text
+    alone, length-sorted batches and a random batching, and the largest logit change."""
+    return {"moved_batch1_vs_sorted": int(np.sum(alone != sorted_)),
+            "moved_batch1_vs_random": int(np.sum(alone != random_)),
+            "moved_sorted_vs_random": int(np.sum(sorted_ != random_)),
+            "max_abs_logit_diff": float(max(np.max(np.abs(l1 - ls)), np.max(np.abs(l1 - lr))))}
+
+
+def _scale_mechanism(pr, path: Path, texts: list, alone, batched, bs: int, seed: int, k: int = 16) -> dict:
+    """The mechanism behind batch dependence, measured: the activation scale of every dynamically
+    quantized matrix product for a text alone and inside the length-sorted batch it was evaluated in,
+    for up to ``k`` texts whose prediction moved and ``k`` (random) that did not."""
+    where = {int(i): b for b in pr.batch_indices(texts, bs) for i in b}
+    moved = np.flatnonzero(alone != batched)
+    still = np.flatnonzero(alone == batched)
+    rng = np.random.default_rng(seed)
+    groups = {"moved": moved[:k], "unmoved": rng.choice(still, size=min(k, len(still)), replace=False)}
+    out = {"texts_per_group": k, "nodes": len(dynamic_scale_outputs(path))}
+    for g, idx in groups.items():
+        if not len(idx):
+            out[g] = None
+            continue
+        alone_s = activation_scales(path, [pr.encode([texts[i]]) for i in idx])
+        batch_s = activation_scales(path, [pr.encode([texts[j] for j in where[int(i)]]) for i in idx])
+        ratio = batch_s / alone_s
+        out[g] = {"texts": [int(i) for i in idx], "n": int(len(idx)),
+                  "median_ratio": float(np.median(ratio)), "max_ratio": float(ratio.max()),
+                  "min_ratio": float(ratio.min()),
+                  "share_nodes_scale_changed": float(np.mean(np.abs(ratio - 1) > 1e-6)),
+                  "median_ratio_per_node": np.round(np.median(ratio, axis=0), 5).tolist()}
+    return out
 
 
 # --------------------------------------------------------------------------- 07 benchmark
@@ -280,7 +341,9 @@ def run_bench(cfg, progress: bool = True) -> dict:
     b = cfg.bench
     V.check_names(cfg, b.variants, "bench.variants")
     V.check_names(cfg, b.headline_only, "bench.headline_only")
-    names = [n for n in V.names(cfg, baselines=True) if b.variants is None or n in b.variants]
+    # bench.variants None: every variant but the controls (no way to deploy the model)
+    names = [v.name for v in V.variants(cfg, baselines=True)
+             if (v.name in b.variants if b.variants is not None else not v.control)]
     tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
     texts = D.load_splits(cfg)["test"]["text"].tolist()[:b.texts]
     sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
@@ -405,7 +468,13 @@ def run_bench(cfg, progress: bool = True) -> dict:
 # --------------------------------------------------------------------------- 08 explain
 def run_explain(cfg, progress: bool = True) -> dict:
     """Explain the selected test examples with every configured variant (same neighbourhood),
-    the reference again with other seeds (noise floor), then agreement, faithfulness and cost."""
+    the reference again with other seeds (noise floor), then agreement, faithfulness and cost.
+
+    LIME explains the function as deployed: a variant whose answers depend on the batch (declared in
+    the registry, or measured so by the evaluation) predicts every perturbed text alone (batch 1); the
+    others in batches of ``explain.batch_size``. The examples are picked from the evaluation's batch-1
+    predictions. The batch-dependent variants are explained batched as well, which says what batching
+    did to the explanations (``batching``)."""
     ex = cfg.explain
     ev = load_result(cfg, "evaluate")["variants"]
     if ex.reference not in ev:
@@ -415,16 +484,28 @@ def run_explain(cfg, progress: bool = True) -> dict:
     variants.insert(0, ex.reference)
     cost_only = list(ex.cost_variants)
     V.check_names(cfg, variants + cost_only, "explain.variants")
+    for key, named in (("explain.pairs", [n for p in ex.pairs for n in p]), ("explain.cross_seed", ex.cross_seed)):
+        if set(named) - set(variants):
+            raise KeyError(f"{key}: {sorted(set(named) - set(variants))} not among the explained variants "
+                           f"{', '.join(variants)}")
     test = D.load_splits(cfg)["test"]
     texts, y = test["text"].tolist(), test["label"].to_numpy()
     preds = {n: np.asarray(v["predictions"]) for n, v in ev.items()}
-    examples = XP.select_examples(texts, y, preds, np.asarray(ev[ex.reference]["confidence"]), ex.reference,
-                                  ex.disagreements_of, ex.examples, ex.confidence_bins, cfg.seed,
-                                  min_words=ex.min_words)
+    select = lambda p: XP.select_examples(texts, y, p, np.asarray(ev[ex.reference]["confidence"]),  # noqa: E731
+                                          ex.reference, ex.disagreements_of, ex.examples, ex.confidence_bins,
+                                          cfg.seed, min_words=ex.min_words)
+    examples = select(preds)
+    dependent = [n for n in variants + cost_only
+                 if not V.is_batch_invariant(n)
+                 or not ev.get(n, {}).get("batch_invariance", {}).get("batch_invariant_measured", True)]
     tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
-    prs = {n: make_predictor(cfg, n, batch_size=ex.batch_size, tokenizer=tok) for n in variants + cost_only}
+    prs = {n: make_predictor(cfg, n, batch_size=1 if n in dependent else ex.batch_size, tokenizer=tok)
+           for n in variants + cost_only}
+    batched = {n: make_predictor(cfg, n, batch_size=ex.batch_size, tokenizer=tok) for n in dependent
+               if n in variants}
     ex_texts = [e["text"] for e in examples]
     own = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in prs.items()}
+    own_batched = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in batched.items()}
     for e, p in zip(examples, own[ex.reference]):   # the label explained is the one predicted here
         e["reference_pred"] = int(p)
     noise_seeds = XP.noise_seeds(cfg.seed, ex.noise_seeds)
@@ -433,6 +514,8 @@ def run_explain(cfg, progress: bool = True) -> dict:
                             .astype(int)).tolist())
 
     exps = {n: [] for n in variants + cost_only}
+    exps_batched = {n: [] for n in batched}
+    cross = {n: [] for n in ex.cross_seed}
     noise = {s: [] for s in noise_seeds}
     faith = {n: [] for n in variants}
     t0 = time.perf_counter()
@@ -440,8 +523,12 @@ def run_explain(cfg, progress: bool = True) -> dict:
         ref_label = int(own[ex.reference][i])
         for n in variants + (cost_only if i in cost_at else []):   # interleaved: drift hits all alike
             exps[n].append(XP.explain(prs[n], e["text"], {ref_label, int(own[n][i])}, ex.samples, cfg.seed))
+        for n in batched:
+            exps_batched[n].append(XP.explain(batched[n], e["text"], {ref_label}, ex.samples, cfg.seed))
         for s in noise_seeds:
             noise[s].append(XP.explain(prs[ex.reference], e["text"], {ref_label}, ex.samples, s))
+        for n in cross:
+            cross[n].append(XP.explain(prs[n], e["text"], {ref_label}, ex.samples, noise_seeds[0]))
         for n in variants:
             label = int(own[n][i])   # each variant's explanation of its own prediction
             faith[n].append(XP.faithfulness(prs[n], e["text"], exps[n][-1].weights[label], label, ex.fractions,
@@ -479,6 +566,47 @@ def run_explain(cfg, progress: bool = True) -> dict:
                 agree[n]["minus_noise_floor"] = {
                     m: XP.mean_ci([r[m] - f[m] for r, f in zip(rows, floor)], cfg.eval.confidence,
                                cfg.eval.bootstrap, cfg.seed) for m in metrics}
+
+    everywhere = np.ones(len(examples), bool)
+    rl = [int(x) for x in own[ex.reference]]     # the label every explanation is compared on
+    # [a, b]: b's explanation against a's (e.g. QAT's weights unquantized vs its INT8 file), same label
+    pairs = {}
+    for a, b in ex.pairs:
+        rows = [XP.agreement(exps[a][i].weights[rl[i]], exps[b][i].weights[rl[i]], ks) for i in range(len(examples))]
+        pairs[f"{b} vs {a}"] = {"reference": a, "variant": b, "per_example": rows, "all": summary(rows, everywhere),
+                                "same_prediction": summary(rows, own[a] == own[b])}
+    # the symmetric floor: FP32 (seed A) vs the variant explained with seed B, beside FP32 (A) vs FP32 (B)
+    cross_seed = {}
+    if noise_seeds:
+        b_seed = noise_seeds[0]
+        ref_b = [XP.agreement(ref_w[i], noise[b_seed][i].weights[rl[i]], ks) for i in range(len(examples))]
+        for n in cross:
+            rows = [XP.agreement(ref_w[i], cross[n][i].weights[rl[i]], ks) for i in range(len(examples))]
+            cross_seed[n] = {"seed_a": cfg.seed, "seed_b": b_seed, "per_example": rows,
+                             "variant_seed_b": summary(rows, everywhere),
+                             "reference_seed_b": summary(ref_b, everywhere),
+                             "difference": {m: XP.mean_ci([r[m] - f[m] for r, f in zip(rows, ref_b)],
+                                                          cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
+                                            for m in metrics}}
+    # what batching did to the batch-dependent variants' explanations (how they were computed before)
+    sel_before = select({n: np.asarray(v.get("predictions_batched", v["predictions"])) for n, v in ev.items()})
+    now_idx, before_idx = {e["index"] for e in examples}, {e["index"] for e in sel_before}
+    batching = {"batch_dependent": dependent, "batch_size": ex.batch_size,
+                "deployed": "perturbed texts predicted alone (batch 1) for the batch-dependent variants",
+                "selection_before": {"n_disagreement": sum(e["reason"] == "disagreement" for e in sel_before),
+                                     "n_examples": len(sel_before), "shared_with_now": len(now_idx & before_idx)},
+                "variants": {}}
+    for n in batched:
+        vs_ref = [XP.agreement(ref_w[i], exps_batched[n][i].weights[rl[i]], ks) for i in range(len(examples))]
+        vs_alone = [XP.agreement(exps[n][i].weights[rl[i]], exps_batched[n][i].weights[rl[i]], ks)
+                    for i in range(len(examples))]
+        batching["variants"][n] = {
+            "prediction_changed": int(np.sum(own[n] != own_batched[n])),
+            "prediction_batched": own_batched[n].tolist(),
+            "agreement_with_reference_batched": summary(vs_ref, everywhere),
+            "agreement_with_reference_alone": agree[n]["all"] if n in agree else None,
+            "batched_vs_alone": summary(vs_alone, everywhere),
+            "per_example_batched_vs_alone": vs_alone}
 
     faithful = {}
     for n in variants:
@@ -524,6 +652,8 @@ def run_explain(cfg, progress: bool = True) -> dict:
         "noise_explanations": {str(s): [x.to_dict() for x in noise[s]] for s in noise_seeds},
         "agreement_per_example": per_example, "agreement": agree,
         "faithfulness_per_example": faith, "faithfulness": faithful,
+        "pairs": pairs, "cross_seed": cross_seed, "batching": batching,
+        "cross_seed_explanations": {n: [x.to_dict() for x in xs] for n, xs in cross.items()},
         "cost": cost, "throughput_baseline": base, "total_seconds": total,
         "figure_examples": XP.figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
         "compare": ex.compare,

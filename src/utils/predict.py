@@ -45,25 +45,45 @@ class Predictor:
     def _forward(self, enc: dict) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def predict_logits(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def batch_indices(self, texts: Sequence[str], batch_size: Optional[int] = None, order: str = "length",
+                seed: int = 0) -> list:
+        """The index arrays of the batches ``texts`` are predicted in: ``order`` ``length`` (sorted by
+        length, so that dynamic padding stays short: the default), ``given`` (the caller's order) or
+        ``random`` (a random batching drawn with ``seed``); ``batch_size`` None: the predictor's own."""
+        bs = int(batch_size or self.batch_size)
+        if bs < 1:
+            raise ValueError(f"predict: batch_size must be >= 1, got {bs}")
+        n = len(texts)
+        if order == "length":
+            idx = np.argsort([len(t) for t in texts], kind="stable")
+        elif order == "given":
+            idx = np.arange(n)
+        elif order == "random":
+            idx = np.random.default_rng(seed).permutation(n)
+        else:
+            raise ValueError(f"predict: order must be length, given or random, got {order!r}")
+        return [idx[s:s + bs] for s in range(0, n, bs)]
+
+    def predict_logits(self, texts: Sequence[str], progress: bool = False, batch_size: Optional[int] = None,
+                       order: str = "length", seed: int = 0) -> np.ndarray:
+        """Logits in the caller's order, computed in the batches ``batch_indices`` makes (batch_size 1:
+        each text alone, without padding: what a service answering one request at a time runs)."""
         texts = list(texts)
         if not texts:
             raise ValueError("predict: no texts given")
-        order = np.argsort([len(t) for t in texts], kind="stable")
         out: list = [None] * len(texts)
-        starts = range(0, len(texts), self.batch_size)
-        for s in tqdm(starts, desc=f"predict {self.name}", disable=not progress, leave=False):
-            idx = order[s:s + self.batch_size]
+        for idx in tqdm(self.batch_indices(texts, batch_size, order, seed), desc=f"predict {self.name}",
+                        disable=not progress, leave=False):
             logits = self._forward(self.encode([texts[i] for i in idx]))
             for j, i in enumerate(idx):
                 out[i] = logits[j]
         return np.stack(out).astype(np.float32)
 
-    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        return softmax(self.predict_logits(texts, progress=progress))
+    def predict_proba(self, texts: Sequence[str], progress: bool = False, **batching) -> np.ndarray:
+        return softmax(self.predict_logits(texts, progress=progress, **batching))
 
-    def predict(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        return self.predict_logits(texts, progress=progress).argmax(axis=-1)
+    def predict(self, texts: Sequence[str], progress: bool = False, **batching) -> np.ndarray:
+        return self.predict_logits(texts, progress=progress, **batching).argmax(axis=-1)
 
     __call__ = predict_proba
 

@@ -41,6 +41,87 @@ def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, per_ch
     return dst
 
 
+def per_token_activations(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """A dynamic INT8 file (``quantize_dynamic``'s output) whose activations get one scale and zero point
+    per token (per row of the matrix product) instead of one per tensor: batch-invariant, since no other
+    text of the batch, nor its padding, enters a token's scale.
+
+    Each DynamicQuantizeLinear is replaced by its own arithmetic (ONNX's definition: range widened to
+    include 0, scale = range / 255, zero point = round(-min / scale), saturated to uint8) reduced over the
+    last axis only. ONNX Runtime's MatMulInteger takes one activation zero point per tensor, so each
+    consumer gets none and the zero point is taken out exactly in int32 afterwards:
+    sum_k (q_k - zp) (w_k - wzp) = sum_k q_k (w_k - wzp) - zp * sum_k (w_k - wzp)."""
+    m = load_onnx(src)
+    g = m.graph
+    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    init = {i.name: i for i in g.initializer}
+    consumers: dict = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    dql = [n for n in g.node if n.op_type == "DynamicQuantizeLinear"]
+    if not dql:
+        raise ValueError(f"{src}: no DynamicQuantizeLinear node (not a dynamic INT8 file)")
+    H = onnx.helper
+    const = lambda name, arr: g.initializer.append(numpy_helper.from_array(np.asarray(arr), name))  # noqa: E731
+    const("pt_zero_f", np.float32(0.0))
+    const("pt_255_f", np.float32(255.0))
+    const("pt_tiny_f", np.float32(np.finfo(np.float32).tiny))
+    if opset >= 18:
+        const("pt_axes", np.array([-1], dtype=np.int64))
+    reduce = lambda op, x, y: (H.make_node(op, [x, "pt_axes"], [y], keepdims=1) if opset >= 18  # noqa: E731
+                               else H.make_node(op, [x], [y], axes=[-1], keepdims=1))
+    after: dict = {}                 # node name -> the nodes that replace it (DQL) or follow it (MatMulInteger)
+    for n in dql:
+        x, (q, s, zp) = n.input[0], n.output
+        p = n.name + "_pt"
+        after[n.name] = [
+            reduce("ReduceMin", x, p + "_rmin"), reduce("ReduceMax", x, p + "_rmax"),
+            H.make_node("Min", [p + "_rmin", "pt_zero_f"], [p + "_lo"]),
+            H.make_node("Max", [p + "_rmax", "pt_zero_f"], [p + "_hi"]),
+            H.make_node("Sub", [p + "_hi", p + "_lo"], [p + "_range"]),
+            H.make_node("Div", [p + "_range", "pt_255_f"], [p + "_s0"]),
+            H.make_node("Max", [p + "_s0", "pt_tiny_f"], [s]),                 # a constant row: no 0 / 0
+            H.make_node("Div", [p + "_lo", s], [p + "_lo_s"]),
+            H.make_node("Neg", [p + "_lo_s"], [p + "_nzp"]),
+            H.make_node("Round", [p + "_nzp"], [p + "_zpr"]),
+            H.make_node("Clip", [p + "_zpr", "pt_zero_f", "pt_255_f"], [p + "_zpf"]),
+            H.make_node("Cast", [p + "_zpf"], [zp], to=TensorProto.INT32),      # [..., 1] int32, exact
+            H.make_node("Div", [x, s], [p + "_xs"]),
+            H.make_node("Round", [p + "_xs"], [p + "_xr"]),
+            H.make_node("Add", [p + "_xr", p + "_zpf"], [p + "_xz"]),
+            H.make_node("Clip", [p + "_xz", "pt_zero_f", "pt_255_f"], [p + "_xc"]),
+            H.make_node("Cast", [p + "_xc"], [q], to=TensorProto.UINT8),
+        ]
+        for c in consumers.get(q, []):
+            if c.op_type != "MatMulInteger" or len(c.input) < 3 or c.input[2] != zp or c.input[1] not in init:
+                raise ValueError(f"{src}: {c.name} ({c.op_type}) reads {q} in a form the per-token rewrite "
+                                 f"does not handle")
+            w = numpy_helper.to_array(init[c.input[1]]).astype(np.int32)
+            wzp = (numpy_helper.to_array(init[c.input[3]]).astype(np.int32) if len(c.input) > 3 and c.input[3]
+                   else np.zeros(w.shape[-1], np.int32))
+            colsum = c.name + "_pt_colsum"
+            const(colsum, (w - wzp.reshape(1, -1)).sum(axis=0).astype(np.int32))
+            y = c.output[0]
+            c.output[0] = y + "_pt_raw"
+            c.input[2] = ""                  # no activation zero point: taken out below, per token
+            after[c.name] = [H.make_node("Mul", [zp, colsum], [y + "_pt_corr"]),
+                             H.make_node("Sub", [y + "_pt_raw", y + "_pt_corr"], [y])]
+    order = []
+    for n in g.node:
+        if n.op_type == "DynamicQuantizeLinear":
+            order += after[n.name]
+        else:
+            order += [n] + after.get(n.name, [])
+    del g.node[:]
+    g.node.extend(order)
+    onnx.checker.check_model(m)
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        onnx.save(m, str(tmp))
+    return dst
+
+
 def graph_stats(path: str | os.PathLike) -> dict:
     """What is inside an ONNX file: op counts, integer ops, initializers by type and bytes."""
     m = load_onnx(path)

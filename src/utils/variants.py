@@ -25,7 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, ClassVar, Iterator, Optional
 
 import torch
 
@@ -98,19 +98,29 @@ class BuildContext:
         return self._reader
 
 
+# Recipes declare ``batch_invariant`` (a field, class attribute or property): whether the model they make can
+# answer a text differently depending on the other texts of its batch.
 @dataclass(frozen=True)
 class Optimize:
     """ONNX Runtime's transformer optimizer (graph fusions); ``skip_layer_norm`` None: the profile's
     ``quantize.skip_layer_norm_fusion``."""
     skip_layer_norm: Optional[bool] = None
+    batch_invariant: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
 class Dynamic:
     """``quantize_dynamic``: int8 weights, activation scales computed at run time; ``weight_type``
-    None: the profile's ``quantize.weight_type``."""
+    None: the profile's ``quantize.weight_type``. Not batch-invariant: ONNX Runtime's
+    DynamicQuantizeLinear takes one scale per tensor, over every text of the batch and its padding;
+    ``per_token``: one scale and zero point per token instead (``quantize.per_token_activations``), which is."""
     per_channel: bool = True
     weight_type: Optional[str] = None
+    per_token: bool = False
+
+    @property
+    def batch_invariant(self) -> bool:
+        return self.per_token
 
 
 @dataclass(frozen=True)
@@ -122,12 +132,14 @@ class Static:
     every_op: bool = False
     symmetric: bool = False
     qat_scales: bool = False
+    batch_invariant: ClassVar[bool] = True      # scales fixed in the file
 
 
 @dataclass(frozen=True)
 class FP16:
     """float16 weights and compute (onnxconverter-common), FP32 inputs and outputs."""
     block: tuple = Q.FP16_BLOCK
+    batch_invariant: ClassVar[bool] = True
 
 
 @register_recipe(Optimize)
@@ -141,6 +153,10 @@ def _build_optimize(r: Optimize, src: Path, dst: Path, ctx: BuildContext) -> dic
 @register_recipe(Dynamic)
 def _build_dynamic(r: Dynamic, src: Path, dst: Path, ctx: BuildContext) -> dict:
     Q.quantize_dynamic_int8(src, dst, per_channel=r.per_channel, weight_type=r.weight_type or ctx.settings.weight_type)
+    if r.per_token:
+        Q.per_token_activations(dst, dst)
+        return {"method": "quantize_dynamic, then one activation scale per token (batch-invariant)",
+                "per_channel": r.per_channel, "per_token": True}
     return {"method": "quantize_dynamic", "per_channel": r.per_channel}
 
 
@@ -182,12 +198,18 @@ class TorchModel:
     dtype: str = "float32"
     dynamic_int8: bool = False
 
+    @property
+    def batch_invariant(self) -> bool:
+        """PyTorch's dynamic INT8 linear layers take one activation scale per batch tensor."""
+        return not self.dynamic_int8
+
 
 @dataclass(frozen=True)
 class FakeQuant:
     """The QAT checkpoint with its fake quantizers and learned scales (the seed's QAT model);
     ``integer``: each quantized layer computed as the integer kernel does (``qat.set_integer_eval``)."""
     integer: bool = False
+    batch_invariant: ClassVar[bool] = True      # the scales QAT learned, fixed
 
 
 @register_recipe(TorchModel)
@@ -214,7 +236,9 @@ class Variant:
     """One variant. ``recipe``: how step 05 builds its ONNX file from ``source`` (the stem of an
     exported or earlier-built file), or how a PyTorch model is made; ``artifact``: the file it runs,
     relative to artifacts/<profile>/ (ONNX: onnx/<stem>.onnx); ``method``: replaces the recipe's own
-    description in quantize.json; ``enabled``: whether a profile builds it (default: always)."""
+    description in quantize.json; ``enabled``: whether a profile builds it (default: always);
+    ``control``: a control for a comparison (evaluated and explained), not a way to deploy the model
+    (not benchmarked unless ``bench.variants`` names it)."""
     name: str
     runtime: str
     family: str
@@ -225,6 +249,7 @@ class Variant:
     baseline: bool = False
     method: Optional[str] = None
     enabled: Optional[Callable[[Config], bool]] = None
+    control: bool = False
 
     def __post_init__(self):
         if self.runtime not in ("pytorch", "onnxruntime"):
@@ -253,6 +278,17 @@ class Variant:
 
     def active(self, cfg: Config) -> bool:
         return self.enabled is None or bool(self.enabled(cfg))
+
+    @property
+    def batch_invariant(self) -> Optional[bool]:
+        """Declared by its recipe: whether its answer for a text cannot depend on the other texts of its
+        batch (False where activation scales are computed over the whole batch tensor); None where the
+        recipe does not say (the evaluation measures it either way, and LIME explains an undeclared
+        variant as a batch-dependent one: each perturbed text alone). No recipe: an export, invariant."""
+        if self.recipe is None:
+            return True
+        declared = getattr(self.recipe, "batch_invariant", None)
+        return None if declared is None else bool(declared)
 
 
 REGISTRY: dict = {}
@@ -316,6 +352,12 @@ def is_onnx_int8(name: str) -> bool:
     return v is not None and v.runtime == "onnxruntime" and v.integer
 
 
+def is_batch_invariant(name: str) -> bool:
+    """Declared batch-invariant (``Variant.batch_invariant`` is True); undeclared or unregistered: no."""
+    v = REGISTRY.get(name)
+    return v is not None and v.batch_invariant is True
+
+
 def is_integer(name: str) -> bool:
     v = REGISTRY.get(name)
     return v is not None and v.integer
@@ -349,11 +391,16 @@ register_variant(Variant("pytorch-qat-fakequant", "pytorch", "pytorch", recipe=F
                          artifact="qat_fakequant.safetensors"))
 _onnx("fp32", "onnx-float", integer=False)
 _onnx("fp32-opt", "onnx-float", Optimize(), integer=False)
+# QAT's weights exported without quantization (step 04): separates what QAT's training changed from
+# what its INT8 file's quantization changed
+_onnx("qat-fp32", "onnx-float", integer=False, control=True)
 _onnx("int8-dynamic", "int8-dynamic", Dynamic(per_channel=True))
 _onnx("int8-dynamic-pt", "int8-dynamic", Dynamic(per_channel=False))
 # ONNX Runtime's recipe for BERT: fuse (Attention, EmbedLayerNorm, ...), then quantize -> QAttention
 _onnx("int8-dynamic-opt", "int8-dynamic", Dynamic(per_channel=False), source="fp32-opt",
       method="transformer optimizer, then quantize_dynamic")
+# one activation scale per token: no other text of the batch enters a text's answer (batch-invariant)
+_onnx("int8-dynamic-token", "int8-dynamic", Dynamic(per_channel=True, per_token=True))
 for _m in Q.CALIBRATION:
     _onnx(f"int8-static-{_m}", "int8-static", Static(method=_m), enabled=_calibrated(_m))
 # int8 activations with zero point 0: the explicit-quantization format TensorRT takes

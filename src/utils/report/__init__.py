@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 from ..config import Config, load_config
 from ..explain import write_html
 from .figures import (
+    batching_figure,
     bench_figure,
     data_figure,
     evaluation_figure,
@@ -33,11 +34,13 @@ from .figures import (
 from .macros import INT8_DOT_FACTOR, amdahl_bound, paper_macros
 from .readers import MissingResult, Results
 from .tables import (
+    batching_table,
     bench_runs_table,
     bench_table,
     data_table,
     evaluation_table,
     explain_agreement_table,
+    explain_batching_table,
     explain_faithfulness_table,
     gpu_table,
     placement_table,
@@ -68,11 +71,11 @@ ARTIFACTS = [Artifact(fn, step) for step, fns in (
     ("data", (data_figure, data_table)),
     ("train_fp32", (training_figure,)),
     ("quantize", (quantize_table,)),
-    ("evaluate", (evaluation_figure, evaluation_table)),
+    ("evaluate", (evaluation_figure, evaluation_table, batching_figure, batching_table)),
     ("bench", (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, bench_runs_table,
                placement_table, gpu_table)),
     ("explain", (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
-                 explain_agreement_table, explain_faithfulness_table)),
+                 explain_agreement_table, explain_faithfulness_table, explain_batching_table)),
 ) for fn in fns]
 
 

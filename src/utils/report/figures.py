@@ -89,6 +89,44 @@ def evaluation_figure(res: Results):
     return Drawn("evaluation", fig)
 
 
+def batching_figure(res: Results):
+    """Whether a variant's answer depends on its batch: the test predictions that move between each text
+    alone and in batches; and why, for the dynamic INT8 files: each activation scale in the batch over the
+    text's own (1: the same scale)."""
+    fr = F.batching_frames(res)
+    if fr is None:
+        return None
+    m, sc = fr["moves"], fr["scales"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1, 1.2]})
+    colours = variant_palette(m["variant"])
+    y = np.arange(len(m))
+    for off, key, hatch, label in ((-0.2, "moved_batch1_vs_sorted", None, "alone vs length-sorted batches"),
+                                   (0.2, "moved_batch1_vs_random", "//", "alone vs a random batching")):
+        axes[0].barh(y + off, m[key], height=0.4, color=[colours[v] for v in m["variant"]], hatch=hatch,
+                     edgecolor="0.3", lw=0.4, label=label)
+    for yy, (a, b) in zip(y, zip(m["moved_batch1_vs_sorted"], m["moved_batch1_vs_random"])):
+        if not a and not b:
+            axes[0].annotate(" none moved", (0, yy), va="center", fontsize=7, color="0.4")
+    axes[0].set_yticks(y, m["variant"], fontsize=8)
+    axes[0].set_xlim(0, max(1, int(m[["moved_batch1_vs_sorted", "moved_batch1_vs_random"]].to_numpy().max())) * 1.25)
+    axes[0].invert_yaxis()
+    n = res.evaluate["n_test"]
+    axes[0].set(xlabel=f"test predictions that change (of {n:,})", title="Answers that depend on the batch")
+    axes[0].legend(fontsize=7, loc="lower right")
+    if len(sc):
+        for (v, g), d in sc.groupby(["variant", "group"], sort=False):
+            axes[1].plot(d["node"], d["median_ratio"], "o-" if g == "moved" else "s--", ms=3, lw=1,
+                         color=colours[v], alpha=1.0 if g == "moved" else 0.5, label=f"{v}, {g} texts")
+        axes[1].axhline(1, color="k", lw=0.8)
+        axes[1].set(xlabel="DynamicQuantizeLinear node (graph order)", ylabel="scale in batch / scale alone (median)",
+                    title="Why: one activation scale over the whole batch")
+        axes[1].legend(fontsize=6, ncol=2)
+    else:
+        axes[1].set_axis_off()
+    fig.tight_layout()
+    return Drawn("batching", fig)
+
+
 def bench_figure(res: Results):
     r = res.bench
     cpu, fr = r.all_threads, F.bench_frames(res)
@@ -250,9 +288,9 @@ def _example_words(text: str) -> list:
 
 
 def _explain_colors(r: dict) -> dict:
-    """One colour per explained variant, the same in every explanation figure; the noise floor grey."""
+    """One colour per explained variant, by its family as in every other figure; the noise floor grey."""
     names = list(r["variants"]) + list(r.get("cost_variants", []))
-    return {**{n: f"C{i % 10}" for i, n in enumerate(names)}, "noise-floor": "0.6"}
+    return {**variant_palette(names), "noise-floor": "0.6"}
 
 
 def explain_agreement_figure(res: Results):

@@ -46,6 +46,25 @@ def evaluation_frames(res: Results) -> dict:
     return {"variants": evaluation_frame(res)}
 
 
+def batching_frames(res: Results) -> Optional[dict]:
+    """Per variant: accuracy alone (batch 1) and batched, the predictions that move between each text
+    alone, length-sorted batches and a random batching; per dynamic INT8 file, the median ratio of each
+    DynamicQuantizeLinear scale inside a batch to the text's own, for texts that moved and texts that did
+    not. None for results without the batch-invariance measurement."""
+    ev = res.evaluate["variants"]
+    if not all("batch_invariance" in v for v in ev.values()):
+        return None
+    moves = pd.DataFrame([{"variant": n, "declared_invariant": v["batch_invariant_declared"],
+                           "accuracy_b1": v["accuracy"], "accuracy_batched": v["batched"]["accuracy"],
+                           **{k: x for k, x in v["batch_invariance"].items() if k != "scales"}}
+                          for n, v in ev.items()])
+    scales = [{"variant": n, "group": g, "node": j, "median_ratio": r}
+              for n, v in ev.items() for g in ("moved", "unmoved")
+              for j, r in enumerate(((v["batch_invariance"].get("scales") or {}).get(g) or {})
+                                    .get("median_ratio_per_node", []))]
+    return {"moves": moves, "scales": pd.DataFrame(scales, columns=["variant", "group", "node", "median_ratio"])}
+
+
 def bench_frames(res: Results) -> dict:
     """Latency against length, throughput against batch size (all cores), and the speed-up over ONNX
     fp32 with its range over the rounds (the per-round ratios run_bench stored)."""
@@ -140,6 +159,7 @@ def explain_faithfulness_frames(res: Results) -> dict:
 
 # figure file name -> its frames
 FRAMES = {"data_overview": data_frames, "training_fp32": training_frames, "evaluation": evaluation_frames,
+          "batching": batching_frames,
           "benchmark": bench_frames, "op_times": op_time_frames, "tradeoff": tradeoff_frames,
           "lime_examples": explain_example_frames, "lime_agreement": explain_agreement_frames,
           "lime_faithfulness": explain_faithfulness_frames}

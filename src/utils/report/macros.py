@@ -57,7 +57,7 @@ def paper_macros(res: Results) -> dict:
             **_skip_layer_norm_macros(b, q),
             "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
         }
-    return {**macros, **explain_macros(res),
+    return {**macros, **explain_macros(res), **batching_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
@@ -264,6 +264,28 @@ def _run_macros(res: Results) -> dict:
     return out
 
 
+def batching_macros(res: Results) -> dict:
+    """Paper numbers on batch invariance: the predictions that move per family of variants, the accuracy
+    of dynamic INT8 batched, and the scale ratio behind the moves (where measured)."""
+    e = res.evaluate["variants"]
+    if not all("batch_invariance" in v for v in e.values()):
+        return {}
+    mv = lambda n: e[n]["batch_invariance"]["moved_batch1_vs_sorted"]  # noqa: E731
+    dep = [n for n in e if e[n]["batch_invariant_declared"] is False]
+    inv = [n for n in e if e[n]["batch_invariant_declared"] is True]
+    q8, bs = e["onnx-int8-dynamic"], e["onnx-int8-dynamic"]["batched"]
+    out = {"EvalBatch": str(bs["batch_size"]), "DynMoved": str(mv("onnx-int8-dynamic")),
+           "DynMovedRandom": str(q8["batch_invariance"]["moved_batch1_vs_random"]),
+           "DynBatchedAcc": pct(bs["accuracy"]), "DynBatchedAccDiff": f"{100 * bs['accuracy_diff']:+.1f}",
+           "DepMovedMin": str(min(mv(n) for n in dep)), "DepMovedMax": str(max(mv(n) for n in dep)),
+           "InvMovedMax": str(max(max(mv(n), e[n]["batch_invariance"]["moved_batch1_vs_random"]) for n in inv)),
+           "NInvariant": str(len(inv)), "NDependent": str(len(dep))}
+    sc = q8["batch_invariance"].get("scales") or {}
+    for g, key in (("moved", "DynScaleRatioMoved"), ("unmoved", "DynScaleRatioUnmoved")):
+        out[key] = f"{sc[g]['median_ratio']:.2f}" if sc.get(g) else "--"   # no text moved: nothing to show
+    return out
+
+
 def explain_macros(res: Results) -> dict:
     if not res.has("explain"):
         return {}
@@ -287,4 +309,29 @@ def explain_macros(res: Results) -> dict:
         "ExplainCompQat": (f"{r['faithfulness']['onnx-int8-qat']['comprehensiveness']['mean']:.2f}"
                            if "onnx-int8-qat" in r["faithfulness"] else "--"),
         "ExplainCompRandom": f"{r['faithfulness'][r['reference']]['random_comprehensiveness']['mean']:.2f}",
+        **_explain_control_macros(r),
     }
+
+
+def _explain_control_macros(r: dict) -> dict:
+    """The LIME controls: batching before / after, quantization alone (pairs), the symmetric floor."""
+    out = {}
+    bt = (r.get("batching") or {}).get("variants", {}).get("onnx-int8-dynamic")
+    if bt:
+        out.update({"ExplainDynPredChanged": str(bt["prediction_changed"]),
+                    "ExplainSpearmanDynBatched": f"{bt['agreement_with_reference_batched']['spearman']['mean']:.2f}",
+                    "ExplainDynBatchedVsAlone": f"{bt['batched_vs_alone']['spearman']['mean']:.2f}",
+                    "ExplainDisagreeBefore": str(r["batching"]["selection_before"]["n_disagreement"])})
+    p = (r.get("pairs") or {}).get("onnx-int8-qat vs onnx-qat-fp32")
+    if p:
+        out["ExplainSpearmanQatVsQatFP"] = f"{p['all']['spearman']['mean']:.2f}"
+    if "onnx-qat-fp32" in r["agreement"]:
+        out["ExplainSpearmanQatFP"] = f"{r['agreement']['onnx-qat-fp32']['all']['spearman']['mean']:.2f}"
+    c = (r.get("cross_seed") or {}).get("onnx-int8-qat")
+    if c:
+        d = c["difference"]["spearman"]
+        out.update({"ExplainSpearmanQatSeedB": f"{c['variant_seed_b']['spearman']['mean']:.2f}",
+                    "ExplainSpearmanNoiseSeedB": f"{c['reference_seed_b']['spearman']['mean']:.2f}",
+                    "ExplainSymDiff": f"{d['mean']:+.2f}", "ExplainSymDiffLo": f"{d['ci'][0]:+.2f}",
+                    "ExplainSymDiffHi": f"{d['ci'][1]:+.2f}"})
+    return out

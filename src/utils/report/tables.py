@@ -10,7 +10,7 @@ import pandas as pd
 from .. import bench_runs as R
 from ..metrics import metric
 from ..ort_inspect import integer_op_count
-from .frames import evaluation_frame
+from .frames import batching_frames, evaluation_frame
 from .readers import Results, best_int
 from .writer import Table, tex_escape
 
@@ -63,10 +63,40 @@ def evaluation_table(res: Results) -> Table:
     out.index = f["variant"]
     out.index.name = None
     return Table("evaluation", out, label=f"tab:evaluation-{res.name}", column_format="llrrrrrrrr",
-                caption=(f"Test split ({r['n_test']:,} examples) for every variant. Brackets: "
+                caption=(f"Test split ({r['n_test']:,} examples) for every variant, each text alone (batch 1, "
+                         f"as deployed; batched: Table~\\ref{{tab:batching-{res.name}}}). Brackets: "
                          f"{int(100 * res.cfg.eval.confidence)}\\% paired bootstrap intervals; "
                          f"$\\Delta$ and McNemar against {r['reference']}. Latency: median, "
                          f"{r.get('latency_note', '')}."))
+
+
+def batching_table(res: Results) -> Optional[Table]:
+    """Batch invariance, measured: accuracy alone and batched, and the predictions that move."""
+    fr = batching_frames(res)
+    if fr is None:
+        return None
+    m, r = fr["moves"], res.evaluate
+    bs = next(iter(r["variants"].values()))["batched"]["batch_size"]
+    out = pd.DataFrame({
+        "declared": ["invariant" if d is True else "batch-dependent" if d is False else "undeclared"
+                     for d in m["declared_invariant"]],
+        "acc. alone (%)": [pct(a, 2) for a in m["accuracy_b1"]],
+        f"acc. batch {bs} (%)": [pct(a, 2) for a in m["accuracy_batched"]],
+        "$\\Delta$ (pt)": [f"{100 * (b - a):+.2f}" for a, b in zip(m["accuracy_b1"], m["accuracy_batched"])],
+        "moved: alone/sorted": m["moved_batch1_vs_sorted"].astype(str),
+        "alone/random": m["moved_batch1_vs_random"].astype(str),
+        "sorted/random": m["moved_sorted_vs_random"].astype(str),
+        "max $|\\Delta$logit$|$": [f"{x:.1e}" if x else "0" for x in m["max_abs_logit_diff"]],
+    })
+    out.index = m["variant"]
+    out.index.name = None
+    seed = r.get("batching", {}).get("random_seed", res.cfg.seed)
+    return Table("batching", out, label=f"tab:batching-{res.name}", column_format="llrrrrrrr",
+                 caption=(f"Batch invariance on the {r['n_test']:,} test texts: accuracy with each text alone "
+                          f"(batch 1, the headline) and in batches of {bs} sorted by length (dynamic padding); "
+                          f"test predictions that change between each text alone, those batches and one random "
+                          f"batching of {bs} (seed {seed}); the largest logit change over the three. Declared: by "
+                          f"the variant's recipe in the registry."))
 
 
 def quantize_table(res: Results) -> Table:
@@ -260,25 +290,73 @@ def _mci(rec: dict, digits: int = 2) -> str:
     return f"{rec['mean']:.{digits}f} [{rec['ci'][0]:.{digits}f}, {rec['ci'][1]:.{digits}f}]"
 
 
+def _agreement_row(al: dict) -> dict:
+    return {"top-5 overlap": _mci(al["top5_overlap"]), "top-10 overlap": _mci(al["top10_overlap"]),
+            "sign (top-10)": _mci(al["top10_sign"]), "Spearman": _mci(al["spearman"]), "Kendall": _mci(al["kendall"])}
+
+
 def explain_agreement_table(res: Results) -> Table:
     r = res.explain
     rows = {}
     for v, a in r["agreement"].items():
         al = a["all"]
-        rows[v] = {"top-5 overlap": _mci(al["top5_overlap"]), "top-10 overlap": _mci(al["top10_overlap"]),
-                   "sign (top-10)": _mci(al["top10_sign"]), "Spearman": _mci(al["spearman"]),
-                   "Kendall": _mci(al["kendall"]),
+        rows[v] = {**_agreement_row(al),
                    "Spearman - noise": _mci(a["minus_noise_floor"]["spearman"]) if "minus_noise_floor" in a else "--",
                    "texts (same / other class)": (f"{a['same_prediction']['spearman']['n']} / "
                                                   f"{a['different_prediction']['spearman']['n']}"
                                                   if "same_prediction" in a else str(al["spearman"]["n"]))}
+    for name, p in r.get("pairs", {}).items():          # e.g. QAT's INT8 file against QAT's own weights
+        rows[name] = {**_agreement_row(p["all"]), "Spearman - noise": "--",
+                      "texts (same / other class)": str(p["all"]["spearman"]["n"])}
+    for v, c in r.get("cross_seed", {}).items():         # the symmetric floor: other seed on both sides
+        rows[f"{v}, seed {c['seed_b']}"] = {**_agreement_row(c["variant_seed_b"]),
+                                            "Spearman - noise": _mci(c["difference"]["spearman"]),
+                                            "texts (same / other class)": str(c["variant_seed_b"]["spearman"]["n"])}
+        rows[f"noise-floor, seed {c['seed_b']}"] = {**_agreement_row(c["reference_seed_b"]), "Spearman - noise": "--",
+                                                    "texts (same / other class)":
+                                                    str(c["reference_seed_b"]["spearman"]["n"])}
     df = pd.DataFrame(rows).T
+    extra = ""
+    if r.get("pairs"):
+        extra += (" Rows ``b vs a'': b's explanation against a's instead of the reference's (" +
+                  "; ".join(f"{p['variant']} against {p['reference']}" for p in r["pairs"].values()) + ").")
+    if r.get("cross_seed"):
+        c0 = next(iter(r["cross_seed"].values()))
+        extra += (f" Rows ``seed {c0['seed_b']}'': the variant explained with LIME seed {c0['seed_b']} against the "
+                  f"reference with seed {c0['seed_a']}, beside the reference with seed {c0['seed_b']} (the symmetric "
+                  f"floor); their Spearman - noise is the paired difference of the two.")
     return Table("explain_agreement", df, label=f"tab:explain-agreement-{res.name}",
                 caption=(f"Agreement of each variant's LIME explanation with {r['reference']}'s on "
                          f"{r['n_examples']} test texts ({r['samples']} samples, the same perturbed texts for "
                          f"every variant); noise-floor: {r['reference']} against itself under "
                          f"{len(r['noise_seeds'])} other seeds. Mean [95\\% bootstrap interval]; "
-                         f"Spearman - noise: paired per text. Top-k: texts with more than k words."))
+                         f"Spearman - noise: paired per text. Top-k: texts with more than k words." + extra))
+
+
+def explain_batching_table(res: Results) -> Optional[Table]:
+    """What explaining a batch-dependent variant in batches did, against explaining it as deployed."""
+    r = res.explain
+    b = r.get("batching")
+    if not b or not b["variants"]:
+        return None
+    rows = {}
+    for v, x in b["variants"].items():
+        rows[v] = {"prediction changed": f"{x['prediction_changed']} / {r['n_examples']}",
+                   "Spearman vs ref., batched": _mci(x["agreement_with_reference_batched"]["spearman"]),
+                   "Spearman vs ref., alone": _mci(x["agreement_with_reference_alone"]["spearman"])
+                   if x.get("agreement_with_reference_alone") else "--",
+                   "top-5 overlap vs ref., batched": _mci(x["agreement_with_reference_batched"]["top5_overlap"]),
+                   "top-5 overlap vs ref., alone": _mci(x["agreement_with_reference_alone"]["top5_overlap"])
+                   if x.get("agreement_with_reference_alone") else "--",
+                   "Spearman batched vs alone": _mci(x["batched_vs_alone"]["spearman"])}
+    sb = b["selection_before"]
+    return Table("explain_batching", pd.DataFrame(rows).T, label=f"tab:explain-batching-{res.name}",
+                 caption=(f"LIME on a batch-dependent variant explained as deployed (each perturbed text alone) "
+                          f"and as before (perturbed texts in batches of {b['batch_size']}), on the same "
+                          f"{r['n_examples']} texts and perturbations. Picked from batched predictions, the "
+                          f"selection would hold {sb['n_disagreement']} disagreement texts "
+                          f"(now {r['selection']['n_disagreement']}); {sb['shared_with_now']} of its "
+                          f"{sb['n_examples']} texts are among today's."))
 
 
 def explain_faithfulness_table(res: Results) -> Table:
