@@ -34,59 +34,71 @@ define notebook
 	  --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper bench explain test unit lint nbval venv clean clean-profile help
+.PHONY: all paper-figures paper bench explain test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
 	@sed -n '1,7p' Makefile
 
 # ---------------------------------------------------------------- environment
+# every package from requirements.lock, each file checked against its sha256 (`make lock` rewrites the lock
+# from requirements.txt + requirements-nodeps.txt; tests/test_environment.py keeps them in agreement)
 venv: $(STAMP)
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.lock requirements.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -r requirements.txt
-	$(BIN)/python -m pip install --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
+
+lock:
+	$(BIN)/python tools/lock.py
 
 # ---------------------------------------------------------------- the study
 # Each step's targets are its results JSON and an artifact the next step reads (grouped
 # targets, &:), so a fresh clone, whose artifacts are git-ignored, runs the whole study.
 PROC := data/processed/$(P)
 ART  := artifacts/$(P)
+PRE  := build/$(P).preflight
+
+# before a profile's steps (order-only: it never reruns a step): the profile, its variant names, data and
+# model checked in seconds; a bad one stops here with one line and exit status 2
+$(PRE): $(CFG) $(CORE) $(LIB)/preflight.py $(LIB)/data.py $(LIB)/modeling.py | $(STAMP)
+	@mkdir -p build
+	$(BIN)/python -m utils.preflight '$(PROFILE_ARG)'
+	@touch $@
 
 $(RES)/data.json $(PROC)/test.csv &: notebooks/01_data.ipynb $(CFG) $(CORE) $(LIB)/data.py $(LIB)/modeling.py \
-		| $(STAMP)
+		| $(STAMP) $(PRE)
 	$(call notebook,01_data)
 
 $(RES)/train_fp32.json $(ART)/fp32/model.safetensors &: notebooks/02_train_fp32.ipynb $(RES)/data.json \
-		$(PROC)/test.csv $(CFG) $(CORE) $(LIB)/training.py $(LIB)/modeling.py | $(STAMP)
+		$(PROC)/test.csv $(CFG) $(CORE) $(LIB)/training.py $(LIB)/modeling.py | $(STAMP) $(PRE)
 	$(call notebook,02_train_fp32)
 
 $(RES)/train_qat.json $(ART)/qat/model.safetensors &: notebooks/03_train_qat.ipynb $(RES)/train_fp32.json \
-		$(ART)/fp32/model.safetensors $(CFG) $(CORE) $(LIB)/qat.py $(LIB)/training.py | $(STAMP)
+		$(ART)/fp32/model.safetensors $(CFG) $(CORE) $(LIB)/qat.py $(LIB)/training.py | $(STAMP) $(PRE)
 	$(call notebook,03_train_qat)
 
 $(RES)/export.json $(ART)/onnx/fp32.onnx &: notebooks/04_export_onnx.ipynb $(RES)/train_qat.json \
-		$(ART)/qat/model.safetensors $(CFG) $(CORE) $(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP)
+		$(ART)/qat/model.safetensors $(CFG) $(CORE) $(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP) $(PRE)
 	$(call notebook,04_export_onnx)
 
 $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx &: notebooks/05_quantize.ipynb $(RES)/export.json \
-		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/ort_inspect.py | $(STAMP)
+		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
 	$(call notebook,05_quantize)
 
 $(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
-		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py $(LIB)/qat.py | $(STAMP)
+		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py $(LIB)/qat.py | $(STAMP) $(PRE)
 	$(call notebook,06_evaluate)
 
 $(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
-		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py $(LIB)/ort_inspect.py | $(STAMP)
+		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
 	$(call notebook,07_benchmark)
 
 # LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
 $(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
-		$(LIB)/explain.py $(LIB)/predict.py | $(STAMP)
+		$(LIB)/explain.py $(LIB)/predict.py | $(STAMP) $(PRE)
 	$(call notebook,08_explain)
 
 RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \
@@ -119,14 +131,14 @@ test: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 	  $(BIN)/papermill --prepare-only "$$nb" "build/nbval/$$(basename $$nb)" -p profile smoke >/dev/null 2>&1 \
 	    || { echo "papermill could not prepare $$nb"; exit 1; }; done
-	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff check src tests notebooks tools
 	$(BIN)/python -m pytest tests build/nbval --nbval-lax -p no:cacheprovider
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff check src tests notebooks tools
 
 clean-profile:
 	rm -rf results/$(P) artifacts/$(P) data/processed/$(P) figures/$(P) paper/tables/$(P) $(NBOUT) build/$(P).report \

@@ -1,6 +1,7 @@
 """Shared fixtures: real (small) models, real data, an isolated repository root."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,16 @@ from utils.config import load_config
 from utils.modeling import load_tokenizer, packaged_model_dir, save_checkpoint, set_seed
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """``study`` tests (the whole smoke study through make, several times) run in CI or when asked."""
+    if os.environ.get("CI") == "true" or os.environ.get("STUDY_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="runs the whole study several times: set STUDY_TESTS=1 (CI runs it)")
+    for item in items:
+        if "study" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

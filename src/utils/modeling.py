@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import Config, ModelConfig
@@ -59,6 +60,20 @@ def check_model_dir(path: str | os.PathLike) -> Path:
         extra = " (only PyTorch pickle weights, which are not loaded: convert them to safetensors)" \
             if any(path.glob("*.bin")) or any(path.glob("*.pt")) else ""
         raise ModelError(f"model folder {path} has no weights: expected model.safetensors{extra}")
+    return path
+
+
+def check_weights(path: str | os.PathLike) -> Path:
+    """A model folder's safetensors weights can be opened (their header parses); one clear error if not."""
+    path = check_model_dir(path)
+    f = path / WEIGHT_FILES[0]
+    if f.is_file():
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                if not list(h.keys()):
+                    raise ValueError("no tensors")
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise ModelError(f"corrupt or truncated weights {f}: {type(e).__name__}: {e}") from None
     return path
 
 

@@ -50,6 +50,7 @@ STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "b
 
 # --------------------------------------------------------------------------- 01 data
 def run_data(cfg: Config, progress: bool = True) -> dict:
+    V.check_profile(cfg)
     ds = D.load_dataset(cfg)
     splits = D.save_splits(ds, cfg.processed_dir)
     for sp in splits.values():     # recorded relative to the repository, not this machine's folders

@@ -183,6 +183,10 @@ def ort_session(path: str | os.PathLike, threads: Optional[int] = None,
     saves the graph it runs; ``quiet``: errors only in ORT's log."""
     path = Path(path)
     providers = providers or ["CPUExecutionProvider"]
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:     # ONNX Runtime would warn and fall back to the CPU: timings labelled with a GPU, run on a CPU
+        raise ModelError(f"{path.name}: execution provider(s) {missing} not available in this onnxruntime build "
+                         f"(available: {', '.join(ort.get_available_providers())})")
     disabled = disabled_optimizers(path, providers)     # also: one clear error for a missing file
     so = ort.SessionOptions()
     if threads:

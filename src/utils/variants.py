@@ -346,6 +346,18 @@ def check_names(cfg: Config, given, key: str) -> None:
         raise KeyError(f"{key}: unknown variant(s) {sorted(unknown)}; known: {', '.join(known)}")
 
 
+def check_profile(cfg: Config) -> None:
+    """Every variant name a profile gives (benchmark and explanation lists) is one it runs: checked by the
+    first step, so a typo fails before training, not an hour later when the step that reads it starts."""
+    b, x = cfg.bench, cfg.explain
+    for key, given in (("bench.variants", b.variants), ("bench.headline_only", b.headline_only),
+                       ("explain.reference", [x.reference]), ("explain.compare", [x.compare]),
+                       ("explain.variants", x.variants), ("explain.cost_variants", x.cost_variants),
+                       ("explain.disagreements_of", x.disagreements_of),
+                       ("explain.pairs", [n for p in x.pairs for n in p]), ("explain.cross_seed", x.cross_seed)):
+        check_names(cfg, given, key)
+
+
 def is_onnx_int8(name: str) -> bool:
     """An integer ONNX variant (what 'the fastest INT8 file' is chosen among); unregistered names: no."""
     v = REGISTRY.get(name)

@@ -1,0 +1,157 @@
+"""Interrupted and repeated: the whole smoke study through ``make``, as a user runs it.
+
+Run A goes from scratch to the end. Run B, from scratch in another copy of the repository, is killed in
+the middle of the training step (SIGTERM), of the quantization step (SIGKILL) and of the explanation step
+(SIGTERM), each time with every process it started, and ``make`` is run again until it finishes. Then:
+
+* B resumed: a killed step left nothing a later step read (every output is written to a temporary name
+  and renamed), and ``make`` reran only what was not finished;
+* B equals A: the same splits (byte for byte), training losses, predictions of every variant (batch 1
+  and batched), accuracy and LIME weights. Timings and provenance aside, two runs agree.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+COPY = ("Makefile", "notebooks", "configs", "src", "pyproject.toml", "requirements.txt", "requirements-nodeps.txt",
+        "requirements.lock")
+NB = "build/notebooks/smoke"
+
+pytestmark = pytest.mark.study
+
+
+def _repo_copy(root: Path) -> Path:
+    root.mkdir(parents=True)
+    for name in COPY:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)   # mtimes kept: no venv rebuild
+    return root
+
+
+def _env() -> dict:
+    # the library under test, whatever is installed; no network; the notebooks' kernels inherit it
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+            "HF_HUB_OFFLINE": "1"}
+
+
+def _make(root: Path) -> subprocess.Popen:
+    venv = Path(sys.prefix)
+    return subprocess.Popen(["make", "paper-figures", "PROFILE=smoke", f"VENV={venv}"], cwd=root, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _descendants(pid: int) -> set:
+    children: dict = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _kill_during(root: Path, notebook: str, sig: int, after_s: float, timeout_s: float = 900) -> None:
+    """Start make; once ``notebook`` has run ``after_s`` seconds, send ``sig`` to make and every process
+    it started (the papermill kernel included, which sits in a session of its own)."""
+    p = _make(root)
+    marker = root / NB / f"{notebook}.ipynb"
+    t0 = time.time()
+    while not marker.exists():
+        if p.poll() is not None:
+            pytest.fail(f"make ended before {notebook} started: {p.stderr.read()[-2000:]}")
+        if time.time() - t0 > timeout_s:
+            pytest.fail(f"{notebook} did not start within {timeout_s} s")
+        time.sleep(0.2)
+    time.sleep(after_s)
+    assert p.poll() is None, f"{notebook} finished within {after_s} s: the kill would test nothing"
+    for pid in _descendants(p.pid) | {p.pid}:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    p.wait(timeout=120)
+    time.sleep(1)
+
+
+def _finish(root: Path, timeout_s: float = 1800) -> None:
+    p = _make(root)
+    try:
+        _, err = p.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("make did not finish")
+    assert p.returncode == 0, err[-3000:]
+
+
+def _load(root: Path, step: str) -> dict:
+    return json.loads((root / "results" / "smoke" / f"{step}.json").read_text())
+
+
+def _fingerprint(root: Path) -> dict:
+    """What two runs must agree on: everything but timings and provenance."""
+    data, train, ev, ex = (_load(root, s) for s in ("data", "train_fp32", "evaluate", "explain"))
+    splits = {k: (v["n"], v["sha256"]) for k, v in data["splits"].items()}
+    files = {p.name: p.read_bytes() for p in sorted((root / "data" / "processed" / "smoke").glob("*.csv"))}
+    losses = [(h["epoch"], h["train_loss"], h["val_accuracy"]) for h in train["history"]]
+    preds = {n: (v["predictions_sha256"], v["batched"]["predictions_sha256"], v["accuracy"], v["macro_f1"])
+             for n, v in ev["variants"].items()}
+    lime = {n: [x["weights"] for x in xs] for n, xs in ex["explanations"].items()}
+    return {"splits": splits, "files": files, "losses": losses, "predictions": preds, "lime": lime,
+            "examples": [e["index"] for e in ex["examples"]], "noise": ex["noise_explanations"]}
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory) -> Path:
+    root = _repo_copy(tmp_path_factory.mktemp("study") / "a")
+    _finish(root)
+    return root
+
+
+def test_killed_in_three_steps_resumes_and_equals_an_uninterrupted_run(run_a, tmp_path):
+    b = _repo_copy(tmp_path / "b")
+    _kill_during(b, "02_train_fp32", signal.SIGTERM, after_s=8)
+    assert not (b / "results" / "smoke" / "train_fp32.json").exists()
+    assert not (b / "artifacts" / "smoke" / "fp32").exists()          # nothing half-written under its name
+    _kill_during(b, "05_quantize", signal.SIGKILL, after_s=6)
+    assert (b / "results" / "smoke" / "export.json").exists()          # the steps before it stay done
+    assert not (b / "results" / "smoke" / "quantize.json").exists()
+    done = {p.name: p.stat().st_mtime_ns for p in (b / "results" / "smoke").glob("*.json")}
+    _kill_during(b, "08_explain", signal.SIGTERM, after_s=6)
+    assert not (b / "results" / "smoke" / "explain.json").exists()
+    after = {p.name: p.stat().st_mtime_ns for p in (b / "results" / "smoke").glob("*.json")}
+    assert all(after[n] == t for n, t in done.items()), "a finished step was run again"
+    leftovers = [p for p in b.rglob("*") if ".tmp" in p.name and p.is_file()]
+    _finish(b)
+    assert after["train_fp32.json"] == (b / "results" / "smoke" / "train_fp32.json").stat().st_mtime_ns
+    fa, fb = _fingerprint(run_a), _fingerprint(b)
+    for key in fa:
+        assert fa[key] == fb[key], f"{key} differs between an uninterrupted run and the resumed one"
+    # temporary files a kill left behind are not outputs (nothing reads them), and the next run replaces them
+    assert all(not p.exists() or ".tmp" in p.name for p in leftovers)
+
+
+def test_nothing_to_do_on_a_finished_run(run_a):
+    """A second make over a finished run reruns nothing (every step's outputs are newer than its inputs)."""
+    before = {p: p.stat().st_mtime_ns for p in (run_a / "results" / "smoke").glob("*.json")}
+    r = subprocess.run(["make", "-q", "build/smoke.report", "PROFILE=smoke", f"VENV={sys.prefix}"], cwd=run_a,
+                       env=_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in (run_a / "results" / "smoke").glob("*.json")}
