@@ -98,6 +98,12 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         b = P.run_bench(cfg, progress=False)
         assert "onnx-int8-toy" in b["placement"] and "onnx-int8-toy" in b["speedup_vs_onnx_fp32"]
         assert "onnx-qat-fp32" not in b["placement"]      # a control: evaluated and explained, not timed
+        # QAT's control, trained by step 03 with QAT's schedule and no fake quantizers, and QAT against it
+        assert "pytorch-fp32-plus-epoch" in ev["variants"] and "pytorch-fp32-plus-epoch" not in b["placement"]
+        vs = ev["variants"]["onnx-int8-qat"]["vs_fp32_plus_epoch"]
+        assert vs["accuracy_diff_ci"][0] <= vs["accuracy_diff"] <= vs["accuracy_diff_ci"][1]
+        ctl = P.load_result(cfg, "train_qat")["control"]
+        assert len(ctl["history"]) == cfg.qat.epochs and ctl["checkpoint"].endswith("fp32-plus-epoch")
         res = Results(cfg)
         assert "int8-toy" in tables.quantize_table(res).df.index
         assert tables.quantize_table(res).df.loc["int8-toy", "integer ops run"] != "0"

@@ -72,6 +72,7 @@ class QATConfig:
     warmup_ratio: float = 0.0
     calibration_examples: int = 256   # training texts that initialise the activation ranges
     averaging_constant: float = 0.01  # EMA of the activation observers during training
+    control: bool = True              # also train fp32-plus-epoch: FP32 with QAT's schedule, no fake quantizers
 
 
 @dataclass

@@ -121,6 +121,7 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
                      threads=cfg.threads, progress=progress, eval_batch_size=cfg.eval.batch_size)
     seconds = time.perf_counter() - t0
     QA.set_observers(model, False)
+    control = _train_plus_epoch(cfg, tc, splits, progress) if cfg.qat.control else None
     acts, weights = QA.activation_scales(model), QA.weight_qparams(model)
     out = checkpoint_dir(cfg, "qat")
     fq_file = cfg.artifacts_dir / "qat_fakequant.safetensors"
@@ -137,9 +138,25 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
                "activation_scales": acts, "checkpoint": str(out.relative_to(cfg.root)),
                "fakequant_state_mb": M.file_size_mb(fq_file),
                "checkpoint_mb": M.file_size_mb(out / "model.safetensors"),
-               "checkpoint_sha256": sha256(out / "model.safetensors")}
+               "checkpoint_sha256": sha256(out / "model.safetensors"),
+               **({"control": control} if control else {})}
     write_result(cfg, "train_qat", payload)
     return payload
+
+
+def _train_plus_epoch(cfg: Config, tc: TrainConfig, splits: dict, progress: bool) -> dict:
+    """The control of QAT: the FP32 checkpoint fine-tuned with QAT's schedule and seed, without fake
+    quantizers (``fp32-plus-epoch``), so that QAT against it is what fake quantization did and not what
+    more training did."""
+    model, tok = M.load_checkpoint(checkpoint_dir(cfg), attn="eager")
+    t0 = time.perf_counter()
+    hist = fine_tune(model, tok, splits["train"], splits["validation"], tc, cfg.model.max_length, cfg.seed + 1,
+                     threads=cfg.threads, progress=progress, eval_batch_size=cfg.eval.batch_size)
+    out = M.save_checkpoint(model, tok, checkpoint_dir(cfg, "fp32-plus-epoch"))
+    return {**hist, "train_seconds": time.perf_counter() - t0, "checkpoint": str(out.relative_to(cfg.root)),
+            "checkpoint_sha256": sha256(out / "model.safetensors"),
+            "what": "the FP32 checkpoint fine-tuned with QAT's epochs, learning rate, batch size and seed, "
+                    "without fake quantization"}
 
 
 # --------------------------------------------------------------------------- 04 export
@@ -285,6 +302,13 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
         rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
         rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == integer))
     rows["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] = float(np.mean(integer == fq))
+    control = "pytorch-fp32-plus-epoch"
+    if control in preds:     # QAT against FP32 trained as long: what fake quantization itself did
+        idx = E.bootstrap_indices(len(y), cfg.eval.bootstrap, cfg.seed)
+        for name in ["pytorch-qat-fakequant", *V.quantized_from_qat(cfg)]:
+            sc = E.score(y, preds[name], idx, cfg.eval.confidence, ref_pred=preds[control])
+            rows[name]["vs_fp32_plus_epoch"] = {k: sc[k] for k in ("accuracy_diff", "accuracy_diff_ci", "agreement",
+                                                                   "mcnemar")}
     payload = {"reference": REFERENCE, "labels": labels, "n_test": len(y),
                "majority_class_accuracy": float(np.bincount(y, minlength=len(labels)).max() / len(y)),
                "batching": {"batch_size": bs, "random_seed": cfg.seed,

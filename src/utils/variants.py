@@ -401,6 +401,10 @@ register_variant(Variant("pytorch-int8-dynamic", "pytorch", "pytorch", integer=T
 register_variant(Variant("pytorch-bf16", "pytorch", "pytorch", baseline=True, recipe=TorchModel(dtype="bfloat16")))
 register_variant(Variant("pytorch-qat-fakequant", "pytorch", "pytorch", recipe=FakeQuant(),
                          artifact="qat_fakequant.safetensors"))
+# QAT's control: FP32 fine-tuned for QAT's extra epoch(s) without fake quantizers (step 03, qat.control)
+register_variant(Variant("pytorch-fp32-plus-epoch", "pytorch", "pytorch",
+                         recipe=TorchModel(checkpoint="fp32-plus-epoch"), artifact="fp32-plus-epoch/model.safetensors",
+                         control=True, enabled=lambda cfg: cfg.qat.control))
 _onnx("fp32", "onnx-float", integer=False)
 _onnx("fp32-opt", "onnx-float", Optimize(), integer=False)
 # QAT's weights exported without quantization (step 04): separates what QAT's training changed from
@@ -433,7 +437,8 @@ def quantized_from_qat(cfg: Config) -> list:
 
 # --------------------------------------------------------------------------- artifacts
 def checkpoint_dir(cfg: Config, kind: str = "fp32") -> Path:
-    """``fp32`` or ``qat`` (the QAT-trained weights, fake quantizers stripped, + qat_scales.json)."""
+    """``fp32``, ``qat`` (the QAT-trained weights, fake quantizers stripped, + qat_scales.json) or
+    ``fp32-plus-epoch`` (QAT's control)."""
     return cfg.artifacts_dir / kind
 
 

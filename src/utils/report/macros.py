@@ -41,6 +41,7 @@ def paper_macros(res: Results) -> dict:
             "BenchQatMs": fmt_ms("onnx-int8-qat"), "BenchQatVsOnnx": fmt_x("onnx-int8-qat"),
             "BenchFQMs": fmt_ms("pytorch-qat-fakequant"), "BenchTorchDynMs": fmt_ms("pytorch-int8-dynamic"),
             "BenchTorchBFMs": fmt_ms("pytorch-bf16"),
+            "BenchTokenMs": fmt_ms("onnx-int8-dynamic-token"), "BenchTokenVsOnnx": fmt_x("onnx-int8-dynamic-token"),
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
             **({"BenchMinutes": f"{b['seconds'] / 60:.1f}"} if b.get("seconds") else {}),
@@ -280,6 +281,20 @@ def batching_macros(res: Results) -> dict:
            "DepMovedMin": str(min(mv(n) for n in dep)), "DepMovedMax": str(max(mv(n) for n in dep)),
            "InvMovedMax": str(max(max(mv(n), e[n]["batch_invariance"]["moved_batch1_vs_random"]) for n in inv)),
            "NInvariant": str(len(inv)), "NDependent": str(len(dep))}
+    ctl = e.get("pytorch-fp32-plus-epoch")
+    if ctl and "vs_fp32_plus_epoch" in e["onnx-int8-qat"]:   # QAT's control: FP32 trained as long
+        for key, n in (("Qat", "onnx-int8-qat"), ("FQ", "pytorch-qat-fakequant")):
+            c = e[n]["vs_fp32_plus_epoch"]
+            out.update({f"{key}VsControl": f"{100 * c['accuracy_diff']:+.1f}",
+                        f"{key}VsControlLo": f"{100 * c['accuracy_diff_ci'][0]:+.1f}",
+                        f"{key}VsControlHi": f"{100 * c['accuracy_diff_ci'][1]:+.1f}"})
+        out.update({"ControlAcc": pct(ctl["accuracy"]), "ControlAccDiff": f"{100 * ctl['accuracy_diff']:+.1f}"})
+    tk = e.get("onnx-int8-dynamic-token")
+    if tk:      # one activation scale per token: dynamic INT8 made batch-invariant
+        out.update({"TokenAcc": pct(tk["accuracy"]), "TokenAccDiff": f"{100 * tk['accuracy_diff']:+.1f}",
+                    "TokenMoved": str(max(tk["batch_invariance"][k] for k in (
+                        "moved_batch1_vs_sorted", "moved_batch1_vs_random", "moved_sorted_vs_random"))),
+                    "TokenAgree": pct(tk["agreement"])})
     sc = q8["batch_invariance"].get("scales") or {}
     for g, key in (("moved", "DynScaleRatioMoved"), ("unmoved", "DynScaleRatioUnmoved")):
         out[key] = f"{sc[g]['median_ratio']:.2f}" if sc.get(g) else "--"   # no text moved: nothing to show
