@@ -17,6 +17,7 @@ from utils import data as D
 from utils.modeling import ModelError, packaged_model_dir
 from utils.predict import ort_session
 from utils.preflight import main as preflight
+from utils.provenance import OutputError, atomic_path, write_json
 
 SMOKE = "extends: smoke\n"
 REVIEWS = pd.DataFrame({"review": [f"review number {i} of a film" for i in range(60)],
@@ -175,3 +176,22 @@ def test_data_errors_name_the_file(tmp_path):
     p.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(D.DataError, match=r"x.jsonl line 2: expected a JSON object"):
         D.read_table(p)
+
+
+def test_a_read_only_results_folder_is_one_clear_error(tmp_path):
+    target = Path("/sys/no-such-study/results/evaluate.json")     # sysfs: the kernel refuses new folders
+    with pytest.raises(OutputError, match=r"cannot write /sys/no-such-study/results/evaluate.json: .*nothing was"):
+        write_json(target, {"x": 1})
+
+
+def test_a_full_disk_leaves_the_previous_file_intact(tmp_path):
+    target = tmp_path / "evaluate.json"
+    target.write_text('{"previous": true}')
+    with pytest.raises(OutputError, match="No space left on device; nothing was written"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            with open("/dev/full", "w") as full:     # a device that is always full: a real ENOSPC
+                full.write("x" * 4096)
+                full.flush()
+    assert target.read_text() == '{"previous": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["evaluate.json"]   # no temporary left behind

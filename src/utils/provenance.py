@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import importlib.metadata as md
 import json
@@ -29,6 +30,13 @@ PACKAGES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "numpy
 
 
 # --------------------------------------------------------------------------- atomic writes
+class OutputError(OSError):
+    """An output cannot be written (full disk, read-only folder); nothing half-written is left."""
+
+
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -37,8 +45,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     previous ``path`` (if any) is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror} (a read-only folder, or no permission?); "
+                          f"nothing was written") from None
     os.close(fd)
     os.unlink(tmp)
     tmp = Path(tmp)
@@ -54,11 +66,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno in OUTPUT_ERRNOS:
+            raise OutputError(f"cannot write {path}: {e.strerror}; nothing was written (the previous "
+                              f"{path.name}, if any, is untouched)") from None
         raise
 
 

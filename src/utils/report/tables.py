@@ -374,6 +374,8 @@ def explain_faithfulness_table(res: Results) -> Table:
                    f"x {r['throughput_baseline']}": f"{c['throughput_vs_baseline']:.2f}",
                    "texts": str(c["examples"])}
     df = pd.DataFrame(rows).T
+    alone = set((r.get("batching") or {}).get("batch_dependent", []))
+    df.index = [f"{v} (alone)" if v in alone else v for v in df.index]
     fr = ", ".join(f"{100 * x:g}" for x in r["fractions"])
     return Table("explain_faithfulness", df, label=f"tab:explain-faithfulness-{res.name}",
                 caption=(f"Faithfulness of each variant's own LIME explanation, computed with that variant: "
@@ -382,4 +384,7 @@ def explain_faithfulness_table(res: Results) -> Table:
                          f"removing or keeping the top {fr}\\% of the words, beside a random ranking; local "
                          f"$R^2$ of LIME's ridge model; cost with {r['samples']} samples, variants interleaved "
                          f"(rows without faithfulness were explained on {len(r['cost_examples'])} texts for "
-                         f"their cost only)."))
+                         f"their cost only)"
+                         + (f"; (alone): a batch-dependent variant, every perturbed text predicted alone (batch 1) "
+                            f"where the others take batches of {r['batch_size']}, which its cost includes"
+                            if alone else "") + "."))
