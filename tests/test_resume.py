@@ -47,7 +47,9 @@ def _env() -> dict:
 
 def _make(root: Path) -> subprocess.Popen:
     venv = Path(sys.prefix)
-    return subprocess.Popen(["make", "paper-figures", "PROFILE=smoke", f"VENV={venv}"], cwd=root, env=_env(),
+    # -o: the shared environment counts as installed (make must never reinstall it from the copy)
+    return subprocess.Popen(["make", "paper-figures", "PROFILE=smoke", f"VENV={venv}", "-o", f"{venv}/.installed"],
+                            cwd=root, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -151,7 +153,8 @@ def test_killed_in_three_steps_resumes_and_equals_an_uninterrupted_run(run_a, tm
 def test_nothing_to_do_on_a_finished_run(run_a):
     """A second make over a finished run reruns nothing (every step's outputs are newer than its inputs)."""
     before = {p: p.stat().st_mtime_ns for p in (run_a / "results" / "smoke").glob("*.json")}
-    r = subprocess.run(["make", "-q", "build/smoke.report", "PROFILE=smoke", f"VENV={sys.prefix}"], cwd=run_a,
+    r = subprocess.run(["make", "-q", "build/smoke.report", "PROFILE=smoke", f"VENV={sys.prefix}", "-o",
+                        f"{sys.prefix}/.installed"], cwd=run_a,
                        env=_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert before == {p: p.stat().st_mtime_ns for p in (run_a / "results" / "smoke").glob("*.json")}
