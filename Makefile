@@ -20,8 +20,11 @@ export PYTHONUNBUFFERED := 1
 PROFILE_FILE := $(if $(filter %.yaml %.yml,$(PROFILE)),$(PROFILE),configs/$(PROFILE).yaml)
 PROFILE_ARG  := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(PROFILE))
 P     := $(basename $(notdir $(PROFILE_FILE)))
-RES   := results/$(P)
-NBOUT := build/notebooks/$(P)
+# SEED: one seed of the profile's `seeds` list (`make seeds` runs each): its steps in folders of their own
+SEED  ?=
+RUN   := $(P)$(if $(SEED),/seed-$(SEED))
+RES   := results/$(RUN)
+NBOUT := build/notebooks/$(RUN)
 CFG   := $(sort $(PROFILE_FILE) configs/default.yaml)
 LIB   := src/utils
 CORE  := $(LIB)/config.py $(LIB)/provenance.py $(LIB)/pipeline.py $(LIB)/variants.py
@@ -31,10 +34,10 @@ REPORT := $(wildcard $(LIB)/report/*.py)
 define notebook
 	@mkdir -p $(NBOUT)
 	$(BIN)/papermill notebooks/$(1).ipynb $(NBOUT)/$(1).ipynb -p profile '$(PROFILE_ARG)' \
-	  --cwd notebooks --no-progress-bar --log-output
+	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper bench explain test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper bench explain seeds seed-steps test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
@@ -57,8 +60,8 @@ lock:
 # ---------------------------------------------------------------- the study
 # Each step's targets are its results JSON and an artifact the next step reads (grouped
 # targets, &:), so a fresh clone, whose artifacts are git-ignored, runs the whole study.
-PROC := data/processed/$(P)
-ART  := artifacts/$(P)
+PROC := data/processed/$(RUN)
+ART  := artifacts/$(RUN)
 PRE  := build/$(P).preflight
 
 # before a profile's steps (order-only: it never reruns a step): the profile, its variant names, data and
@@ -114,6 +117,22 @@ bench: $(RES)/bench.json
 
 # LIME explanations alone (also part of paper-figures)
 explain: $(RES)/explain.json
+
+# several training seeds (a profile with `seeds:`, e.g. PROFILE=seeds): steps 01-06 once per seed, each under
+# results/<profile>/seed-<n>/ and resumable like any profile, then results/<profile>/seeds.json (every variant's
+# accuracy change with an interval over the seeds) and its table, figure and macros
+seeds: | $(STAMP) $(PRE)
+	@seeds="$$($(BIN)/python -m utils.seeds list '$(PROFILE_ARG)')"; \
+	for s in $$seeds; do $(MAKE) --no-print-directory seed-steps PROFILE='$(PROFILE)' SEED=$$s; done
+	$(BIN)/python -m utils.seeds summarize '$(PROFILE_ARG)'
+	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
+
+ifneq ($(filter seed-steps,$(MAKECMDGOALS)),)
+ifeq ($(SEED),)
+$(error seed-steps runs one seed's replicate: give SEED=<one of the profile's seeds>, or run `make seeds`)
+endif
+endif
+seed-steps: $(RES)/evaluate.json
 
 paper-figures: build/$(P).report
 	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"

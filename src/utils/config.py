@@ -42,6 +42,9 @@ class DataConfig:
     validation_fraction: float = 0.1
     test_fraction: float = 0.2
     max_examples: Optional[int] = None  # subsample after cleaning (stratified); None: all
+    seed: Optional[int] = None        # seed of the subsample and the split; None: the profile's seed (in a
+                                      # seed's replicate of ``seeds``: the profile's own, so every seed
+                                      # trains and is tested on the same split)
 
 
 @dataclass
@@ -98,6 +101,10 @@ class QuantizeConfig:
 
 @dataclass
 class EvalConfig:
+    variants: Optional[list] = None   # evaluated (each text alone, batch 1); None: every variant. The FP32
+                                      # references pytorch-fp32 and onnx-fp32 are always among them
+    batched: bool = True              # also in batches of batch_size (length-sorted and one random
+                                      # batching): batch invariance measured; false: batch 1 only
     batch_size: int = 64
     bootstrap: int = 1000
     confidence: float = 0.95
@@ -177,6 +184,9 @@ class Config:
     name: str = "default"
     description: str = ""
     seed: int = 42
+    seeds: list = field(default_factory=list)   # training seeds that `make seeds` repeats steps 01-06 for
+                                      # (one replicate each, under <name>/seed-<n>/), then summarises
+                                      # over them (results/<name>/seeds.json); empty: one run, this seed
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -187,6 +197,9 @@ class Config:
     bench: BenchConfig = field(default_factory=BenchConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    replicate: Optional[int] = None   # the seed of ``seeds`` this run is (load_config(replicate=...) or the
+                                      # override key ``replicate``, never a profile file): seed = it, outputs
+                                      # under <name>/seed-<n>/
     root: str = "."                   # repository root (set by load_config, not by profiles)
     profile_file: Optional[str] = None  # the YAML file this came from (set by load_config)
 
@@ -195,24 +208,35 @@ class Config:
         return Path(self.root).joinpath(*parts)
 
     @property
+    def run_name(self) -> str:
+        """Where this run's outputs go below results/, artifacts/ ...: the profile's name, and a seed's
+        replicate in a folder of its own (``seeds/seed-43``)."""
+        return self.name if self.replicate is None else f"{self.name}/{replicate_dir(self.replicate)}"
+
+    @property
     def results_dir(self) -> Path:
-        return self.path("results", self.name)
+        return self.path("results", self.run_name)
 
     @property
     def artifacts_dir(self) -> Path:
-        return self.path("artifacts", self.name)
+        return self.path("artifacts", self.run_name)
 
     @property
     def processed_dir(self) -> Path:
-        return self.path("data", "processed", self.name)
+        return self.path("data", "processed", self.run_name)
 
     @property
     def figures_dir(self) -> Path:
-        return self.path("figures", self.name)
+        return self.path("figures", self.run_name)
 
     @property
     def tables_dir(self) -> Path:
-        return self.path("paper", "tables", self.name)
+        return self.path("paper", "tables", self.run_name)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the subsample and the split (``data.seed``, else the profile's)."""
+        return self.seed if self.data.seed is None else self.data.seed
 
     @property
     def threads(self) -> int:
@@ -222,6 +246,11 @@ class Config:
         d = dataclasses.asdict(self)
         d.pop("root")
         return d
+
+
+def replicate_dir(seed: int) -> str:
+    """The folder of one seed's replicate inside a profile's outputs."""
+    return f"seed-{seed}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -380,8 +409,18 @@ def _validate(cfg: Config) -> None:
     if bad:
         k, v = next(iter(bad.items()))
         raise ConfigError(f"{k} must be >= 1, got {v}")
-    if cfg.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    if cfg.seed < 0 or (d.seed is not None and d.seed < 0):
+        raise ConfigError(f"seed and data.seed must be >= 0, got {cfg.seed} and {d.seed}")
+    sd = cfg.seeds
+    if sd and (len(sd) < 2 or len(set(sd)) != len(sd)
+               or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in sd)):
+        raise ConfigError(f"seeds must be at least two distinct integers >= 0 (an interval over seeds needs two), "
+                          f"got {sd}")
+    if cfg.eval.variants is not None:
+        missing = [n for n in ("pytorch-fp32", "onnx-fp32") if n not in cfg.eval.variants]
+        if missing:
+            raise ConfigError(f"eval.variants must include the FP32 references pytorch-fp32 and onnx-fp32 "
+                              f"(every difference is taken against them); missing: {', '.join(missing)}")
     rates = {"train.learning_rate": cfg.train.learning_rate, "qat.learning_rate": cfg.qat.learning_rate,
              "export.parity_atol": cfg.export.parity_atol}
     bad = {k: v for k, v in rates.items() if not v > 0}
@@ -452,16 +491,28 @@ def _validate(cfg: Config) -> None:
 
 
 def load_config(profile: str | os.PathLike = "default", overrides: Optional[dict] = None,
-                root: Optional[str | os.PathLike] = None) -> Config:
-    """Load a profile (built-in name or YAML path), apply ``overrides``, validate."""
+                root: Optional[str | os.PathLike] = None, replicate: Optional[int] = None) -> Config:
+    """Load a profile (built-in name or YAML path), apply ``overrides``, validate. ``replicate`` (or the
+    override key of that name): one seed of the profile's ``seeds``, whose run this is."""
     root_path = Path(root).resolve() if root else find_root()
     pfile = resolve_profile(profile, root_path)
-    raw = deep_merge(_read_yaml(pfile, root_path), overrides or {})
+    raw = _read_yaml(pfile, root_path)
+    if "replicate" in raw:
+        raise ConfigError(f"'replicate' cannot appear in a profile ({pfile}): list the seeds in 'seeds'; "
+                          f"`make seeds` runs each one")
+    over = dict(overrides or {})
+    given = over.pop("replicate", None)
+    if replicate is not None and given is not None and given != replicate:
+        raise ConfigError(f"replicate given twice, as {replicate} and as override {given}")
+    replicate = given if replicate is None else replicate
+    raw = deep_merge(raw, over)
     for k in ("name", "root", "profile_file"):
         if k in raw:
             raise ConfigError(f"{k!r} is set by the loader (from the profile file's name) "
                               f"and cannot appear in a profile")
     raw["name"] = pfile.stem   # outputs go under results/<stem>/, artifacts/<stem>/ ...
+    if replicate is not None and "seed" in over and over["seed"] != replicate:
+        raise ConfigError(f"seed override {over['seed']} contradicts replicate {replicate}")
     cfg = _build(Config, raw, "")
     cfg.root = str(root_path)
     try:
@@ -469,4 +520,18 @@ def load_config(profile: str | os.PathLike = "default", overrides: Optional[dict
     except ValueError:
         cfg.profile_file = str(pfile)
     _validate(cfg)
-    return cfg
+    return cfg if replicate is None else for_seed(cfg, replicate)
+
+
+def for_seed(cfg: Config, seed: int) -> Config:
+    """The run of one seed of ``cfg.seeds``: that training seed, ``cfg``'s split (``data.seed``), its outputs
+    under <name>/seed-<seed>/; everything else as ``cfg``."""
+    if cfg.replicate is not None:
+        raise ConfigError(f"{cfg.run_name} is already the replicate of seed {cfg.replicate}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed not in cfg.seeds:
+        raise ConfigError(f"replicate {seed!r} is not one of the seeds of profile {cfg.name!r} "
+                          f"({cfg.seeds or 'none: the profile has no seeds list'})")
+    out = copy.deepcopy(cfg)
+    out.data.seed = cfg.data_seed        # the split stays the profile's: only the training seed varies
+    out.seed, out.replicate = seed, seed
+    return out

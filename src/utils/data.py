@@ -238,8 +238,8 @@ def load_dataset(cfg: Config) -> Dataset:
         recorded = origin
     df, labels = validate(raw, dc, origin)
     df = df.drop_duplicates("text").reset_index(drop=True)
-    df = _subsample(df, dc.max_examples, cfg.seed)
-    return Dataset(splits=make_splits(df, dc, cfg.seed), labels=labels, source=recorded)
+    df = _subsample(df, dc.max_examples, cfg.data_seed)
+    return Dataset(splits=make_splits(df, dc, cfg.data_seed), labels=labels, source=recorded)
 
 
 # --------------------------------------------------------------------------- files

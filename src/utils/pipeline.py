@@ -250,68 +250,75 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
     (batch 1, no padding) is the headline, with paired intervals and McNemar against the PyTorch FP32
     reference; then in batches of ``eval.batch_size`` (length-sorted, and one random batching), with
     the predictions that move between the three (batch invariance, measured), and, for the dynamic
-    INT8 files, the activation scales behind the moves."""
+    INT8 files, the activation scales behind the moves. ``eval.variants`` narrows the variants,
+    ``eval.batched: false`` keeps batch 1 only (a seed's replicate of ``seeds``)."""
     test = D.load_splits(cfg)["test"]
     labels = labels_of(cfg)
     texts, y = test["text"].tolist(), test["label"].to_numpy()
-    preds_by = V.predictors(cfg)
-    bs = cfg.eval.batch_size
+    preds_by = V.predictors(cfg, only=V.evaluated(cfg))
+    bs, many = cfg.eval.batch_size, cfg.eval.batched
     preds, batched, shuffled, rows, confidences = {}, {}, {}, {}, {}
     for name, pr in preds_by.items():
         v = V.get(name)
         logits = pr.predict_logits(texts, progress=progress, batch_size=1)
         proba = P.softmax(logits)
         preds[name], confidences[name] = proba.argmax(-1), proba.max(-1)
-        lb = pr.predict_logits(texts, progress=progress, batch_size=bs)
-        lr = pr.predict_logits(texts, progress=progress, batch_size=bs, order="random", seed=cfg.seed)
-        batched[name], shuffled[name] = lb.argmax(-1), lr.argmax(-1)
         rows[name] = {"runtime": v.runtime, "path": str(v.path(cfg).relative_to(cfg.root)),
                       "size_mb": M.file_size_mb(v.path(cfg)), "sha256": sha256(v.path(cfg)),
-                      "batch_invariant_declared": v.batch_invariant,
-                      "batch_invariance": _moves(preds[name], batched[name], shuffled[name], logits, lb, lr)}
+                      "batch_invariant_declared": v.batch_invariant}
+        if many:
+            lb = pr.predict_logits(texts, progress=progress, batch_size=bs)
+            lr = pr.predict_logits(texts, progress=progress, batch_size=bs, order="random", seed=cfg.seed)
+            batched[name], shuffled[name] = lb.argmax(-1), lr.argmax(-1)
+            rows[name]["batch_invariance"] = _moves(preds[name], batched[name], shuffled[name], logits, lb, lr)
     fp32_mb = rows["onnx-fp32"]["size_mb"]
     kw = {"reps": cfg.eval.bootstrap, "confidence": cfg.eval.confidence, "seed": cfg.seed}
     scores = E.evaluate_variants(y, preds, reference=REFERENCE, **kw)
-    scores_batched = E.evaluate_variants(y, batched, reference=REFERENCE, **kw)
+    scores_batched = E.evaluate_variants(y, batched, reference=REFERENCE, **kw) if many else {}
     lat_texts = test.sample(n=min(cfg.eval.latency_examples, len(test)), random_state=cfg.seed)["text"].tolist()
     latency = B.interleaved_latency(preds_by, lat_texts, progress=progress)
     for name in rows:
         rows[name].update(scores[name])
-        rows[name]["batched"] = {"batch_size": bs, "order": "length-sorted", "predictions_sha256":
-                                 array_sha256(batched[name]),
-                                 **{k: x for k, x in scores_batched[name].items() if k not in ("n",)}}
         rows[name]["size_ratio_to_onnx_fp32"] = rows[name]["size_mb"] / fp32_mb
         rows[name]["latency_b1"] = latency[name]
         rows[name]["predictions"] = preds[name].tolist()
-        rows[name]["predictions_batched"] = batched[name].tolist()
         rows[name]["predictions_sha256"] = array_sha256(preds[name])
         rows[name]["confidence"] = np.round(confidences[name], 5).tolist()
+        if not many:
+            continue
+        rows[name]["batched"] = {"batch_size": bs, "order": "length-sorted", "predictions_sha256":
+                                 array_sha256(batched[name]),
+                                 **{k: x for k, x in scores_batched[name].items() if k not in ("n",)}}
+        rows[name]["predictions_batched"] = batched[name].tolist()
         v = V.get(name)
         if v.runtime == "onnxruntime" and dynamic_scale_outputs(v.path(cfg)):
             rows[name]["batch_invariance"]["scales"] = _scale_mechanism(
                 preds_by[name], v.path(cfg), texts, preds[name], batched[name], bs, cfg.seed)
-    fq = preds["pytorch-qat-fakequant"]
-    # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then
-    # the float32 scales) instead of float32 sums of dequantized values
-    integer = make_predictor(cfg, "pytorch-qat-fakequant", recipe=V.FakeQuant(integer=True)).predict(
-        texts, progress=progress, batch_size=1)
-    for name in V.quantized_from_qat(cfg):
-        rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
-        rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == integer))
-    rows["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] = float(np.mean(integer == fq))
+    from_qat = [n for n in V.quantized_from_qat(cfg) if n in preds]
+    if "pytorch-qat-fakequant" in preds:
+        fq = preds["pytorch-qat-fakequant"]
+        # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then
+        # the float32 scales) instead of float32 sums of dequantized values
+        integer = make_predictor(cfg, "pytorch-qat-fakequant", recipe=V.FakeQuant(integer=True)).predict(
+            texts, progress=progress, batch_size=1)
+        for name in from_qat:
+            rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
+            rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == integer))
+        rows["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] = float(np.mean(integer == fq))
     control = "pytorch-fp32-plus-epoch"
     if control in preds:     # QAT against FP32 trained as long: what fake quantization itself did
         idx = E.bootstrap_indices(len(y), cfg.eval.bootstrap, cfg.seed)
-        for name in ["pytorch-qat-fakequant", *V.quantized_from_qat(cfg)]:
+        for name in [n for n in ["pytorch-qat-fakequant", "onnx-qat-fp32", *from_qat] if n in preds]:
             sc = E.score(y, preds[name], idx, cfg.eval.confidence, ref_pred=preds[control])
             rows[name]["vs_fp32_plus_epoch"] = {k: sc[k] for k in ("accuracy_diff", "accuracy_diff_ci", "agreement",
                                                                    "mcnemar")}
     payload = {"reference": REFERENCE, "labels": labels, "n_test": len(y),
                "majority_class_accuracy": float(np.bincount(y, minlength=len(labels)).max() / len(y)),
-               "batching": {"batch_size": bs, "random_seed": cfg.seed,
+               "batching": {"batch_size": bs if many else None, "random_seed": cfg.seed,
                             "headline": "batch 1: each text alone, no padding (as deployed, one request at a time)",
-                            "batched": f"batches of {bs}, texts sorted by length (dynamic padding)",
-                            "random": f"batches of {bs}, one random batching (seed {cfg.seed})"},
+                            **({"batched": f"batches of {bs}, texts sorted by length (dynamic padding)",
+                                "random": f"batches of {bs}, one random batching (seed {cfg.seed})"} if many else
+                               {"batched": None, "random": None})},
                "latency_note": (f"batch 1, {len(lat_texts)} test texts, tokenization excluded, variants "
                                 f"interleaved, {cfg.threads} threads; a first look: see the benchmark for more"),
                "variants": rows}
@@ -361,6 +368,9 @@ def run_bench(cfg, progress: bool = True) -> dict:
     paths when a GPU is present (skipped with a note otherwise). The run's headline is appended
     to the run-to-run history (``bench_runs``), with the step's wall time."""
     t_start = time.perf_counter()
+    if cfg.replicate is not None:
+        raise ValueError(f"{cfg.run_name} is one seed's replicate, evaluated and not benchmarked (the training seed "
+                         f"changes no file's shape or speed): benchmark the profile itself")
     b = cfg.bench
     V.check_names(cfg, b.variants, "bench.variants")
     V.check_names(cfg, b.headline_only, "bench.headline_only")

@@ -346,6 +346,11 @@ def check_names(cfg: Config, given, key: str) -> None:
         raise KeyError(f"{key}: unknown variant(s) {sorted(unknown)}; known: {', '.join(known)}")
 
 
+def evaluated(cfg: Config) -> list:
+    """The variants step 06 evaluates (``eval.variants``, else every one), in registry order."""
+    return [n for n in names(cfg) if cfg.eval.variants is None or n in cfg.eval.variants]
+
+
 def check_profile(cfg: Config) -> None:
     """Every variant name a profile gives (benchmark and explanation lists) is one it runs: checked by the
     first step, so a typo fails before training, not an hour later when the step that reads it starts."""
@@ -356,6 +361,18 @@ def check_profile(cfg: Config) -> None:
                        ("explain.disagreements_of", x.disagreements_of),
                        ("explain.pairs", [n for p in x.pairs for n in p]), ("explain.cross_seed", x.cross_seed)):
         check_names(cfg, given, key)
+    if cfg.eval.variants is not None:
+        check_names(cfg, cfg.eval.variants, "eval.variants")
+        known = names(cfg)
+        baselines = [n for n in cfg.eval.variants if n not in known]
+        if baselines:
+            raise KeyError(f"eval.variants: {baselines} are benchmark baselines (built in memory, never evaluated)")
+        ev = set(cfg.eval.variants)
+        explained = [*(x.variants or []), x.reference, x.compare, *x.disagreements_of]
+        outside = sorted({n for n in explained if n not in ev})
+        if outside:
+            raise KeyError(f"explain names {outside}, which eval.variants does not evaluate (LIME explains the "
+                           f"texts step 06 predicted); add them to eval.variants")
 
 
 def is_onnx_int8(name: str) -> bool:
@@ -485,6 +502,8 @@ def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokeni
     return TorchPredictor(model, tokenizer or tok, cfg.model.max_length, bs, threads, name=name)
 
 
-def predictors(cfg: Config, baselines: bool = False, **kw) -> dict:
+def predictors(cfg: Config, baselines: bool = False, only: Optional[list] = None, **kw) -> dict:
+    """A predictor for every variant ``cfg`` runs (or those of ``only``, in registry order)."""
     tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
-    return {n: make_predictor(cfg, n, tokenizer=tok, **kw) for n in names(cfg, baselines)}
+    return {n: make_predictor(cfg, n, tokenizer=tok, **kw) for n in names(cfg, baselines)
+            if only is None or n in only}

@@ -27,11 +27,12 @@ from .figures import (
     explain_example_figure,
     explain_faithfulness_figure,
     op_time_figure,
+    seeds_figure,
     tradeoff_figure,
     training_figure,
     variant_palette,
 )
-from .macros import INT8_DOT_FACTOR, amdahl_bound, paper_macros
+from .macros import INT8_DOT_FACTOR, amdahl_bound, paper_macros, seeds_macros
 from .readers import MissingResult, Results
 from .tables import (
     batching_table,
@@ -46,6 +47,7 @@ from .tables import (
     placement_table,
     protocol_table,
     quantize_table,
+    seeds_table,
 )
 from .writer import Drawn, Table, save_figure, write_macros, write_summary, write_table
 
@@ -76,6 +78,7 @@ ARTIFACTS = [Artifact(fn, step) for step, fns in (
                placement_table, gpu_table)),
     ("explain", (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
                  explain_agreement_table, explain_faithfulness_table, explain_batching_table)),
+    ("seeds", (seeds_figure, seeds_table)),
 ) for fn in fns]
 
 
@@ -119,7 +122,10 @@ def render_all(cfg: Config) -> list:
     browsable explanations and ``results/<profile>/summary.md`` (the tables in Markdown)."""
     res, done, md = Results(cfg), [], []
     missing = [s for s in dict.fromkeys(a.step for a in ARTIFACTS) if not res.has(s)]
+    summary_only = res.has("seeds") and not res.has("data")    # `make seeds`: the summary over the seeds
     for step in missing:
+        if step == "seeds" or summary_only:    # a profile without seeds has no seeds.json; a summary, no steps
+            continue
         print(f"report: results/{cfg.name}/{step}.json not found; its figures and tables are skipped")
     for a in ARTIFACTS:
         if a.step in missing:
@@ -134,8 +140,8 @@ def render_all(cfg: Config) -> list:
             write_table(out, cfg)
             md.append((a.name.replace("_", " "), out))
         done.append(a.name)
-    if res.has("evaluate"):
-        write_macros(cfg, paper_macros(res))
+    if res.has("evaluate") or summary_only:
+        write_macros(cfg, seeds_macros(res) if summary_only else paper_macros(res))
         done.append("paper_macros")
     if res.has("explain"):
         explain_html(cfg)

@@ -353,3 +353,37 @@ def explain_faithfulness_figure(res: Results):
         ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     return Drawn("lime_faithfulness", fig)
+
+
+def seeds_figure(res: Results):
+    """Each variant's accuracy change against PyTorch FP32 of the same seed, every seed a dot, the mean with
+    its interval over the seeds; QAT's files also against their control (FP32 trained as long)."""
+    f = F.seeds_frame(res)
+    f = f[f["diff"].notna()].reset_index(drop=True)
+    if f.empty:
+        return None
+    r = res.seeds
+    ctl = f[f["vs_control"].notna()].reset_index(drop=True)
+    fig, axes = plt.subplots(1, 2 if len(ctl) else 1, figsize=(12 if len(ctl) else 7, 0.42 * len(f) + 1.6),
+                             gridspec_kw={"width_ratios": [1.4, 1]} if len(ctl) else None, squeeze=False)
+    colours = variant_palette(f["variant"])
+    lvl = int(100 * r["confidence"])
+    panels = [(axes[0][0], f, "diff", "per_seed", "diff_ci", f"against {r['reference']}")]
+    if len(ctl):
+        panels.append((axes[0][1], ctl, "vs_control", "vs_control_per_seed", "vs_control_ci",
+                       f"QAT against its control ({r['control']})"))
+    for ax, fr, mean, per_seed, ci_key, title in panels:
+        for y, row in fr.iterrows():
+            xs = 100 * np.asarray(row[per_seed])
+            ax.scatter(xs, y + np.linspace(-0.15, 0.15, len(xs)), s=14, color=colours[row["variant"]], alpha=0.8,
+                       edgecolor="0.3", lw=0.3)
+            m, (lo, hi) = 100 * row[mean], (100 * x for x in row[ci_key])
+            ax.errorbar(m, y, xerr=[[m - lo], [hi - m]], fmt="D", ms=5, color="k", capsize=3, lw=1)
+        ax.axvline(0, color="0.3", lw=0.8, ls="--")
+        ax.set_yticks(range(len(fr)), fr["variant"], fontsize=8)
+        ax.invert_yaxis()
+        ax.set(xlabel="accuracy change (pt), batch 1", title=title)
+    axes[0][0].annotate(f"dots: seeds {', '.join(map(str, r['seeds']))}; diamond: mean, {lvl}% t-interval over seeds",
+                        (0, -0.16), xycoords="axes fraction", fontsize=7, color="0.35", va="top")
+    fig.tight_layout()
+    return Drawn("seeds", fig)

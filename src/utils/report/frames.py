@@ -158,8 +158,34 @@ def explain_faithfulness_frames(res: Results) -> dict:
 
 
 # figure file name -> its frames
+def seeds_frame(res: Results) -> pd.DataFrame:
+    """Per variant: its accuracy over the training seeds and (the reference aside) its change against PyTorch
+    FP32 of the same seed (mean, the interval over seeds, each seed's value, its own bootstrap half-width);
+    for QAT's files, also against FP32 trained as long (the control)."""
+    r = res.seeds
+    rows = []
+    for name, v in r["variants"].items():
+        d, c = v.get("accuracy_diff"), v.get("vs_fp32_plus_epoch")   # None: the reference
+        rows.append({"variant": name, "family": v["family"], "control": v["control"],
+                     "accuracy": v["accuracy"]["mean"], "accuracy_sd": v["accuracy"]["sd"],
+                     "diff": d and d["mean"], "diff_lo": d and d["ci"][0], "diff_hi": d and d["ci"][1],
+                     "diff_ci": d and d["ci"],
+                     "diff_sd": d and d["sd"], "per_seed": d and d["values"],
+                     "boot_halfwidth": d and v["bootstrap_halfwidth"]["mean"],
+                     "boot_excludes_zero": v.get("seeds_bootstrap_excludes_zero"),
+                     "agreement": d and v["agreement"]["mean"],
+                     "vs_control": None if c is None else c["mean"],
+                     "vs_control_ci": None if c is None else c["ci"],
+                     "vs_control_per_seed": None if c is None else c["values"]})
+    return pd.DataFrame(rows)
+
+
+def seeds_frames(res: Results) -> Optional[dict]:
+    return {"variants": seeds_frame(res)} if res.has("seeds") else None
+
+
 FRAMES = {"data_overview": data_frames, "training_fp32": training_frames, "evaluation": evaluation_frames,
           "batching": batching_frames,
           "benchmark": bench_frames, "op_times": op_time_frames, "tradeoff": tradeoff_frames,
           "lime_examples": explain_example_frames, "lime_agreement": explain_agreement_frames,
-          "lime_faithfulness": explain_faithfulness_frames}
+          "lime_faithfulness": explain_faithfulness_frames, "seeds": seeds_frames}

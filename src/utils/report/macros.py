@@ -58,7 +58,7 @@ def paper_macros(res: Results) -> dict:
             **_skip_layer_norm_macros(b, q),
             "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
         }
-    return {**macros, **explain_macros(res), **batching_macros(res),
+    return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
@@ -349,4 +349,39 @@ def _explain_control_macros(r: dict) -> dict:
                     "ExplainSpearmanNoiseSeedB": f"{c['reference_seed_b']['spearman']['mean']:.2f}",
                     "ExplainSymDiff": f"{d['mean']:+.2f}", "ExplainSymDiffLo": f"{d['ci'][0]:+.2f}",
                     "ExplainSymDiffHi": f"{d['ci'][1]:+.2f}"})
+    return out
+
+
+# the variants the paper's sentences on seeds name, by macro prefix
+SEEDS_NAMED = {"Dyn": "onnx-int8-dynamic", "DynOpt": "onnx-int8-dynamic-opt", "Token": "onnx-int8-dynamic-token",
+               "Static": "onnx-int8-static-minmax", "Pct": "onnx-int8-static-percentile", "Qat": "onnx-int8-qat",
+               "QatSeed": "onnx-int8-qat-seed", "QatFP": "onnx-qat-fp32", "FPSixteen": "onnx-fp16",
+               "Control": "pytorch-fp32-plus-epoch"}
+
+
+def seeds_macros(res: Results) -> dict:
+    """Paper numbers over the training seeds (results/<profile>/seeds.json, written by `make seeds`): every
+    macro begins with ``Seeds``, so the seeds profile's numbers.tex sits beside the default's."""
+    if not res.has("seeds"):
+        return {}
+    r = res.seeds
+    v = r["variants"]
+    pt = lambda x: f"{100 * x:+.2f}"  # noqa: E731
+    out = {"SeedsN": str(len(r["seeds"])), "SeedsList": ", ".join(map(str, r["seeds"])),
+           "SeedsConf": str(int(100 * r["confidence"])),
+           "SeedsFPAcc": pct(v[r["reference"]]["accuracy"]["mean"], 2),
+           "SeedsFPAccSD": pct(v[r["reference"]]["accuracy"]["sd"], 2),
+           "SeedsMinutes": f"{r['minutes_first_to_last']:.0f}"}
+    for key, name in SEEDS_NAMED.items():
+        if name not in v:
+            continue
+        d = v[name]["accuracy_diff"]
+        out.update({f"Seeds{key}Diff": pt(d["mean"]), f"Seeds{key}Lo": pt(d["ci"][0]), f"Seeds{key}Hi": pt(d["ci"][1]),
+                    f"Seeds{key}Min": pt(d["min"]), f"Seeds{key}Max": pt(d["max"]),
+                    f"Seeds{key}Excl": str(v[name]["seeds_bootstrap_excludes_zero"]),
+                    f"Seeds{key}Boot": f"{100 * v[name]['bootstrap_halfwidth']['mean']:.2f}"})
+        c = v[name].get("vs_fp32_plus_epoch")
+        if c:
+            out.update({f"Seeds{key}VsControl": pt(c["mean"]), f"Seeds{key}VsControlLo": pt(c["ci"][0]),
+                        f"Seeds{key}VsControlHi": pt(c["ci"][1])})
     return out

@@ -15,7 +15,7 @@ from .. import variants as V
 from ..config import Config
 from ..provenance import read_json
 
-STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
+STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain", "seeds")
 
 
 class MissingResult(FileNotFoundError):
@@ -97,6 +97,7 @@ class Results:
     quantize = property(lambda self: self.load("quantize"))
     evaluate = property(lambda self: self.load("evaluate"))
     explain = property(lambda self: self.load("explain"))
+    seeds = property(lambda self: self.load("seeds"))     # `make seeds`: the summary over the training seeds
 
     @property
     def bench(self) -> BenchResult:

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import bench_runs as R
 from ..metrics import metric
 from ..ort_inspect import integer_op_count
-from .frames import batching_frames, evaluation_frame
+from .frames import batching_frames, evaluation_frame, seeds_frame
 from .readers import Results, best_int
 from .writer import Table, tex_escape
 
@@ -388,3 +388,34 @@ def explain_faithfulness_table(res: Results) -> Table:
                          + (f"; (alone): a batch-dependent variant, every perturbed text predicted alone (batch 1) "
                             f"where the others take batches of {r['batch_size']}, which its cost includes"
                             if alone else "") + "."))
+
+
+def seeds_table(res: Results) -> Table:
+    """Each variant's accuracy change over the training seeds: the interval a reviewer asks for (another
+    fine-tuning run), beside the bootstrap interval of one seed (another test set)."""
+    f, r = seeds_frame(res), res.seeds
+    n, lvl = len(r["seeds"]), int(100 * r["confidence"])
+    pt = lambda x, digits=2: f"{100 * x:+.{digits}f}"  # noqa: E731
+    na = lambda x, fmt: "--" if _na(x) else fmt(x)  # noqa: E731
+    out = pd.DataFrame({
+        "acc. (%)": [f"{pct(a, 2)} $\\pm$ {pct(sd, 2)}" for a, sd in zip(f["accuracy"], f["accuracy_sd"])],
+        "$\\Delta$acc (pt)": ["--" if _na(d) else f"{pt(d)} [{pt(lo)}, {pt(hi)}]"
+                              for d, lo, hi in zip(f["diff"], f["diff_lo"], f["diff_hi"])],
+        "per seed (pt)": ["--" if xs is None else " ".join(f"{100 * x:+.1f}" for x in xs) for xs in f["per_seed"]],
+        "bootstrap $\\pm$ (pt)": [na(h, lambda x: f"{100 * x:.2f}") for h in f["boot_halfwidth"]],
+        "seeds $\\neq 0$": [na(k, lambda x: f"{int(x)}/{n}") for k in f["boot_excludes_zero"]],
+        "same as FP32": [na(a, lambda x: f"{x:.1%}") for a in f["agreement"]],
+        "vs control (pt)": ["--" if _na(c) else f"{pt(c)} [{pt(ci_[0])}, {pt(ci_[1])}]"
+                            for c, ci_ in zip(f["vs_control"], f["vs_control_ci"])],
+    })
+    out.index = f["variant"]
+    out.index.name = None
+    ref = r["reference"]
+    return Table("seeds", out, label=f"tab:seeds-{res.name}", column_format="lrrlrrrr",
+                 caption=(f"Accuracy over {n} training seeds ({', '.join(map(str, r['seeds']))}; the same split, "
+                          f"{r['n_test']:,} test texts, each text alone): mean $\\pm$ standard deviation; "
+                          f"$\\Delta$acc against {tex_escape(ref)} of the same seed, mean and {lvl}\\% Student-t "
+                          f"interval over the seeds, and each seed's value; bootstrap $\\pm$: the mean half-width of "
+                          f"one seed's {lvl}\\% paired bootstrap interval; seeds $\\neq 0$: seeds whose own interval "
+                          f"excludes 0; vs control: QAT's files against FP32 fine-tuned for QAT's extra epoch "
+                          f"without fake quantization (pytorch-fp32-plus-epoch), over the seeds."))
