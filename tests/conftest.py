@@ -15,10 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
-    """``study`` tests (the whole smoke study through make, several times) run when asked (STUDY_TESTS=1)."""
-    if os.environ.get("STUDY_TESTS") == "1":
+    """``study`` tests (the whole smoke study through make, several times: about a quarter of an hour) run in
+    CI (CI=true) and when asked (STUDY_TESTS=1); a local ``make test`` skips them unless asked."""
+    if os.environ.get("STUDY_TESTS") == "1" or os.environ.get("CI") == "true":
         return
-    skip = pytest.mark.skip(reason="runs the whole study several times: set STUDY_TESTS=1")
+    skip = pytest.mark.skip(reason="runs the whole study several times: set STUDY_TESTS=1 (CI runs it)")
     for item in items:
         if "study" in item.keywords:
             item.add_marker(skip)
