@@ -130,9 +130,10 @@ explain: $(RES)/explain.json
 # several training seeds (a profile with `seeds:`, e.g. PROFILE=seeds): steps 01-06 once per seed, each under
 # results/<profile>/seed-<n>/ and resumable like any profile, then results/<profile>/seeds.json (every variant's
 # accuracy change with an interval over the seeds) and its table, figure and macros
+# (-o: the environment is this make's, up to date; a sub-make must not reinstall it, and -o is not passed down)
 seeds: | $(STAMP) $(PRE)
 	@seeds="$$($(BIN)/python -m utils.seeds list '$(PROFILE_ARG)')"; \
-	for s in $$seeds; do $(MAKE) --no-print-directory seed-steps PROFILE='$(PROFILE)' SEED=$$s; done
+	for s in $$seeds; do $(MAKE) --no-print-directory seed-steps PROFILE='$(PROFILE)' SEED=$$s -o $(STAMP); done
 	$(BIN)/python -m utils.seeds summarize '$(PROFILE_ARG)'
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 

@@ -150,6 +150,13 @@ def test_killed_in_three_steps_resumes_and_equals_an_uninterrupted_run(run_a, tm
     assert all(not p.exists() or ".tmp" in p.name for p in leftovers)
 
 
+def test_the_shared_environment_still_points_at_this_repository(run_a):
+    """make in a copy (with -o .installed) never reinstalled the shared venv's editable package from it."""
+    r = subprocess.run([sys.executable, "-c", "import utils; print(utils.__file__)"], capture_output=True, text=True,
+                       cwd="/", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert str(run_a) not in r.stdout, r.stdout
+
+
 def test_nothing_to_do_on_a_finished_run(run_a):
     """A second make over a finished run reruns nothing (every step's outputs are newer than its inputs)."""
     before = {p: p.stat().st_mtime_ns for p in (run_a / "results" / "smoke").glob("*.json")}

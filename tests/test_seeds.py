@@ -4,6 +4,7 @@ Student-t intervals of the per-seed values the replicates wrote; its table, figu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -189,6 +190,10 @@ def test_make_seeds_runs_each_seed_through_the_notebooks_then_the_summary(tmp_pa
                                      timeout=1800)
     r = make("seeds")
     assert r.returncode == 0, r.stderr[-3000:]
+    # the shared environment was not reinstalled from the copy (its sub-makes get -o .installed too)
+    here = subprocess.run([sys.executable, "-c", "import utils; print(utils.__file__)"], capture_output=True,
+                          text=True, cwd="/", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert str(root) not in here.stdout, here.stdout
     out = read_json(root / "results" / "smokeseeds" / "seeds.json")
     assert out["seeds"] == [1, 2] and set(out["variants"]) == set(EVALUATED)
     for s in (1, 2):
