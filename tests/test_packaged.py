@@ -14,6 +14,7 @@ from utils import packaged as PK
 from utils.config import ConfigError, load_config
 from utils.modeling import ModelError, load_checkpoint, model_source, packaged_model_dir
 from utils.provenance import read_json, sha256
+from utils.variants import check_profile
 
 NAME = "tiny-split"
 
@@ -80,8 +81,8 @@ def test_a_profile_reads_it_through_the_packaged_source(split_model, repo):
     with pytest.raises(ConfigError, match="model.packaged is set .* 'local', which ignores it"):
         load_config("bad", root=repo)
     (repo / "configs" / "bad.yaml").write_text(yaml.safe_dump({"extends": "smoke", "model": {"packaged": "nope"}}))
-    with pytest.raises(ConfigError, match="model.packaged 'nope' is not a packaged model; known: all-minilm-l6-v2"):
-        load_config("bad", root=repo)
+    with pytest.raises(ModelError, match="model.packaged 'nope' is not a packaged model; known: all-minilm-l6-v2"):
+        check_profile(load_config("bad", root=repo))      # the first step's check, and preflight's
 
 
 def test_a_missing_part_is_named_with_what_to_run(split_model):

@@ -83,7 +83,8 @@ def test_int8_qat_keeps_every_qat_scale(q):
 def test_int8_qat_accuracy_and_agreement_with_its_fake_quant_model(ev):
     v, fp = ev["variants"]["onnx-int8-qat"], ev["variants"]["pytorch-fp32"]
     assert v["accuracy"] >= fp["accuracy"] - 0.003                   # within 0.3 points of FP32
-    assert v["accuracy"] > ev["variants"]["onnx-int8-dynamic"]["accuracy"]
+    lo, hi = v["accuracy_diff_ci"]                                     # at batch 1, as deployed: no
+    assert lo <= 0 <= hi and v["batch_invariance"]["batch_invariant_measured"]   # detectable change
     # with the integer kernel's arithmetic the QAT model predicts what the deployed model predicts
     assert v["agreement_with_qat_integer"] >= 0.995
     # float32 fake quantization: single rounding flips (99.3% measured), guard what is reached
@@ -162,7 +163,13 @@ def test_the_run_history_holds_the_committed_run_among_runs_measured_alike():
     runs = R.read_runs(cfg)
     assert (this["date"], this["commit"]) in {(r["date"], r["commit"]) for r in runs}
     same = R.comparable(runs, this)
-    assert len(same) >= 2 and (this["date"], this["commit"]) in {(r["date"], r["commit"]) for r in same}
+    assert (this["date"], this["commit"]) in {(r["date"], r["commit"]) for r in same}
+    # runs of another or an unrecorded instruction set are never compared with it (issue 15: AVX2 vs VNNI)
+    assert this["isa"] and all(r["isa"] == this["isa"] for r in same)
+    numbers = (RES.parents[1] / "paper" / "tables" / "default" / "numbers.tex").read_text()
+    if len(same) < 2:        # the first run on this instruction set: no spread, and the paper quotes none
+        assert "\\RunsN}" not in numbers and "RunBestIntVsOnnxRange" not in numbers
+        return
     # the paper: the host's speed moves all variants alike, so the speed-up moves less than the medians
     rr = R.run_to_run(runs, this, "onnx-int8-dynamic-pt")
     assert rr["speedup_vs_onnx_fp32"]["spread"] < min(rr["median_ms"][n]["spread"]
@@ -171,7 +178,6 @@ def test_the_run_history_holds_the_committed_run_among_runs_measured_alike():
     best = R.shared_best(runs, this)
     x = [r["speedup_vs_onnx_fp32"][best] for r in same]
     assert min(x) <= this["speedup_vs_onnx_fp32"][best] <= max(x)
-    numbers = (RES.parents[1] / "paper" / "tables" / "default" / "numbers.tex").read_text()
     assert f"\\newcommand{{\\RunBestIntVsOnnxRange}}{{{min(x):.2f}--{max(x):.2f}}}" in numbers
 
 

@@ -40,6 +40,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def packaged_model_spec(name: Optional[str]) -> PK.PackagedModel:
+    """The registry entry of a packaged model (None: the default); ModelError if unknown."""
+    try:
+        return PK.get(name)
+    except PK.PackagedModelError as e:
+        raise ModelError(str(e)) from None
+
+
 def packaged_model_dir(name: Optional[str] = None, root: str | os.PathLike = ".") -> Path:
     """The folder of a packaged model (``packaged``'s registry; None: the default MiniLM)."""
     try:

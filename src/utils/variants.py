@@ -355,6 +355,8 @@ def check_profile(cfg: Config) -> None:
     """Every variant name a profile gives (benchmark and explanation lists) is one it runs: checked by the
     first step, so a typo fails before training, not an hour later when the step that reads it starts."""
     b, x = cfg.bench, cfg.explain
+    if cfg.model.source == "packaged":
+        M.packaged_model_spec(cfg.model.packaged)      # a known packaged model (ModelError naming the known ones)
     for key, given in (("bench.variants", b.variants), ("bench.headline_only", b.headline_only),
                        ("explain.reference", [x.reference]), ("explain.compare", [x.compare]),
                        ("explain.variants", x.variants), ("explain.cost_variants", x.cost_variants),
