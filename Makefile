@@ -155,13 +155,13 @@ JOB   := $(if $(filter default,$(P)),main,main-$(P))
 paper: | $(STAMP)
 	$(BIN)/python -m utils.paper check-sources '$(P)'
 	@command -v latexmk >/dev/null || $(MAKE) --no-print-directory tex
-	cd paper && latexmk -pdf -bibtex -interaction=nonstopmode -halt-on-error -jobname=$(JOB) \
+	cd paper && latexmk -g -pdf -bibtex -interaction=nonstopmode -halt-on-error -jobname=$(JOB) \
 	  -usepretex='\def\profile{$(P)}' main.tex >/dev/null || { tail -40 $(JOB).log; exit 1; }
 	$(BIN)/python -m utils.paper check-log paper/$(JOB).log
 	@echo "paper/$(JOB).pdf"
 
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
-                texlive-science texlive-plain-generic
+                texlive-science texlive-plain-generic lmodern
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 tex:
 	@command -v apt-get >/dev/null || { echo "latexmk not found, and no apt-get to install TeX Live: install \
