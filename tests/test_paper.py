@@ -114,3 +114,39 @@ def test_names_of_other_sources():
     assert model_name({"source": "packaged", "packaged": "all-mpnet-base-v2"}) == "all-mpnet-base-v2"
     assert data_name({"source": "file", "path": "data/my reviews.csv"}) == "my reviews.csv"
     assert data_name({"source": "hub", "name": "imdb"}) == "imdb"
+
+
+# ---------------------------------------------------------------- claims follow their intervals
+def test_verdict_rules():
+    from utils.report.macros import speed_verdict, verdict
+    words = dict(below="B", within="W", above="A")
+    assert [verdict(ci, **words) for ci in ([-2, -1], [-1, 1], [0, 1], [1, 2])] == ["B", "W", "W", "A"]
+    with pytest.raises(ValueError, match="swapped"):
+        verdict([1, -1], **words)
+    assert [speed_verdict(x) for x in (2.35, 1.004, 0.8)] == ["faster", "as fast", "slower"]
+
+
+def test_a_rerun_whose_interval_moves_changes_the_claim_sentence():
+    """The paper's claim sentences print the verdict macros, and the macros follow the JSON: an interval
+    moved below zero turns "indistinguishable from" into "below" with no edit to main.tex."""
+    import copy
+
+    from utils.report.macros import claim_macros, explain_macros
+    tex = PA.strip_comments((ROOT / "paper" / "main.tex").read_text())
+    for m in ("QatVerdict", "DynVerdict", "ExplainSymVerdict", "BestIntVsOnnxWord", "BestIntVsTorchWord"):
+        assert f"\\{m}" in tex, m
+    assert "times faster than ONNX" not in tex        # the word comes from the measured ratio
+    res = Results(load_config("default", root=ROOT))
+    ev = copy.deepcopy(res.evaluate)
+    ci = ev["variants"]["onnx-int8-qat"]["accuracy_diff_ci"]
+    before = claim_macros(res)["QatVerdict"]
+    assert before == ("below FP32's" if ci[1] < 0 else "above FP32's" if ci[0] > 0 else
+                      "indistinguishable from FP32's")
+    ev["variants"]["onnx-int8-qat"]["accuracy_diff_ci"] = [-0.02, -0.01]
+    res._cache["evaluate"] = ev
+    assert claim_macros(res)["QatVerdict"] == "below FP32's"
+    ex = copy.deepcopy(res.explain)
+    d = ex["cross_seed"]["onnx-int8-qat"]["difference"]["spearman"]
+    d["ci"] = [-0.01, 0.02]
+    res._cache["explain"] = ex
+    assert explain_macros(res)["ExplainSymVerdict"] == "no more than"

@@ -41,6 +41,8 @@ def paper_macros(res: Results) -> dict:
             "BenchCPU": tex_escape(b["provenance"]["cpu"]),
             "BestInt": short(best), "BestIntMs": fmt_ms(best),
             "BestIntVsOnnx": fmt_x(best), "BestIntVsTorch": f"{spt[best]:.2f}" if best in spt else "--",
+            **({"BestIntVsOnnxWord": speed_verdict(sp[best])} if best in sp else {}),
+            **({"BestIntVsTorchWord": speed_verdict(spt[best])} if best in spt else {}),
             "BenchOnnxFPMs": fmt_ms("onnx-fp32"), "BenchTorchFPMs": fmt_ms("pytorch-fp32"),
             "BenchDynMs": fmt_ms("onnx-int8-dynamic"), "BenchDynVsOnnx": fmt_x("onnx-int8-dynamic"),
             "BenchQatMs": fmt_ms("onnx-int8-qat"), "BenchQatVsOnnx": fmt_x("onnx-int8-qat"),
@@ -64,6 +66,7 @@ def paper_macros(res: Results) -> dict:
             "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
         }
     return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res), **setup_macros(res),
+            **claim_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
@@ -407,7 +410,39 @@ def _explain_control_macros(r: dict) -> dict:
         out.update({"ExplainSpearmanQatSeedB": f"{c['variant_seed_b']['spearman']['mean']:.2f}",
                     "ExplainSpearmanNoiseSeedB": f"{c['reference_seed_b']['spearman']['mean']:.2f}",
                     "ExplainSymDiff": f"{d['mean']:+.2f}", "ExplainSymDiffLo": f"{d['ci'][0]:+.2f}",
-                    "ExplainSymDiffHi": f"{d['ci'][1]:+.2f}"})
+                    "ExplainSymDiffHi": f"{d['ci'][1]:+.2f}",
+                    # INT8 (seed B) agreement minus FP32's with itself: below zero, INT8 moves more
+                    "ExplainSymVerdict": verdict(d["ci"], below="more than", within="no more than",
+                                                 above="less than")})
+    return out
+
+
+def verdict(ci, below: str, within: str, above: str) -> str:
+    """The words a sentence uses for an interval: ``below`` if it lies below zero, ``above`` if above,
+    ``within`` if it contains zero. The paper's claim sentences print these, so that a rerun whose interval
+    moves changes the sentence with the number."""
+    lo, hi = float(ci[0]), float(ci[1])
+    if lo > hi:
+        raise ValueError(f"interval [{lo}, {hi}] has its ends swapped")
+    return below if hi < 0 else above if lo > 0 else within
+
+
+def speed_verdict(ratio: float) -> str:
+    """``faster`` or ``slower`` (or ``as fast``) for a speed-up rounded as the paper prints it (2 places)."""
+    r = round(float(ratio), 2)
+    return "faster" if r > 1 else "slower" if r < 1 else "as fast"
+
+
+def claim_macros(res: Results) -> dict:
+    """Verdicts of the sentence-level claims about accuracy, from the paired intervals in evaluate.json."""
+    e = res.evaluate["variants"]
+    out = {}
+    for prefix, name in (("Dyn", "onnx-int8-dynamic"), ("Qat", "onnx-int8-qat")):
+        ci = e[name].get("accuracy_diff_ci")
+        if ci:
+            out.update({f"{prefix}DiffLo": f"{100 * ci[0]:+.2f}", f"{prefix}DiffHi": f"{100 * ci[1]:+.2f}",
+                        f"{prefix}Verdict": verdict(ci, below="below FP32's", within="indistinguishable from FP32's",
+                                                    above="above FP32's")})
     return out
 
 
