@@ -4,6 +4,8 @@ them. Colours come from the variants' families in the registry, so a variant kee
 figure; what a figure plots is a frame of ``frames``, testable without drawing."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -127,32 +129,68 @@ def batching_figure(res: Results):
     return Drawn("batching", fig)
 
 
+def _family_panels(names) -> list:
+    """(family, its variants in the given order) for every family of the registry that has a variant here,
+    in the registry's order; variants outside the registry last, under None."""
+    groups: dict = {}
+    for n in names:
+        fam = V.family_of(n)
+        groups.setdefault(fam.name if fam else None, []).append(n)
+    order = [f for f in V.FAMILIES if f in groups] + ([None] if None in groups else [])
+    return [(f, groups[f]) for f in order]
+
+
 def bench_figure(res: Results):
+    """Small multiples, one column per variant family (latency against length above, throughput against
+    batch size below), each member in a colour of its own and ONNX FP32 dashed in every panel as the
+    common reference; right, the batch-1 speed-up of every variant in its family's colours, with the
+    range over rounds."""
     r = res.bench
     cpu, fr = r.all_threads, F.bench_frames(res)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     seq, thr, sp = fr["seq_length"], fr["throughput"], fr["speedup"]
-    colours = variant_palette(cpu["headline"])          # every variant, the headline-only ones too
-    sns.lineplot(seq, x="tokens", y="ms", hue="variant", style="variant", markers=True, dashes=False, ax=axes[0],
-                 palette=colours)
-    axes[0].set(yscale="log", xscale="log", xlabel="sequence length (tokens)", ylabel="median latency, batch 1 (ms)",
-                title=f"Latency vs length ({r['provenance']['threads']} threads)")
-    axes[0].set_xticks(sorted(seq["tokens"].unique()), labels=sorted(seq["tokens"].unique()))
-    handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].get_legend().remove()
-    fig.legend(handles, labels, loc="lower center", ncol=7, fontsize=7, bbox_to_anchor=(0.5, -0.1))
-    sns.lineplot(thr, x="batch", y="texts/s", hue="variant", style="variant", markers=True, dashes=False,
-                 ax=axes[1], legend=False, palette=colours)
-    axes[1].set(xscale="log", yscale="log", xlabel="batch size", title=f"Throughput at length {r['length']}")
-    axes[1].set_xticks(sorted(thr["batch"].unique()), labels=sorted(thr["batch"].unique()))
-    for ax in axes[:2]:
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    axes[2].barh(sp["variant"], sp["speedup"], xerr=[sp["speedup"] - sp["lo"], sp["hi"] - sp["speedup"]],
-                 color=[colours.get(n, (0.5, 0.5, 0.5)) for n in sp["variant"]], capsize=3)
-    axes[2].axvline(1, color="k", lw=1, ls="--")
-    axes[2].set(xlabel="speed-up over ONNX fp32 (range over rounds)", title=f"Batch 1, length {r['length']}")
-    axes[2].tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
+    panels = _family_panels(list(cpu["headline"]))
+    colours = variant_palette(cpu["headline"])          # the family shades, as in every other figure
+    nf = len(panels)
+    fig = plt.figure(figsize=(3.0 * nf + 6, 7.2), layout="constrained")
+    gs = fig.add_gridspec(2, nf + 1, width_ratios=[1] * nf + [1.9])
+    ref = "onnx-fp32"
+    share = {}
+    for j, (fam, members) in enumerate(panels):
+        distinct = dict(zip(members, sns.color_palette("tab10", max(len(members), 3))))
+        for i, (df, x, y) in enumerate(((seq, "tokens", "ms"), (thr, "batch", "texts/s"))):
+            ax = fig.add_subplot(gs[i, j], sharey=share.get(i))
+            share.setdefault(i, ax)
+            if ref not in members and ref in set(df["variant"]):
+                d = df[df["variant"] == ref]
+                ax.plot(d[x], d[y], color="k", ls="--", lw=1, label=f"{ref} (reference)")
+            for n in members:
+                d = df[df["variant"] == n]
+                if len(d):
+                    ax.plot(d[x], d[y], marker="o", ms=3, color=distinct[n], label=n,
+                            ls="--" if n == ref else "-", lw=1.4)
+            ax.set(xscale="log", yscale="log")
+            ticks = sorted(df[x].unique())
+            ax.set_xticks(ticks, labels=ticks)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            if i == 0:
+                label = V.FAMILIES[fam].label.split(" (")[0] if fam else "other"
+                ax.set_title("\n".join(textwrap.wrap(label, 24)), fontsize=8)
+                ax.set_xlabel("sequence length (tokens)", fontsize=8)
+                ax.legend(fontsize=6, loc="upper left")
+            else:
+                ax.set_xlabel("batch size", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"median latency, batch 1 (ms), {r['provenance']['threads']} threads" if i == 0
+                              else f"texts/s at length {r['length']}", fontsize=8)
+            else:
+                ax.tick_params(labelleft=False)
+            ax.tick_params(labelsize=7)
+    ax = fig.add_subplot(gs[:, nf])
+    ax.barh(sp["variant"], sp["speedup"], xerr=[sp["speedup"] - sp["lo"], sp["hi"] - sp["speedup"]],
+            color=[colours.get(n, (0.5, 0.5, 0.5)) for n in sp["variant"]], capsize=3)
+    ax.axvline(1, color="k", lw=1, ls="--")
+    ax.set(xlabel="speed-up over ONNX fp32 (range over rounds)", title=f"Batch 1, length {r['length']}")
+    ax.tick_params(axis="y", labelsize=7)
     return Drawn("benchmark", fig)
 
 
