@@ -366,14 +366,17 @@ def _explain_colors(r: dict) -> dict:
 def explain_agreement_figure(res: Results):
     """Per-example agreement with the reference's explanation, next to LIME's own seed noise."""
     r, fr = res.explain, F.explain_agreement_frames(res)
-    df = fr["per_example"]
+    noise = f"{r['reference']}, other LIME seed (noise floor)"
+    # the metrics' own labels (metrics.METRICS), the noise floor said in words
+    df = fr["per_example"].assign(metric=lambda d: d["metric"].map(lambda k: metric(k).LABEL),
+                                  variant=lambda d: d["variant"].replace({"noise-floor": noise}))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2, 1]})
-    order = [v for v in r["agreement_per_example"] if v != "noise-floor"] + ["noise-floor"]
-    colors = _explain_colors(r)
+    order = [v for v in r["agreement_per_example"] if v != "noise-floor"] + [noise]
+    colors = {**_explain_colors(r), noise: "0.6"}
     sns.boxplot(df, x="metric", y="value", hue="variant", hue_order=order, ax=axes[0], fliersize=2,
                 palette=[colors[v] for v in order], showmeans=True,
                 meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 4})
-    axes[0].set(ylabel="agreement with " + r["reference"], xlabel="",
+    axes[0].set(ylabel="agreement with " + r["reference"] + "'s explanation", xlabel="",
                 title=f"{r['n_examples']} test examples, {r['samples']} LIME samples, same perturbations")
     axes[0].legend(fontsize=7, loc="lower left")
     d = fr["minus_noise"]
@@ -381,8 +384,9 @@ def explain_agreement_figure(res: Results):
         axes[1].barh(d["variant"], d["mean"], xerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], capsize=3,
                      color=[colors[v] for v in d["variant"]])
         axes[1].axvline(0, color="k", lw=1, ls="--")
-        axes[1].set(xlabel="Spearman with reference minus seed-noise Spearman",
-                    title="Beyond LIME's own noise? (95% CI)")
+        conf = 100 * r["provenance"]["config"]["eval"]["confidence"]
+        axes[1].set(xlabel="Spearman with the reference minus the noise floor's Spearman",
+                    title=f"Beyond LIME's own noise? ({conf:g}% interval)")
         axes[1].tick_params(axis="y", labelsize=8)
     else:
         axes[1].set_axis_off()
@@ -404,7 +408,7 @@ def explain_faithfulness_figure(res: Results):
         lo = np.array([f[n][key]["ci"][0] for n in names])
         hi = np.array([f[n][key]["ci"][1] for n in names])
         ax.barh(names, m, xerr=[m - lo, hi - m], capsize=3, color=[colors[n] for n in names],
-                label="LIME ranking (95% CI)")
+                label=f"LIME ranking ({100 * r['provenance']['config']['eval']['confidence']:g}% interval)")
         ax.scatter([f[n]["random_" + key]["mean"] for n in names], names, marker="x", color="k", zorder=3,
                    label="random ranking")
         ax.axvline(0, color="k", lw=0.8)
