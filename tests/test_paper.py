@@ -150,3 +150,11 @@ def test_a_rerun_whose_interval_moves_changes_the_claim_sentence():
     d["ci"] = [-0.01, 0.02]
     res._cache["explain"] = ex
     assert explain_macros(res)["ExplainSymVerdict"] == "no more than"
+
+
+def test_unreferenced_figures_and_tables_are_found():
+    tex = r"\label{fig:a} see Figure~\ref{fig:a} and Table~\ref{tab:d-\profile}. \label{fig:b}"
+    tables = [r"\label{tab:c-smoke}", r"\label{tab:d-smoke}"]
+    assert PA.unreferenced(tex, tables, "smoke") == ["fig:b", "tab:c-smoke"]
+    problems = PA.source_problems(tex, BIB.split("@misc")[0], [], tables, "smoke")
+    assert any("fig:b is never referenced" in p for p in problems)

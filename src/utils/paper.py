@@ -4,8 +4,9 @@
   file or figure, a float that never found a place, a missing database entry are errors (the build fails);
   overfull boxes are counted. Returns the page count.
 * ``check_sources``: without TeX: every ``\\cite`` key is in references.bib, every entry of it carries an
-  identifier a reader can check (doi, eprint or url), and every macro the text uses is generated for the
-  profile (numbers.tex) or used only inside an ``\\ifdefined`` block.
+  identifier a reader can check (doi, eprint or url), every macro the text uses is generated for the
+  profile (numbers.tex) or used only inside an ``\\ifdefined`` block, and every figure and table (main.tex's
+  and the generated tables it inputs) is referenced in the text.
 
     python -m utils.paper check-log paper/main.log
     python -m utils.paper check-sources [profile]
@@ -119,9 +120,22 @@ def bib_entries(bib: str) -> dict:
     return out
 
 
-def source_problems(tex: str, bib: str, numbers: Iterable[str]) -> list:
+def unreferenced(tex: str, tables: Iterable[str] = (), profile: str = "default") -> list:
+    """Labels of figures and tables (main.tex's, and the generated tables' it inputs, written with the
+    profile's name where main.tex writes ``\\profile``) that no ``\\ref`` in main.tex points to."""
+    refs = {r.replace("\\profile", profile) for r in re.findall(r"\\ref\{([^}]+)\}", tex)}
+    labels = set(re.findall(r"\\label\{((?:fig|tab):[^}]+)\}", tex)) | {
+        lab for t in tables for lab in re.findall(r"\\label\{((?:fig|tab):[^}]+)\}", t)}
+    return sorted(lab.replace("\\profile", profile) for lab in labels
+                  if lab.replace("\\profile", profile) not in refs)
+
+
+def source_problems(tex: str, bib: str, numbers: Iterable[str], tables: Iterable[str] = (),
+                    profile: str = "default") -> list:
     tex = strip_comments(tex)
     entries, problems = bib_entries(bib), []
+    for lab in unreferenced(tex, tables, profile):
+        problems.append(f"{lab} is never referenced in the text (\\ref it, or drop it)")
     for k in sorted(cite_keys(tex) - set(entries)):
         problems.append(f"\\cite{{{k}}} has no entry in references.bib")
     for k, fields in sorted(entries.items()):
@@ -140,8 +154,11 @@ def check_sources(root: str | Path = ".", profile: str = "default") -> None:
     if not numbers:
         raise PaperError(f"paper/tables/{profile}/numbers.tex not found: run `make paper-figures "
                          f"PROFILE={profile}` first")
-    problems = source_problems((paper / "main.tex").read_text(), (paper / "references.bib").read_text(),
-                               numbers)
+    tex = (paper / "main.tex").read_text()
+    inputs = re.findall(r"\\input\{tables/\\profile/([^}]+)\}", strip_comments(tex))
+    tables = [p.read_text() for p in (paper / "tables" / profile / (i if i.endswith(".tex") else f"{i}.tex")
+                                      for i in inputs) if p.is_file()]
+    problems = source_problems(tex, (paper / "references.bib").read_text(), numbers, tables, profile)
     if problems:
         raise PaperError("; ".join(problems))
 
