@@ -158,3 +158,18 @@ def test_unreferenced_figures_and_tables_are_found():
     assert PA.unreferenced(tex, tables, "smoke") == ["fig:b", "tab:c-smoke"]
     problems = PA.source_problems(tex, BIB.split("@misc")[0], [], tables, "smoke")
     assert any("fig:b is never referenced" in p for p in problems)
+
+
+def test_the_original_study_table_quotes_the_cited_file_and_our_results():
+    from utils.report.tables import ORIGINAL_STUDY, original_study, original_table
+    o = original_study(ROOT)
+    notes_lines = o["findings"]["size"]["lines"]
+    assert o["source"].startswith("shared/seed/") and all(isinstance(n, int) for n in notes_lines)
+    res = Results(load_config("default", root=ROOT))
+    t = original_table(res)
+    s, a = o["findings"]["size"], o["findings"]["accuracy"]
+    assert t.df.loc["dynamic INT8 file size", "original study"].startswith(f"{s['fp32_mb']} MB to {s['int8_mb']} MB")
+    assert f"{a['fp32_pct']:.2f}% to {a['int8_pct']:.2f}%" in t.df.loc["dynamic INT8 accuracy", "original study"]
+    e = res.evaluate["variants"]
+    assert f"{100 * e['onnx-int8-dynamic']['accuracy']:.2f}%" in t.df.loc["dynamic INT8 accuracy", "this study (default)"]
+    assert ORIGINAL_STUDY in t.caption.replace("\\_", "_")

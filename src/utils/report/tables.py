@@ -419,3 +419,75 @@ def seeds_table(res: Results) -> Table:
                           f"one seed's {lvl}\\% paired bootstrap interval; seeds $\\neq 0$: seeds whose own interval "
                           f"excludes 0; vs control: QAT's files against FP32 fine-tuned for QAT's extra epoch "
                           f"without fake quantization (pytorch-fp32-plus-epoch), over the seeds."))
+
+
+ORIGINAL_STUDY = "data/original_study.yaml"
+
+
+def original_study(root) -> dict:
+    """The original study's findings (data/original_study.yaml: its numbers, with the lines of its notes
+    they come from)."""
+    import yaml
+    from pathlib import Path
+    # the profile's repository, else this package's (a test's temporary root holds only configs and results)
+    for path in (Path(root) / ORIGINAL_STUDY, Path(__file__).resolve().parents[3] / ORIGINAL_STUDY):
+        if path.is_file():
+            return yaml.safe_load(path.read_text())
+    raise FileNotFoundError(f"{ORIGINAL_STUDY} not found under {root} (the original study's findings)")
+
+
+def original_table(res: Results) -> Table:
+    """The original study's findings one by one beside this profile's measurement of the same thing; the
+    original's numbers from data/original_study.yaml, ours from the results JSON."""
+    study = original_study(res.cfg.root)
+    o = study["findings"]
+    e, b = res.evaluate["variants"], res.bench
+    conf = 100 * res.evaluate["provenance"]["config"]["eval"]["confidence"]
+    head = b.all_threads["headline"]
+    best = best_int(head)
+    ms = lambda n: head[n]["median_ms"]  # noqa: E731
+
+    def diff(n):
+        v = e[n]
+        lo, hi = v["accuracy_diff_ci"]
+        return f"{100 * v['accuracy_diff']:+.2f} pt [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+
+    q, s, a, c, g, h = (o[k] for k in ("qat_pytorch", "size", "accuracy", "cpu_speed", "gpu_speed", "fp16"))
+    fq, fp = "pytorch-qat-fakequant", "pytorch-fp32"
+    rows = {
+        "PyTorch QAT (fake quantization)": (
+            f"{q['size_mb']} MB, {q['latency_ms']} ms, accuracy {q['accuracy_diff_pt']:+.2f} pt",
+            f"{e[fq]['size_mb']:.0f} MB (FP32: {e[fp]['size_mb']:.0f}), {ms(fq):.1f} ms (FP32: {ms(fp):.1f}), "
+            f"accuracy {diff(fq)}" if fq in head else f"{e[fq]['size_mb']:.0f} MB, accuracy {diff(fq)}"),
+        "dynamic INT8 file size": (
+            f"{s['fp32_mb']} MB to {s['int8_mb']} MB ({s['fp32_mb'] / s['int8_mb']:.2f}x smaller)",
+            f"{e['onnx-fp32']['size_mb']:.1f} MB to {e['onnx-int8-dynamic']['size_mb']:.1f} MB "
+            f"({e['onnx-fp32']['size_mb'] / e['onnx-int8-dynamic']['size_mb']:.2f}x smaller)"),
+        "dynamic INT8 accuracy": (
+            f"{a['fp32_pct']:.2f}% to {a['int8_pct']:.2f}% ({a['int8_pct'] - a['fp32_pct']:+.2f} pt)",
+            f"{100 * e[fp]['accuracy']:.2f}% to {100 * e['onnx-int8-dynamic']['accuracy']:.2f}% "
+            f"({diff('onnx-int8-dynamic')}, paired {conf:g}%, batch 1)"),
+        "INT8 on the CPU": (
+            f"{c['fp32_ms']} ms to {c['int8_ms']} ms ({c['fp32_ms'] / c['int8_ms']:.2f}x)",
+            f"ONNX FP32 {ms('onnx-fp32'):.1f} ms to {best} {ms(best):.1f} ms "
+            f"({ms('onnx-fp32') / ms(best):.2f}x; batch 1, {b['length']} tokens, {b['provenance']['threads']} threads)"),
+    }
+    cuda = ((res.bench_gpu or b["gpu"]).get("onnxruntime") or {}).get("CUDAExecutionProvider", {})
+    gpu_pair = [cuda.get(n, {}).get("median_ms") for n in ("onnx-fp32", "onnx-int8-dynamic")]
+    rows["INT8 on the GPU"] = (
+        f"{g['fp32_ms']} ms to {g['int8_ms']} ms ({g['int8_ms'] / g['fp32_ms']:.1f}x slower)",
+        f"{gpu_pair[0]:.2f} ms to {gpu_pair[1]:.2f} ms ({gpu_pair[1] / gpu_pair[0]:.1f}x the time)"
+        if all(gpu_pair) else "not measured (no GPU in this run)")
+    f16 = e.get("onnx-fp16")
+    rows["FP16 in ONNX Runtime"] = (
+        "fails" if not h["runs"] else "runs",
+        f"runs: accuracy {100 * f16['accuracy']:.2f}%, {100 * f16['agreement']:.1f}% of predictions as FP32's"
+        if f16 else "not built")
+    df = pd.DataFrame({"original study": {k: v[0] for k, v in rows.items()},
+                       f"this study ({res.name})": {k: v[1] for k, v in rows.items()}})
+    return Table("original", df, label=f"tab:original-{res.name}", column_format="".join(
+                     rf">{{\raggedright\arraybackslash}}p{{{w}}}" for w in ("3.2cm", "4.8cm", "7.6cm")),
+                 caption=("The original study's findings (its notes, as recorded in "
+                          f"\\texttt{{{tex_escape(ORIGINAL_STUDY)}}} with their line numbers) beside this "
+                          f"profile's measurement of the same thing. The original's model: "
+                          f"{tex_escape(study['model'])}; settings the notes do not state are not given."))
