@@ -3,9 +3,11 @@ pre-formatted cells, its caption and label); ``writer`` renders and writes them.
 the registry (``variants``), metric directions from ``metrics``."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import pandas as pd
+import yaml
 
 from .. import bench_runs as R
 from ..metrics import metric
@@ -427,8 +429,6 @@ ORIGINAL_STUDY = "data/original_study.yaml"
 def original_study(root) -> dict:
     """The original study's findings (data/original_study.yaml: its numbers, with the lines of its notes
     they come from)."""
-    import yaml
-    from pathlib import Path
     # the profile's repository, else this package's (a test's temporary root holds only configs and results)
     for path in (Path(root) / ORIGINAL_STUDY, Path(__file__).resolve().parents[3] / ORIGINAL_STUDY):
         if path.is_file():
