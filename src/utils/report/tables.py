@@ -470,7 +470,8 @@ def original_table(res: Results) -> Table:
         "INT8 on the CPU": (
             f"{c['fp32_ms']} ms to {c['int8_ms']} ms ({c['fp32_ms'] / c['int8_ms']:.2f}x)",
             f"ONNX FP32 {ms('onnx-fp32'):.1f} ms to {best} {ms(best):.1f} ms "
-            f"({ms('onnx-fp32') / ms(best):.2f}x; batch 1, {b['length']} tokens, {b['provenance']['threads']} threads)"),
+            f"({ms('onnx-fp32') / ms(best):.2f}x; batch 1, {b['length']} tokens, "
+            f"{b['provenance']['threads']} threads)"),
     }
     cuda = ((res.bench_gpu or b["gpu"]).get("onnxruntime") or {}).get("CUDAExecutionProvider", {})
     gpu_pair = [cuda.get(n, {}).get("median_ms") for n in ("onnx-fp32", "onnx-int8-dynamic")]
