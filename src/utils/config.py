@@ -257,6 +257,9 @@ def replicate_dir(seed: int) -> str:
 
 
 # --------------------------------------------------------------------------- loading
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]     # the repository this package was installed from (editable)
+
+
 def find_root(start: Optional[Path] = None) -> Path:
     """The repository root: the nearest folder upwards holding ``configs/`` and
     ``pyproject.toml`` (from ``start`` or the working directory), else the folder
@@ -265,9 +268,8 @@ def find_root(start: Optional[Path] = None) -> Path:
     for cand in (here, *here.parents):
         if (cand / "configs").is_dir() and (cand / "pyproject.toml").is_file():
             return cand
-    pkg_root = Path(__file__).resolve().parents[2]
-    if (pkg_root / "configs").is_dir():
-        return pkg_root
+    if (PACKAGE_ROOT / "configs").is_dir():
+        return PACKAGE_ROOT
     raise ConfigError(f"cannot find the repository root (a folder with configs/ and pyproject.toml) above {here}")
 
 

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+USAGE = "python -m utils.paper check-log <main.log>\npython -m utils.paper check-sources [profile]"
+
 # LaTeX's own capitalised commands that main.tex uses (every generated macro is capitalised too)
 LATEX_COMMANDS = frozenset({"IfFileExists"})
 
@@ -123,11 +125,10 @@ def bib_entries(bib: str) -> dict:
 def unreferenced(tex: str, tables: Iterable[str] = (), profile: str = "default") -> list:
     """Labels of figures and tables (main.tex's, and the generated tables' it inputs, written with the
     profile's name where main.tex writes ``\\profile``) that no ``\\ref`` in main.tex points to."""
-    refs = {r.replace("\\profile", profile) for r in re.findall(r"\\ref\{([^}]+)\}", tex)}
-    labels = set(re.findall(r"\\label\{((?:fig|tab):[^}]+)\}", tex)) | {
-        lab for t in tables for lab in re.findall(r"\\label\{((?:fig|tab):[^}]+)\}", t)}
-    return sorted(lab.replace("\\profile", profile) for lab in labels
-                  if lab.replace("\\profile", profile) not in refs)
+    named = lambda found: {x.replace("\\profile", profile) for x in found}  # noqa: E731
+    refs = named(re.findall(r"\\ref\{([^}]+)\}", tex))
+    labels = named(lab for t in (tex, *tables) for lab in re.findall(r"\\label\{((?:fig|tab):[^}]+)\}", t))
+    return sorted(labels - refs)
 
 
 def source_problems(tex: str, bib: str, numbers: Iterable[str], tables: Iterable[str] = (),
@@ -173,8 +174,7 @@ def main(argv=None) -> int:
             check_sources(".", argv[1] if len(argv) == 2 else "default")
             print("paper sources: citations, references and macros check out")
         else:
-            print(__doc__.strip().splitlines()[-2].strip() + "\n" + __doc__.strip().splitlines()[-1].strip(),
-                  file=sys.stderr)
+            print(USAGE, file=sys.stderr)
             return 2
     except PaperError as e:
         print(f"paper: {e}", file=sys.stderr)

@@ -74,7 +74,7 @@ def evaluation_figure(res: Results):
     written beside it. Right: the evaluation's batch-1 latency on the short test texts, labelled as
     such: the benchmark's numbers, at its longer length, differ from these by design."""
     r, f = res.evaluate, F.evaluation_frame(res)
-    conf = 100 * r["provenance"]["config"]["eval"]["confidence"]
+    conf = 100 * res.confidence()
     colours = variant_palette(f["variant"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.3 * len(f) + 2.2))
     ax = axes[0]
@@ -384,7 +384,7 @@ def explain_agreement_figure(res: Results):
         axes[1].barh(d["variant"], d["mean"], xerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], capsize=3,
                      color=[colors[v] for v in d["variant"]])
         axes[1].axvline(0, color="k", lw=1, ls="--")
-        conf = 100 * r["provenance"]["config"]["eval"]["confidence"]
+        conf = 100 * res.confidence("explain")
         axes[1].set(xlabel="Spearman with the reference minus the noise floor's Spearman",
                     title=f"Beyond LIME's own noise? ({conf:g}% interval)")
         axes[1].tick_params(axis="y", labelsize=8)
@@ -408,7 +408,7 @@ def explain_faithfulness_figure(res: Results):
         lo = np.array([f[n][key]["ci"][0] for n in names])
         hi = np.array([f[n][key]["ci"][1] for n in names])
         ax.barh(names, m, xerr=[m - lo, hi - m], capsize=3, color=[colors[n] for n in names],
-                label=f"LIME ranking ({100 * r['provenance']['config']['eval']['confidence']:g}% interval)")
+                label=f"LIME ranking ({100 * res.confidence('explain'):g}% interval)")
         ax.scatter([f[n]["random_" + key]["mean"] for n in names], names, marker="x", color="k", zorder=3,
                    label="random ranking")
         ax.axvline(0, color="k", lw=0.8)

@@ -132,10 +132,9 @@ def setup_macros(res: Results) -> dict:
     out = {"ModelName": tex_escape(model_name(c["model"])), "DataName": tex_escape(data_name(c["data"])),
            "ModelParams": f"{res.train_fp32['parameters'] / 1e6:.1f}M",
            "MaxLength": str(c["model"]["max_length"]), "Opset": str(c["export"]["opset"]),
-           "ConfPct": f"{100 * c['eval']['confidence']:g}", "EvalBatchSize": str(c["eval"]["batch_size"])}
-    labels = res.data["labels"]
-    out["DataLabels"] = " or ".join(rf"\emph{{{tex_escape(str(x))}}}" for x in reversed(labels)) \
-        if len(labels) == 2 else ", ".join(rf"\emph{{{tex_escape(str(x))}}}" for x in labels)
+           "ConfPct": f"{100 * res.confidence():g}", "EvalBatchSize": str(c["eval"]["batch_size"])}
+    ems = [rf"\emph{{{tex_escape(str(x))}}}" for x in res.labels]
+    out["DataLabels"] = " or ".join(reversed(ems)) if len(ems) == 2 else ", ".join(ems)
     group = D.PACKAGED_GROUP if c["data"]["source"] == "packaged" else c["data"].get("group_column")
     if group and res.data.get("group_overlap") == 0:      # the splits share no group: the paper may say so
         out["DataGroup"] = tex_escape(str(group).replace("_", " "))

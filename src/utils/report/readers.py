@@ -107,6 +107,11 @@ class Results:
     def labels(self) -> list:
         return self.data["labels"]
 
+    def confidence(self, step: str = "evaluate") -> float:
+        """The interval level (``eval.confidence``) that ``step``'s results were computed at, as recorded in
+        their provenance (not the profile as it reads now)."""
+        return self.load(step)["provenance"]["config"]["eval"]["confidence"]
+
     @property
     def bench_gpu(self) -> Optional[dict]:
         """A run of ``python -m utils.gpu_bench`` on a GPU machine (bench_gpu.json), where there is one."""

@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 
 from .. import bench_runs as R
+from ..config import PACKAGE_ROOT
 from ..metrics import metric
 from ..ort_inspect import integer_op_count
 from .frames import batching_frames, evaluation_frame, seeds_frame
@@ -430,7 +431,7 @@ def original_study(root) -> dict:
     """The original study's findings (data/original_study.yaml: its numbers, with the lines of its notes
     they come from)."""
     # the profile's repository, else this package's (a test's temporary root holds only configs and results)
-    for path in (Path(root) / ORIGINAL_STUDY, Path(__file__).resolve().parents[3] / ORIGINAL_STUDY):
+    for path in (Path(root) / ORIGINAL_STUDY, PACKAGE_ROOT / ORIGINAL_STUDY):
         if path.is_file():
             return yaml.safe_load(path.read_text())
     raise FileNotFoundError(f"{ORIGINAL_STUDY} not found under {root} (the original study's findings)")
@@ -442,7 +443,7 @@ def original_table(res: Results) -> Table:
     study = original_study(res.cfg.root)
     o = study["findings"]
     e, b = res.evaluate["variants"], res.bench
-    conf = 100 * res.evaluate["provenance"]["config"]["eval"]["confidence"]
+    conf = 100 * res.confidence()
     head = b.all_threads["headline"]
     best = best_int(head)
     ms = lambda n: head[n]["median_ms"]  # noqa: E731
