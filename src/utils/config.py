@@ -178,6 +178,25 @@ class ExplainConfig:
 
 
 @dataclass
+class SizesConfig:                    # `make sizes`: cost against model size (src/utils/sizes.py), randomly
+                                      # initialised BERT encoders: speed and size need no trained weights
+    models: list = field(default_factory=lambda: ["bert-tiny", "bert-mini", "bert-small", "minilm-l6", "bert-medium",
+                                                  "bert-base", "bert-large"])
+                                      # names of sizes.SIZES, or {name, layers, hidden, heads[, intermediate]}
+    variants: list = field(default_factory=lambda: ["onnx-int8-dynamic", "onnx-int8-dynamic-opt", "onnx-fp16"])
+                                      # besides the references pytorch-fp32 and onnx-fp32: registry variants
+                                      # whose recipe needs no calibration data and no QAT
+    lengths: list = field(default_factory=lambda: [64, 128])   # batch-1 latency at these lengths
+    batch_size: int = 32              # throughput: this batch at the longest length
+    reps: int = 40                    # timed batch-1 calls per variant, at most ...
+    throughput_reps: int = 6
+    budget_s: float = 25.0            # ... and fewer where one setting of one size would take longer than this
+    min_reps: int = 6                 #   (the largest models), never fewer than this (throughput: half)
+    memory: bool = True               # peak RSS of a fresh process per file (batch_size at the longest length)
+    profile_reps: int = 10            # profiled calls per file (operator times at the longest length, batch 1)
+
+
+@dataclass
 class RuntimeConfig:
     threads: Optional[int] = None     # None: all cores
 
@@ -199,6 +218,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    sizes: SizesConfig = field(default_factory=SizesConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     replicate: Optional[int] = None   # the seed of ``seeds`` this run is (load_config(replicate=...) or the
                                       # override key ``replicate``, never a profile file): seed = it, outputs
@@ -491,6 +511,17 @@ def _validate(cfg: Config) -> None:
     if bad or bb.spinning_block_warmup < 0:
         raise ConfigError(f"{', '.join(f'{k} = {v}' for k, v in bad.items()) or 'these'} must be >= 1 and "
                           f"bench.spinning_block_warmup >= 0 (got {bb.spinning_block_warmup})")
+    z = cfg.sizes
+    counts = {"sizes.batch_size": z.batch_size, "sizes.reps": z.reps, "sizes.throughput_reps": z.throughput_reps,
+              "sizes.min_reps": z.min_reps, "sizes.profile_reps": z.profile_reps}
+    bad = {k: v for k, v in counts.items() if v < 1}
+    if bad or not z.budget_s > 0 or z.min_reps > z.reps:
+        raise ConfigError(f"sizes: batch_size, reps, throughput_reps, min_reps, profile_reps >= 1, budget_s > 0 and "
+                          f"min_reps <= reps required; got {counts}, budget_s={z.budget_s}")
+    if not z.models or not z.lengths or any(not isinstance(n, int) or isinstance(n, bool) or n < 8
+                                            for n in z.lengths):
+        raise ConfigError(f"sizes.models must not be empty and sizes.lengths must be integers >= 8, got "
+                          f"models={z.models}, lengths={z.lengths}")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
 

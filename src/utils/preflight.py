@@ -19,6 +19,7 @@ import huggingface_hub as hh
 from . import data as D
 from . import modeling as M
 from . import packaged as PK
+from . import sizes as S
 from . import variants as V
 from .config import Config, ConfigError, load_config
 
@@ -63,6 +64,7 @@ def check_model(cfg: Config) -> str:
 def preflight(cfg: Config) -> dict:
     """Raises ConfigError, DataError, ModelError or KeyError (a variant name) with one clear message."""
     V.check_profile(cfg)
+    S.check(cfg)                      # the model-size sweep's sizes and variants (`make sizes`)
     ds = D.load_dataset(cfg)
     model = check_model(cfg)
     return {"profile": cfg.name, "data": ds.source, "splits": {k: len(v) for k, v in ds.splits.items()},

@@ -28,11 +28,13 @@ from .figures import (
     explain_faithfulness_figure,
     op_time_figure,
     seeds_figure,
+    sizes_figure,
     tradeoff_figure,
     training_figure,
     variant_palette,
 )
-from .macros import INT8_DOT_FACTOR, amdahl_bound, paper_macros, seeds_macros
+from .frames import INT8_DOT_FACTOR
+from .macros import amdahl_bound, paper_macros, seeds_macros
 from .readers import MissingResult, Results
 from .tables import (
     batching_table,
@@ -49,6 +51,7 @@ from .tables import (
     protocol_table,
     quantize_table,
     seeds_table,
+    sizes_table,
 )
 from .writer import Drawn, Table, save_figure, write_macros, write_summary, write_table
 
@@ -80,6 +83,7 @@ ARTIFACTS = [Artifact(fn, step) for step, fns in (
     ("explain", (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
                  explain_agreement_table, explain_faithfulness_table, explain_batching_table)),
     ("seeds", (seeds_figure, seeds_table)),
+    ("sizes", (sizes_figure, sizes_table)),
 ) for fn in fns]
 
 
@@ -126,6 +130,10 @@ def render_all(cfg: Config) -> list:
     summary_only = res.has("seeds") and not res.has("data")    # `make seeds`: the summary over the seeds
     for step in missing:
         if step == "seeds" or summary_only:    # a profile without seeds has no seeds.json; a summary, no steps
+            continue
+        if step == "sizes":                    # the model-size sweep is a command of its own
+            print(f"report: results/{cfg.name}/sizes.json not found (`make sizes PROFILE={cfg.name}` measures it); "
+                  f"the model-size figure and table are skipped")
             continue
         print(f"report: results/{cfg.name}/{step}.json not found; its figures and tables are skipped")
     for a in ARTIFACTS:

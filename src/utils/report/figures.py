@@ -9,7 +9,7 @@ import textwrap
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .. import variants as V
 from ..explain import indexed, segments
@@ -461,3 +461,71 @@ def seeds_figure(res: Results):
                         (0, -0.16), xycoords="axes fraction", fontsize=7, color="0.35", va="top")
     fig.tight_layout()
     return Drawn("seeds", fig)
+
+
+def sizes_figure(res: Results):
+    """Cost against model size (``make sizes``): file size, batch-1 latency, throughput and peak memory of every
+    file against the parameter count; the fastest INT8 file's speed-ups with Amdahl's bound from ONNX FP32's
+    own operator profile; the share of that profile in matrix products. Randomly initialised weights, said."""
+    fr = F.sizes_frames(res)
+    if fr is None:
+        return None
+    r, v, s = res.sizes, fr["variants"], fr["sizes"]
+    L = str(max(r["lengths"]))
+    colours = variant_palette(r["variants"])
+    mem = v["peak_rss_mb"].notna().any()
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.6))
+    axes = axes.ravel()
+    v = v.assign(mparams=v["params"] / 1e6)
+    s = s.assign(mparams=s["params"] / 1e6)
+    panels = [(axes[0], "file_mb", "file size (MB)", "Model file"),
+              (axes[1], f"latency_{L}", "ms per call (median)", f"Batch 1, {L} tokens"),
+              (axes[2], "texts_per_s", "texts / s", f"Throughput, batch {r['batch_size']} x {L} tokens")]
+    if mem:
+        panels.append((axes[5], "peak_rss_mb", "peak resident memory (MB)",
+                       f"Fresh process, one batch of {r['batch_size']}"))
+    for ax, col, ylabel, title in panels:
+        for n, g in v.groupby("variant", sort=False):
+            ax.plot(g["mparams"], g[col], marker="o", color=colours[n], label=n, ms=4,
+                    ls="--" if n == "onnx-fp32" else "-")
+        ax.set(xscale="log", yscale="linear" if col == "peak_rss_mb" else "log", xlabel="parameters (millions)",
+               ylabel=ylabel, title=title)
+    axes[0].legend(fontsize=7, loc="upper left")
+    ax = axes[3]
+    for L_, ls in zip(sorted(r["lengths"]), (":", "-", "-.")):
+        ax.plot(s["mparams"], s[f"vs_onnx_{L_}"], marker="o", ls=ls, color="C2", label=f"over ONNX FP32, {L_} tokens",
+                ms=4)
+    ax.plot(s["mparams"], s[f"vs_torch_{L}"], "s-", color="0.35", label=f"over PyTorch FP32, {L} tokens", ms=4)
+    ax.plot(s["mparams"], s["amdahl_bound"], "k--", lw=1,
+            label=f"Amdahl: matrix products {F.INT8_DOT_FACTOR}x faster (FP32 profile)")
+    ax.axhline(1, color="0.5", lw=0.8)
+    for _, row in s.iterrows():
+        ax.annotate(short(row["best_int8"]).replace("int8-", ""), (row["mparams"], row[f"vs_onnx_{L}"]), fontsize=6,
+                    xytext=(2, -9), textcoords="offset points", color="C2")
+    ax.set(xscale="log", yscale="log", xlabel="parameters (millions)", ylabel="speed-up (x)",
+           title="Fastest INT8 file, batch 1")
+    ax.legend(fontsize=7)
+    ax = axes[4]
+    ax.plot(s["mparams"], 100 * s["matmul_share"], "o-", color="C0", ms=4)
+    for _, row in s.iterrows():
+        ax.annotate(row["size"], (row["mparams"], 100 * row["matmul_share"]), fontsize=6, xytext=(3, 3),
+                    textcoords="offset points")
+    threads = (res.sizes["protocol"].get("profile_threads") or res.sizes["provenance"]["threads"])
+    ax.set(xscale="log", xlabel="parameters (millions)", ylabel="% of kernel time",
+           title=f"ONNX FP32: matrix products' share ({threads} thread{'s' if threads != 1 else ''})")
+    if not mem:
+        axes[5].axis("off")
+        axes[5].text(0.5, 0.5, "peak memory not measured\n(sizes.memory: false)", ha="center", va="center",
+                     color="0.4", transform=axes[5].transAxes)
+    plain = FuncFormatter(lambda x, _: f"{x:g}")
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+                axis.set_major_formatter(plain)
+                axis.set_minor_formatter(NullFormatter())
+    isa = r["provenance"]["cpu_isa"]["int8_gemm"]
+    fig.suptitle(f"Cost against model size: randomly initialised BERT encoders (speed and size need no trained "
+                 f"weights); {r['provenance']['threads']} threads, INT8 GEMM path {isa}", fontsize=10)
+    fig.tight_layout()
+    return Drawn("sizes", fig)

@@ -157,7 +157,22 @@ def explain_faithfulness_frames(res: Results) -> dict:
     return {"faithfulness": pd.DataFrame(rows), "cost": pd.DataFrame(cost)}
 
 
-# figure file name -> its frames
+# an 8-bit dot-product instruction (AVX512-VNNI / AVX-VNNI VPDPBUSD) does four int8 products per 32-bit
+# lane where an FP32 FMA does one: the most INT8 matrix products can gain per instruction
+INT8_DOT_FACTOR = 4
+
+
+def amdahl(fp: dict) -> dict:
+    """Amdahl's bound from one profile (``node_placement``'s kernel_ms, matmul_ms): the kernel time
+    per call if the matrix products ran ``INT8_DOT_FACTOR`` times faster and everything else kept
+    its time, the speed-up that gives, and the speed-up with free matrix products."""
+    other = fp["kernel_ms"] - fp["matmul_ms"]
+    bound = other + fp["matmul_ms"] / INT8_DOT_FACTOR
+    return {"kernel_ms": fp["kernel_ms"], "matmul_ms": fp["matmul_ms"], "other_ms": other,
+            "dot_factor": INT8_DOT_FACTOR, "bound_ms": bound, "bound_speedup": fp["kernel_ms"] / bound,
+            "free_matmul_speedup": fp["kernel_ms"] / other}
+
+
 def seeds_frame(res: Results) -> pd.DataFrame:
     """Per variant: its accuracy over the training seeds and (the reference aside) its change against PyTorch
     FP32 of the same seed (mean, the interval over seeds, each seed's value, its own bootstrap half-width);
@@ -184,8 +199,38 @@ def seeds_frames(res: Results) -> Optional[dict]:
     return {"variants": seeds_frame(res)} if res.has("seeds") else None
 
 
+def sizes_frames(res: Results) -> Optional[dict]:
+    """The model-size sweep (sizes.json): ``variants``, one row per size and variant (parameters, file size,
+    batch-1 latency per length, throughput, peak memory); ``sizes``, one row per size: its fastest INT8 file,
+    that file's speed-ups over ONNX and PyTorch FP32 per length, the share of ONNX FP32's kernel time in matrix
+    products and the Amdahl bound it sets (``amdahl``)."""
+    if not res.has("sizes"):
+        return None
+    r = res.sizes
+    rows, per = [], []
+    for m in sorted(r["models"], key=lambda m: m["parameters"]):
+        for n in r["variants"]:
+            rows.append({"size": m["name"], "params": m["parameters"], "variant": n, "file_mb": m["file_mb"][n],
+                         "texts_per_s": m["throughput"][n]["texts_per_s"],
+                         "peak_rss_mb": (m["memory"] or {}).get(n, {}).get("peak_rss_mb"),
+                         **{f"latency_{L}": m["latency"][L][n]["median_ms"] for L in m["latency"]}})
+        best, fp = m["best_int8"], m["profiles"]["onnx-fp32"]
+        a = amdahl(fp)
+        per.append({"size": m["name"], "layers": m["layers"], "hidden": m["hidden"], "params": m["parameters"],
+                    "best_int8": best, "matmul_share": fp["matmul_ms"] / fp["kernel_ms"],
+                    "amdahl_bound": a["bound_speedup"], "free_matmul": a["free_matmul_speedup"],
+                    "int8_matmul_speedup": fp["matmul_ms"] / m["profiles"][best]["matmul_ms"],
+                    "int8_file_ratio": m["file_mb"]["onnx-fp32"] / m["file_mb"][best],
+                    "throughput_vs_onnx": m["throughput_speedup_vs_onnx_fp32"][best],
+                    **{f"vs_onnx_{L}": m["speedup_vs_onnx_fp32"][L][best] for L in m["latency"]},
+                    **{f"vs_torch_{L}": m["speedup_vs_pytorch_fp32"][L][best] for L in m["latency"]}})
+    return {"variants": pd.DataFrame(rows), "sizes": pd.DataFrame(per)}
+
+
+# figure file name -> its frames
 FRAMES = {"data_overview": data_frames, "training_fp32": training_frames, "evaluation": evaluation_frames,
           "batching": batching_frames,
           "benchmark": bench_frames, "op_times": op_time_frames, "tradeoff": tradeoff_frames,
           "lime_examples": explain_example_frames, "lime_agreement": explain_agreement_frames,
-          "lime_faithfulness": explain_faithfulness_frames, "seeds": seeds_frames}
+          "lime_faithfulness": explain_faithfulness_frames, "seeds": seeds_frames,
+          "sizes": sizes_frames}

@@ -13,6 +13,7 @@ from .. import bench_runs as R
 from .. import data as D
 from .. import packaged as PK
 from .. import variants as V
+from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames
 from .readers import BenchResult, Results, best_int, short
 from .tables import pct
 from .writer import tex_escape
@@ -65,7 +66,8 @@ def paper_macros(res: Results) -> dict:
             **_skip_layer_norm_macros(b, q),
             "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
         }
-    return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res), **setup_macros(res),
+    return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res), **sizes_macros(res),
+            **setup_macros(res),
             **claim_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
@@ -148,29 +150,13 @@ def setup_macros(res: Results) -> dict:
 FUSED_ATTENTION = frozenset({"Attention", "QAttention"})
 
 
-# an 8-bit dot-product instruction (AVX512-VNNI / AVX-VNNI VPDPBUSD) does four int8 products per 32-bit
-# lane where an FP32 FMA does one: the most INT8 matrix products can gain per instruction
-INT8_DOT_FACTOR = 4
-
-
-def _amdahl(fp: dict) -> dict:
-    """Amdahl's bound from one profile (``node_placement``'s kernel_ms, matmul_ms): the kernel time
-    per call if the matrix products ran ``INT8_DOT_FACTOR`` times faster and everything else kept
-    its time, the speed-up that gives, and the speed-up with free matrix products."""
-    other = fp["kernel_ms"] - fp["matmul_ms"]
-    bound = other + fp["matmul_ms"] / INT8_DOT_FACTOR
-    return {"kernel_ms": fp["kernel_ms"], "matmul_ms": fp["matmul_ms"], "other_ms": other,
-            "dot_factor": INT8_DOT_FACTOR, "bound_ms": bound, "bound_speedup": fp["kernel_ms"] / bound,
-            "free_matmul_speedup": fp["kernel_ms"] / other}
-
-
 def amdahl_bound(res: Results, variant: str = "onnx-fp32") -> dict:
     """How much faster quantizing the matrix products can make ``variant`` on the CPU at most, from
-    its own operator profile in bench.json (see ``_amdahl``)."""
+    its own operator profile in bench.json (see ``frames.amdahl``)."""
     ops = res.bench.op_times
     if variant not in ops:
         raise KeyError(f"bench.json of profile {res.name!r} has no CPU operator profile of {variant!r}")
-    return _amdahl(ops[variant])
+    return amdahl(ops[variant])
 
 
 def _protocol_macros(b: dict, best: str) -> dict:
@@ -225,7 +211,7 @@ def _protocol_macros(b: dict, best: str) -> dict:
                     "FPOtherMs": f"{fp['kernel_ms'] - fp['matmul_ms']:.1f}",
                     "IntOtherMs": f"{q['kernel_ms'] - q['matmul_ms']:.1f}",
                     "MatmulSpeedup": f"{fp['matmul_ms'] / q['matmul_ms']:.2f}"})
-        a = _amdahl(fp)
+        a = amdahl(fp)
         out.update({"AmdahlMs": f"{a['bound_ms']:.1f}", "AmdahlX": f"{a['bound_speedup']:.2f}",
                     "NoMatmulX": f"{a['free_matmul_speedup']:.2f}", "DotFactor": str(INT8_DOT_FACTOR)})
     spin = cpu.get("spinning", {}).get("variants", {})
@@ -478,3 +464,43 @@ def seeds_macros(res: Results) -> dict:
             out.update({f"Seeds{key}VsControl": pt(c["mean"]), f"Seeds{key}VsControlLo": pt(c["ci"][0]),
                         f"Seeds{key}VsControlHi": pt(c["ci"][1])})
     return out
+
+
+def trend_word(first: float, last: float, tolerance: float = 0.1) -> str:
+    """How a ratio moves from the smallest model to the largest: "grows", "shrinks" or "stays about the same"
+    (within ``tolerance``, relative)."""
+    if last > first * (1 + tolerance):
+        return "grows"
+    if last < first * (1 - tolerance):
+        return "shrinks"
+    return "stays about the same"
+
+
+def sizes_macros(res: Results) -> dict:
+    """Paper numbers of the model-size sweep (results/<profile>/sizes.json, `make sizes`); every macro begins
+    with ``Sizes``; none where the sweep has not run."""
+    fr = sizes_frames(res)
+    if fr is None:
+        return {}
+    r, s = res.sizes, fr["sizes"]
+    L = max(r["lengths"])
+    lo, hi = s.iloc[0], s.iloc[-1]
+    first, last = lo[f"vs_onnx_{L}"], hi[f"vs_onnx_{L}"]
+    top = s.loc[s[f"vs_onnx_{L}"].idxmax()]
+    m = lambda x: f"{x / 1e6:.1f}"  # noqa: E731
+    return {"SizesN": str(len(s)), "SizesList": tex_escape(", ".join(s["size"])), "SizesLength": str(L),
+            "SizesShortLength": str(min(r["lengths"])), "SizesBatch": str(r["batch_size"]),
+            "SizesThreads": str(r["provenance"]["threads"]),
+            "SizesGemm": tex_escape(r["provenance"]["cpu_isa"]["int8_gemm"]),
+            "SizesSmallest": tex_escape(lo["size"]), "SizesSmallestParams": m(lo["params"]),
+            "SizesLargest": tex_escape(hi["size"]), "SizesLargestParams": m(hi["params"]),
+            "SizesSmallestX": f"{first:.2f}", "SizesLargestX": f"{last:.2f}",
+            "SizesLargestVsTorch": f"{hi[f'vs_torch_{L}']:.2f}", "SizesSmallestVsTorch": f"{lo[f'vs_torch_{L}']:.2f}",
+            "SizesTrendWord": trend_word(first, last),
+            "SizesTopX": f"{top[f'vs_onnx_{L}']:.2f}", "SizesTop": tex_escape(top["size"]),
+            "SizesTopInt": short(top["best_int8"]),
+            "SizesSmallestShare": f"{100 * lo['matmul_share']:.0f}",
+            "SizesLargestShare": f"{100 * hi['matmul_share']:.0f}",
+            "SizesSmallestAmdahl": f"{lo['amdahl_bound']:.2f}", "SizesLargestAmdahl": f"{hi['amdahl_bound']:.2f}",
+            "SizesMinRatio": f"{s['int8_file_ratio'].min():.2f}", "SizesMaxRatio": f"{s['int8_file_ratio'].max():.2f}",
+            "SizesDotFactor": str(INT8_DOT_FACTOR), "SizesMinutes": f"{r['seconds'] / 60:.0f}"}

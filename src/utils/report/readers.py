@@ -15,7 +15,7 @@ from .. import variants as V
 from ..config import Config
 from ..provenance import read_json
 
-STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain", "seeds")
+STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain", "seeds", "sizes")
 
 
 class MissingResult(FileNotFoundError):
@@ -98,6 +98,7 @@ class Results:
     evaluate = property(lambda self: self.load("evaluate"))
     explain = property(lambda self: self.load("explain"))
     seeds = property(lambda self: self.load("seeds"))     # `make seeds`: the summary over the training seeds
+    sizes = property(lambda self: self.load("sizes"))     # `make sizes`: cost against model size
 
     @property
     def bench(self) -> BenchResult:

@@ -13,8 +13,8 @@ from .. import bench_runs as R
 from ..config import PACKAGE_ROOT
 from ..metrics import metric
 from ..ort_inspect import integer_op_count
-from .frames import batching_frames, evaluation_frame, seeds_frame
-from .readers import Results, best_int
+from .frames import INT8_DOT_FACTOR, batching_frames, evaluation_frame, seeds_frame, sizes_frames
+from .readers import Results, best_int, short
 from .writer import Table, tex_escape
 
 COMP, SUFF = metric("comprehensiveness"), metric("sufficiency")
@@ -493,3 +493,50 @@ def original_table(res: Results) -> Table:
                           f"\\texttt{{{tex_escape(ORIGINAL_STUDY)}}} with their line numbers) beside this "
                           f"profile's measurement of the same thing. The original's model: "
                           f"{tex_escape(study['model'])}; settings the notes do not state are not given."))
+
+
+def sizes_table(res: Results) -> Optional[Table]:
+    """Cost against model size (``make sizes``): per size, the files' sizes, the fastest INT8 file's batch-1
+    speed-ups over ONNX and PyTorch FP32, throughput, peak memory and Amdahl's bound."""
+    fr = sizes_frames(res)
+    if fr is None:
+        return None
+    r, v, s = res.sizes, fr["variants"], fr["sizes"]
+    lengths = sorted(r["lengths"])
+    L = str(lengths[-1])
+    at = lambda size, n, col: v[(v["size"] == size) & (v["variant"] == n)][col].iloc[0]  # noqa: E731
+    has_fp16 = "onnx-fp16" in r["variants"]
+    mem = v["peak_rss_mb"].notna().any()
+    rows = {}
+    for _, row in s.iterrows():
+        n, b = row["size"], row["best_int8"]
+        out = {"layers x hidden": f"{row['layers']} x {row['hidden']}", "params (M)": f"{row['params'] / 1e6:.1f}",
+               "FP32 (MB)": f"{at(n, 'onnx-fp32', 'file_mb'):.1f}", "INT8 (MB)": f"{at(n, b, 'file_mb'):.1f}"}
+        if has_fp16:
+            out["FP16 (MB)"] = f"{at(n, 'onnx-fp16', 'file_mb'):.1f}"
+        lat = f"latency_{L}"
+        out.update({"fastest INT8": short(b).replace("int8-", ""),
+                    f"FP32 / INT8 ms @{L}": f"{at(n, 'onnx-fp32', lat):.1f} / {at(n, b, lat):.1f}"})
+        out.update({f"vs ONNX @{x}": f"{row[f'vs_onnx_{x}']:.2f}x" for x in lengths})
+        out[f"vs PyTorch @{L}"] = f"{row[f'vs_torch_{L}']:.2f}x"
+        out[f"texts/s FP32 / INT8 (b{r['batch_size']})"] = (f"{at(n, 'onnx-fp32', 'texts_per_s'):.0f} / "
+                                                          f"{at(n, b, 'texts_per_s'):.0f}")
+        if mem:
+            out["peak MB FP32 / INT8"] = f"{at(n, 'onnx-fp32', 'peak_rss_mb'):.0f} / {at(n, b, 'peak_rss_mb'):.0f}"
+        out["matmul share (%)"] = f"{100 * row['matmul_share']:.0f}"
+        out["Amdahl"] = f"{row['amdahl_bound']:.2f}x"
+        rows[n] = out
+    df = pd.DataFrame(rows).T
+    pv = r["provenance"]
+    return Table("sizes", df, label=f"tab:sizes-{res.name}",
+                 caption=(f"Cost against model size: BERT encoders with random weights (seed {r['seed']}; speed "
+                          f"and size need no trained weights), one at a time on {pv['threads']} threads, the "
+                          f"variants interleaved on the same inputs (test texts cut to exact lengths). FP32, INT8 "
+                          f"and FP16 are the ONNX files; fastest INT8: the integer file with the lowest batch-1 "
+                          f"median at {L} tokens, whose speed-ups over ONNX FP32 and PyTorch FP32 are given; "
+                          f"throughput at batch {r['batch_size']} x {L} tokens"
+                          + ("; peak resident memory of a fresh process predicting one such batch" if mem else "")
+                          + f"; matmul share: matrix products' part of ONNX FP32's kernel time (operator profile, "
+                          f"{r['protocol'].get('profile_threads') or pv['threads']} thread(s)); Amdahl: the speed-up "
+                          f"if they ran {INT8_DOT_FACTOR}x faster and the rest kept its time. INT8 GEMM path of the "
+                          f"host: {tex_escape(pv['cpu_isa']['int8_gemm'])}."))
