@@ -108,6 +108,24 @@ def test_setup_macros_come_from_the_recorded_configuration():
     assert m["DataLabels"] == r"\emph{fresh} or \emph{rotten}" and m["DataGroup"] == "movie"
 
 
+def test_hosts_come_from_each_steps_provenance_and_a_second_instruction_set_is_said():
+    import copy
+
+    from utils.report.macros import host_macros
+    res = Results(load_config("default", root=ROOT))
+    m = host_macros(res)
+    isa = res.evaluate["provenance"]["cpu_isa"]
+    assert m["EvalGemm"] == isa["int8_gemm"].replace("_", "\\_") and "HostsDiffer" not in m
+    assert m["OrtVersion"] == res.evaluate["provenance"]["packages"]["onnxruntime"]
+    b = copy.deepcopy(res.bench)
+    b["provenance"]["cpu_isa"] = {"features": ["avx2"], "int8_gemm": "avx2 (vpmaddubsw, 16-bit saturation)"}
+    res._cache["bench"] = type(res.bench)(b)
+    m = host_macros(res)
+    assert m["HostsDiffer"] == "1" and m["BenchISA"] == "avx2" and m["BenchGemm"].startswith("avx2")
+    tex = PA.strip_comments((ROOT / "paper" / "main.tex").read_text())
+    assert "\\ifdefined\\HostsDiffer" in tex and "\\EvalGemm" in tex
+
+
 def test_names_of_other_sources():
     assert model_name({"source": "hub", "name_or_path": "bert-base-uncased"}) == "bert-base-uncased"
     assert model_name({"source": "local", "name_or_path": "models/my_bert"}) == "my_bert"

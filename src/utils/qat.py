@@ -126,12 +126,17 @@ def quantized_embeddings(model, min_rows: int = 64) -> dict:
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding) and m.num_embeddings >= min_rows}
 
 
+# the leaf names of the query, key and value projections, which read one tensor: BERT's, MPNet's, and most
+# decoder-style models'
+QKV_LEAVES = frozenset({"query", "key", "value", "q", "k", "v", "q_proj", "k_proj", "v_proj"})
+
+
 def activation_groups(model) -> list:
-    """Lists of Linear names that read the same input tensor (BERT-style Q/K/V)."""
+    """Lists of Linear names that read the same input tensor (the Q/K/V projections of one attention)."""
     groups: dict = {}
     for name in quantized_linears(model):
         parent, leaf = name.rsplit(".", 1)
-        key = parent if leaf in ("query", "key", "value") else name
+        key = parent if leaf in QKV_LEAVES else name
         groups.setdefault(key, []).append(name)
     return list(groups.values())
 

@@ -227,8 +227,9 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, reader,
     tensor name -> (scale, zero_point), e.g. the scales QAT learned). ``op_types=None`` and
     ``nodes_to_quantize=None`` quantize every operator ORT can quantize. ``activation_type="qint8"``
     with ``symmetric_activations``: every zero point 0, the explicit-quantization format that
-    TensorRT takes."""
-    load_onnx(src)
+    TensorRT takes. The float nodes that compute integers only (``integer_islands``, e.g. MPNet's
+    relative-position buckets) are never quantized: quantizing them moves the indices they compute."""
+    islands = integer_islands(load_onnx(src))     # integer indices computed in float: never quantized
     if method not in CALIBRATION:
         raise ValueError(f"calibration method must be one of {CALIBRATION}, got {method!r}")
     if activation_type not in ("quint8", "qint8"):
@@ -252,7 +253,8 @@ def quantize_static_int8(src: str | os.PathLike, dst: str | os.PathLike, reader,
         quantize_static(str(src), str(tmp), reader, quant_format=QuantFormat.QDQ, activation_type=act,
                         weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=cm,
                         op_types_to_quantize=list(op_types) if op_types else None,
-                        nodes_to_quantize=nodes_to_quantize, extra_options=extra)
+                        nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=islands or None,
+                        extra_options=extra)
         m = onnx.load(str(tmp))
         if op_types and _float_consumers_read_float(m, set(op_types)):
             onnx.save(m, str(tmp))
@@ -367,16 +369,75 @@ def unshare_mixed_initializers(m: onnx.ModelProto, block_ops) -> int:
 FP16_BLOCK = ("LayerNormalization", "Softmax", "Erf", "Pow", "ReduceMean", "Sqrt", "Range", "CumSum")
 
 
+_FLOAT = onnx.TensorProto.FLOAT
+
+
+def integer_islands(m: onnx.ModelProto) -> list:
+    """Names of the float nodes that compute integers only: from a Cast of an integer tensor to float, every
+    node its float values reach, up to the nodes that turn them back into integers or booleans (a Cast to an
+    integer type, Less, Equal ...), with the float Constants only they read. MPNet's relative-position buckets
+    are one (Cast, Div by a constant, Log, Div, Mul, Cast back). In float16 their rounding would move bucket
+    boundaries, and onnxconverter-common retypes such a Cast's output to float16 while its ``to`` stays float,
+    which ONNX Runtime refuses when it loads the file. An island that meets a float activation from elsewhere
+    is not one, and is left to the converter."""
+    g = onnx.shape_inference.infer_shapes(m).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
+    types.update({t.name: t.data_type for t in g.initializer})
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for n in g.node:       # Constant outputs: their value's type
+        if n.op_type == "Constant":
+            types[n.output[0]] = next((a.t.data_type for a in n.attribute if a.name == "value"), types.get(n.output[0]))
+
+    def is_float(t: str) -> bool:
+        return types.get(t) == _FLOAT
+
+    out: dict = {}
+    for seed in g.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in seed.attribute}
+        if seed.op_type != "Cast" or attrs.get("to") != _FLOAT or not seed.input or is_float(seed.input[0]) \
+                or types.get(seed.input[0]) in (None, 0) or seed.name in out:
+            continue
+        island, frontier, ok = {seed.name: seed}, [seed], True
+        while frontier and ok:
+            node = frontier.pop()
+            for o in node.output:
+                if not is_float(o):
+                    continue
+                if o in {x.name for x in g.output}:
+                    ok = False
+                for c in consumers.get(o, []):
+                    if c.name not in island:
+                        island[c.name] = c
+                        frontier.append(c)
+        for node in list(island.values()):        # every float input from inside, a constant or a Constant node
+            for i in node.input:
+                if not i or not is_float(i) or i in types and any(t.name == i for t in g.initializer):
+                    continue
+                p = producer.get(i)
+                if p is None or (p.name not in island and p.op_type != "Constant"):
+                    ok = False
+                elif p.op_type == "Constant" and all(c.name in island for c in consumers.get(i, [])):
+                    island[p.name] = p
+        if ok:
+            out.update(island)
+    return [n.name for n in g.node if n.name in out]
+
+
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, op_block_list=FP16_BLOCK) -> Path:
     """FP16 weights and compute, FP32 inputs/outputs (``keep_io_types``), numerically
-    sensitive ops kept FP32 with Casts around them: no float16-vs-float type mismatch."""
+    sensitive ops kept FP32 with Casts around them, and so are the float nodes that compute integers only
+    (``integer_islands``): no float16-vs-float type mismatch."""
     from onnxconverter_common import float16  # optional on the GPU machine (carried as a wheel there)
 
     m = load_onnx(src)
     fold_initializer_identities(m)
     unshare_mixed_initializers(m, op_block_list)
     m16 = float16.convert_float_to_float16(m, keep_io_types=True, op_block_list=list(op_block_list),
-                                           disable_shape_infer=False)
+                                           node_block_list=integer_islands(m), disable_shape_infer=False)
     onnx.checker.check_model(m16)
     dst = Path(dst)
     with atomic_path(dst) as tmp:

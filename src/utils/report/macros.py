@@ -140,10 +140,34 @@ def setup_macros(res: Results) -> dict:
     group = D.PACKAGED_GROUP if c["data"]["source"] == "packaged" else c["data"].get("group_column")
     if group and res.data.get("group_overlap") == 0:      # the splits share no group: the paper may say so
         out["DataGroup"] = tex_escape(str(group).replace("_", " "))
+    out.update(host_macros(res))
     mc = model_config(res)
     if mc is not None and {"num_hidden_layers", "hidden_size", "model_type"} <= set(mc):
         out.update({"ModelLayers": str(mc["num_hidden_layers"]), "ModelHidden": str(mc["hidden_size"]),
                     "ModelType": tex_escape(str(mc["model_type"]).upper())})
+    return out
+
+
+def _host(prov: dict) -> dict:
+    isa = prov.get("cpu_isa") or {}
+    return {"CPU": tex_escape(prov["cpu"]), "ISA": tex_escape(", ".join(isa.get("features", [])) or "none recorded"),
+            "Gemm": tex_escape(isa.get("int8_gemm", "not recorded"))}
+
+
+def host_macros(res: Results) -> dict:
+    """The hosts of the accuracy (evaluate.json) and speed (bench.json) results: CPU, the instruction-set
+    features that decide INT8 (provenance ``cpu_isa``) and the INT8 GEMM path they select; whether the two
+    steps ran on hosts with different instruction sets (INT8 predictions differ between them); versions."""
+    ev = res.evaluate["provenance"]
+    out = {f"Eval{k}": v for k, v in _host(ev).items()}
+    pk = ev.get("packages", {})
+    out.update({"OrtVersion": tex_escape(pk.get("onnxruntime") or "?"), "TorchVersion": tex_escape(pk.get("torch") or "?"),
+                "TransformersVersion": tex_escape(pk.get("transformers") or "?")})
+    if res.has("bench"):
+        b = res.bench["provenance"]
+        out.update({f"Bench{k}": v for k, v in _host(b).items() if k != "CPU"})
+        if (b.get("cpu_isa") or {}).get("features") != (ev.get("cpu_isa") or {}).get("features"):
+            out["HostsDiffer"] = "1"
     return out
 
 
