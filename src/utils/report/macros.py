@@ -161,8 +161,8 @@ def host_macros(res: Results) -> dict:
     ev = res.evaluate["provenance"]
     out = {f"Eval{k}": v for k, v in _host(ev).items()}
     pk = ev.get("packages", {})
-    out.update({"OrtVersion": tex_escape(pk.get("onnxruntime") or "?"), "TorchVersion": tex_escape(pk.get("torch") or "?"),
-                "TransformersVersion": tex_escape(pk.get("transformers") or "?")})
+    out.update({f"{key}Version": tex_escape(pk.get(dist) or "not recorded")
+                for key, dist in (("Ort", "onnxruntime"), ("Torch", "torch"), ("Transformers", "transformers"))})
     if res.has("bench"):
         b = res.bench["provenance"]
         out.update({f"Bench{k}": v for k, v in _host(b).items() if k != "CPU"})
