@@ -191,7 +191,7 @@ def test_fresh_process_memory_loads_each_variant_in_a_new_process(smoke_cfg, tin
     parent = psutil.Process().memory_info().rss / 2**20
     for name in ("pytorch-fp32", "onnx-fp32"):
         m = B.fresh_process_memory("smoke", name, 1, cfg.root)
-        assert set(m) == {"peak_rss_mb", "model_rss_mb", "create_seconds"}
+        assert set(m) == {"peak_rss_mb", "model_rss_mb", "create_seconds", "batch"} and m["batch"] == B.MEMORY_BATCH
         assert m["peak_rss_mb"] > m["model_rss_mb"] > 0 and m["create_seconds"] > 0
         assert m["peak_rss_mb"] < parent - 1000
     assert held[-1] == 1.0

@@ -218,6 +218,7 @@ def ort_gpu_runs(files: dict, feed: dict, reps: int, chains: list) -> tuple:
     return placement, latency
 
 
+MEMORY_BATCH = 32                   # texts the memory probe predicts in one call (recorded with its numbers)
 MEMORY_SNIPPET = """
 import sys
 from utils.bench import probe_main
@@ -249,7 +250,7 @@ def _import_runtimes(cfg) -> None:
 
 def probe_main(argv: Sequence[str]) -> None:
     """The child of ``fresh_process_memory``: argv = profile, variant, threads. Imports the libraries
-    of both runtimes, loads one variant, predicts a batch of 32 and prints one JSON line: peak resident
+    of both runtimes, loads one variant, predicts a batch of MEMORY_BATCH texts and prints one JSON line: peak resident
     set, resident memory the model added after the imports, time to create the predictor (tokenizer
     and model or session)."""
     profile, variant, threads = argv[0], argv[1], int(argv[2])
@@ -259,14 +260,15 @@ def probe_main(argv: Sequence[str]) -> None:
     t0 = time.perf_counter()
     p = V.make_predictor(cfg, variant, threads=threads)
     created = time.perf_counter() - t0
-    p.predict_proba(["a short review", "a much longer review that goes on about the plot and the cast"] * 16)
+    texts = ["a short review", "a much longer review that goes on about the plot and the cast"] * (MEMORY_BATCH // 2)
+    p.predict_proba(texts)
     after = psutil.Process().memory_info().rss
-    print(json.dumps({"peak_rss_mb": peak_rss_mb(),
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "batch": len(texts),
                       "model_rss_mb": (after - before) / 2**20, "create_seconds": created}))
 
 
 def fresh_process_memory(profile: str, variant: str, threads: int, root: str) -> dict:
-    """Memory of a new Python process that loads one variant and predicts a batch of 32: its peak
+    """Memory of a new Python process that loads one variant and predicts a batch of MEMORY_BATCH texts: its peak
     resident set, and the resident memory the model added once the libraries were imported
     (the imports alone take most of the peak); plus the time to create the predictor."""
     r = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, profile, variant, str(threads)], cwd=root,

@@ -255,39 +255,61 @@ def op_time_figure(res: Results):
 def tradeoff_figure(res: Results):
     """Latency against the change in test accuracy (paired bootstrap interval against the evaluation's
     FP32 reference), marker area for the file size, colour by variant family. A variant far below the
-    others (the every-op static file) is drawn at the lower edge, its value written beside it, so that
-    the rest stay readable."""
+    others (the every-op static file) is drawn below a break in the accuracy axis, on a scale of its own, so
+    that the rest stay readable."""
     r, ref = res.bench, res.evaluate["reference"]
-    df = F.tradeoff_frames(res)["points"]
-    core = df[df["lo"] > -5] if (df["lo"] > -5).sum() >= 2 else df       # the points a reader compares
-    floor = min(core["lo"].min(), -1.0) - 0.6
+    df = F.tradeoff_frames(res)["points"].reset_index(drop=True)
+    core_mask = df["lo"] > -5 if (df["lo"] > -5).sum() >= 2 else df["lo"] > -np.inf   # the points a reader compares
+    core, low = df[core_mask], df[~core_mask]
     colours = variant_palette(df["variant"])
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    if len(low):
+        fig, (ax, ax_low) = plt.subplots(2, 1, figsize=(8.5, 5.6), sharex=True,
+                                         gridspec_kw={"height_ratios": [5, 1.3], "hspace": 0.08})
+    else:
+        fig, ax = plt.subplots(figsize=(8.5, 5))
+        ax_low = None
     smin, smax = df["MB"].min(), df["MB"].max()
     area = lambda mb: 40 + 360 * (mb - smin) / ((smax - smin) or 1)  # noqa: E731
     markers = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*", "d", "8", "H"]
-    for i, row in df.reset_index(drop=True).iterrows():
-        out = row["diff"] < floor
-        y = floor if out else row["diff"]
+    for i, row in df.iterrows():
+        a = ax if core_mask[i] else ax_low
         c = colours[row["variant"]]
-        if not out:
-            ax.errorbar(row["ms"], y, yerr=[[row["diff"] - row["lo"]], [row["hi"] - row["diff"]]], color=c,
-                        lw=1, capsize=2, zorder=1)
-        ax.scatter(row["ms"], y, s=area(row["MB"]), color=c, marker="v" if out else markers[i % len(markers)],
-                   edgecolor="white", linewidth=0.6, zorder=2, label=row["variant"])
-        if out:
-            ax.annotate(f"{short(row['variant'])}: {row['diff']:+.1f} pt", (row["ms"], y), fontsize=7,
-                        xytext=(6, 3), textcoords="offset points")
+        a.errorbar(row["ms"], row["diff"], yerr=[[row["diff"] - row["lo"]], [row["hi"] - row["diff"]]], color=c,
+                   lw=1, capsize=2, zorder=1)
+        a.scatter(row["ms"], row["diff"], s=area(row["MB"]), color=c, marker=markers[i % len(markers)],
+                  edgecolor="white", linewidth=0.6, zorder=2, label=row["variant"])
+        if not core_mask[i]:
+            a.annotate(f"{short(row['variant'])}: {row['diff']:+.1f} pt", (row["ms"], row["diff"]), fontsize=7,
+                       xytext=(6, 3), textcoords="offset points")
     ax.axhline(0, color="k", lw=0.8, ls="--")
-    ax.set_ylim(floor - 0.4, max(core["hi"].max(), 0.5) + 0.4)
-    ax.set(xscale="log",
-           xlabel=f"median latency, batch 1, length {r['length']}, {r['provenance']['threads']} threads (ms)",
-           ylabel=f"test accuracy minus {ref}'s (pt, 95% CI)", title="Accuracy / latency / size (marker area)")
-    leg = ax.legend(fontsize=6.5, bbox_to_anchor=(1.02, 1), loc="upper left",
+    ax.set_ylim(min(core["lo"].min(), -1.0) - 0.4, max(core["hi"].max(), 0.5) + 0.4)
+    lvl = f"{100 * res.confidence():g}"
+    xlabel = f"median latency, batch 1, length {r['length']}, {r['provenance']['threads']} threads (ms)"
+    ax.set(xscale="log", ylabel=f"test accuracy minus {ref}'s (pt, {lvl}% CI)",
+           title="Accuracy / latency / size (marker area)")
+    if ax_low is not None:
+        ax_low.set_ylim(low["lo"].min() - 0.5, low["hi"].max() + 0.5)
+        ax.spines["bottom"].set_visible(False)
+        ax_low.spines["top"].set_visible(False)
+        ax.tick_params(axis="x", which="both", bottom=False)
+        d = 0.012        # the break: two short diagonals on each side, where the axis is cut
+        for a, y in ((ax, 0), (ax_low, 1)):
+            kw = dict(transform=a.transAxes, color="k", clip_on=False, lw=0.8)
+            a.plot((-d, d), (y - 4 * d, y + 4 * d), **kw)
+            a.plot((1 - d, 1 + d), (y - 4 * d, y + 4 * d), **kw)
+        ax_low.set(xscale="log", xlabel=xlabel)
+        ax_low.tick_params(axis="y", labelsize=7)
+    else:
+        ax.set_xlabel(xlabel)
+    handles, labels = ax.get_legend_handles_labels()
+    if ax_low is not None:
+        h2, l2 = ax_low.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    leg = ax.legend(handles, labels, fontsize=6.5, bbox_to_anchor=(1.02, 1), loc="upper left",
                     title=f"variant (area: {smin:.0f}-{smax:.0f} MB)", title_fontsize=7)
     for h in getattr(leg, "legend_handles", None) or leg.legendHandles:   # one marker size in the legend
         h.set_sizes([36])
-    fig.tight_layout()
+    fig.subplots_adjust(right=0.72) if ax_low is not None else fig.tight_layout()
     return Drawn("tradeoff", fig)
 
 

@@ -264,7 +264,8 @@ def _memory_macros(b: dict, best: str) -> dict:
         return {}
     fp, q = mem["onnx-fp32"], mem[best]
     return {"MemOnnxFPMB": f"{fp['model_rss_mb']:.0f}", "MemBestIntMB": f"{q['model_rss_mb']:.0f}",
-            "PeakOnnxFPMB": f"{fp['peak_rss_mb']:.0f}", "PeakBestIntMB": f"{q['peak_rss_mb']:.0f}"}
+            "PeakOnnxFPMB": f"{fp['peak_rss_mb']:.0f}", "PeakBestIntMB": f"{q['peak_rss_mb']:.0f}",
+            **({"MemBatch": str(fp["batch"])} if "batch" in fp else {})}    # recorded since 2026-12-03
 
 
 def _sym_macros(b: dict, q: dict) -> dict:
