@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError, load_config, shap_variants
 from utils.explain import (
     agreement,
     explain,
     faithfulness,
     indexed,
+    kernel_shap,
     mean_ci,
     removal_sizes,
     segments,
@@ -215,3 +216,51 @@ def test_explain_profile_is_validated(repo):
     # the controls off: a profile explaining two variants says so, and loads
     load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [], "cross_seed": []}},
                 root=repo)
+
+
+# ---------------------------------------------------------------- the second explainer: KernelSHAP
+def test_kernel_shap_values_add_up_and_repeat_with_their_seed(ort_pr):
+    a = kernel_shap(ort_pr, TEXT, [0, 1], samples=200, seed=3)
+    b = kernel_shap(ort_pr, TEXT, [1], samples=200, seed=3)
+    assert a.words == list(indexed(TEXT).inverse_vocab) and len(a.weights[1]) == len(a.words)
+    full = ort_pr.predict_proba([TEXT])[0]
+    empty = ort_pr.predict_proba([indexed(TEXT).inverse_removing(list(range(len(a.words))))])[0]
+    for k in (0, 1):          # efficiency: the values sum to f(text) - f(no words)
+        assert a.weights[k].sum() == pytest.approx(full[k] - empty[k], abs=1e-5)
+        assert a.intercept[k] == pytest.approx(empty[k], abs=1e-6)
+    np.testing.assert_allclose(a.weights[1], b.weights[1], atol=1e-9)     # same seed, same coalitions
+    state = np.random.get_state()[1].copy()
+    kernel_shap(ort_pr, TEXT, [1], samples=50, seed=4)
+    assert (np.random.get_state()[1] == state).all()                         # the global generator restored
+
+
+def test_kernel_shap_finds_the_word_a_model_reads(tokenizer):
+    """A model whose answer is 'is the word "drags" there' gives that word all of the Shapley value."""
+    class OneWord:
+        batch_size = 16
+
+        def predict_proba(self, texts, progress=False):
+            p = np.array([0.9 if "drags" in t.split() else 0.1 for t in texts])
+            return np.stack([1 - p, p], axis=1)
+
+    e = kernel_shap(OneWord(), TEXT, [1], samples=300, seed=0)
+    j = e.words.index("drags")
+    assert e.weights[1][j] == pytest.approx(0.8, abs=1e-6)
+    assert np.abs(np.delete(e.weights[1], j)).max() < 1e-6
+
+
+def test_shap_settings_are_checked(repo):
+    with pytest.raises(ConfigError, match="shap_variants must name the reference"):
+        load_config("smoke", {"explain": {"shap_variants": ["onnx-int8-qat"]}}, root=repo)
+    with pytest.raises(ConfigError, match="shap_variants must name the reference"):
+        load_config("smoke", {"explain": {"shap_variants": ["onnx-fp32"]}}, root=repo)
+    with pytest.raises(ConfigError, match="shap_samples be >= 10"):
+        load_config("smoke", {"explain": {"shap_samples": 5}}, root=repo)
+    with pytest.raises(ConfigError, match="explain.shap_variants names"):
+        load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [], "cross_seed": [],
+                                          "shap_variants": ["onnx-fp32", "onnx-int8-dynamic"]}}, root=repo)
+    x = load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [], "cross_seed": []}},
+                    root=repo).explain
+    assert shap_variants(x, x.variants) == ["onnx-fp32", "onnx-int8-qat"]      # the default, where explained
+    x.shap_variants = []
+    assert shap_variants(x, x.variants) == []

@@ -162,6 +162,9 @@ class ExplainConfig:
         default_factory=lambda: [["onnx-qat-fp32", "onnx-int8-qat"]])   # what quantization alone changed
     cross_seed: list = field(         # also explained with the first noise seed: FP32 (seed A) vs this variant
         default_factory=lambda: ["onnx-int8-qat"])   # (seed B) beside FP32 (A) vs FP32 (B): a symmetric floor
+    shap_variants: Optional[list] = None   # also explained with KernelSHAP over the same words (the reference
+                                      # among them); None: the reference and those of SHAP_DEFAULT explained; []: none
+    shap_samples: int = 500           # coalitions per KernelSHAP explanation (all of them for short texts)
     cost_variants: list = field(      # explained on `cost_examples` only, for their cost
         default_factory=lambda: ["pytorch-fp32", "onnx-int8-dynamic-pt", "onnx-fp16"])
     cost_examples: int = 15           # spread evenly over the selected examples
@@ -194,6 +197,17 @@ class SizesConfig:                    # `make sizes`: cost against model size (s
     min_reps: int = 6                 #   (the largest models), never fewer than this (throughput: half)
     memory: bool = True               # peak RSS of a fresh process per file (batch_size at the longest length)
     profile_reps: int = 10            # profiled calls per file (operator times at the longest length, batch 1)
+
+
+SHAP_DEFAULT = ("onnx-int8-dynamic", "onnx-int8-qat")   # beside the reference, where explain.variants has them
+
+
+def shap_variants(x: "ExplainConfig", explained: list) -> list:
+    """The variants KernelSHAP explains (the reference first): ``explain.shap_variants`` as given, or by default
+    the reference and those of ``SHAP_DEFAULT`` among ``explained``."""
+    names = x.shap_variants if x.shap_variants is not None else [n for n in SHAP_DEFAULT if n in explained]
+    out = [x.reference] + [n for n in names if n != x.reference]
+    return out if len(out) > 1 else []
 
 
 @dataclass
@@ -485,6 +499,15 @@ def _validate(cfg: Config) -> None:
     if outside:
         raise ConfigError(f"explain.pairs / explain.cross_seed name {outside}, which explain.variants does not "
                           f"explain; add them to explain.variants")
+    if x.shap_samples < 10 or x.shap_variants and (x.reference not in x.shap_variants or len(x.shap_variants) < 2
+                                                   or len(set(x.shap_variants)) != len(x.shap_variants)):
+        raise ConfigError(f"explain.shap_variants must name the reference {x.reference!r}, another variant to compare "
+                          f"it with and no variant twice ([] for no KernelSHAP), and explain.shap_samples be >= 10; "
+                          f"got {x.shap_variants}, {x.shap_samples}")
+    outside = sorted(set(x.shap_variants or []) - set(x.variants)) if x.variants is not None else []
+    if outside:
+        raise ConfigError(f"explain.shap_variants names {outside}, which explain.variants does not explain; add them "
+                          f"to explain.variants")
     if x.cross_seed and x.noise_seeds < 1:
         raise ConfigError("explain.cross_seed needs explain.noise_seeds >= 1 (the other seed it is explained with)")
     if x.reference in x.cost_variants or x.cost_examples < 1:

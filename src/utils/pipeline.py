@@ -29,7 +29,7 @@ from . import predict as P
 from . import qat as QA
 from . import quantize as Q
 from . import variants as V
-from .config import Config, TrainConfig
+from .config import Config, TrainConfig, shap_variants
 from .ort_inspect import activation_scales, dynamic_scale_outputs, operator_profiles, session_ops
 from .predict import disabled_optimizers
 from .provenance import (
@@ -517,7 +517,8 @@ def run_explain(cfg, progress: bool = True) -> dict:
     variants.insert(0, ex.reference)
     cost_only = list(ex.cost_variants)
     V.check_names(cfg, variants + cost_only, "explain.variants")
-    for key, named in (("explain.pairs", [n for p in ex.pairs for n in p]), ("explain.cross_seed", ex.cross_seed)):
+    for key, named in (("explain.pairs", [n for p in ex.pairs for n in p]), ("explain.cross_seed", ex.cross_seed),
+                       ("explain.shap_variants", ex.shap_variants or [])):
         if set(named) - set(variants):
             raise KeyError(f"{key}: {sorted(set(named) - set(variants))} not among the explained variants "
                            f"{', '.join(variants)}")
@@ -567,6 +568,20 @@ def run_explain(cfg, progress: bool = True) -> dict:
             faith[n].append(XP.faithfulness(prs[n], e["text"], exps[n][-1].weights[label], label, ex.fractions,
                                          seed=cfg.seed + i))
     total = time.perf_counter() - t0
+    # the second explainer, KernelSHAP over the same words, after LIME (its own clock): the reference first, the
+    # variants in turns, the reference again with the first noise seed
+    shap_names = shap_variants(ex, variants)
+    shap_exps = {n: [] for n in shap_names}
+    shap_noise = []
+    t1 = time.perf_counter()
+    for i, e in enumerate(tqdm(examples, desc="KernelSHAP examples", disable=not progress or not shap_exps)):
+        ref_label = int(own[ex.reference][i])
+        for n in shap_exps:
+            shap_exps[n].append(XP.kernel_shap(prs[n], e["text"], {ref_label}, ex.shap_samples, cfg.seed))
+        if shap_exps and noise_seeds:
+            shap_noise.append(XP.kernel_shap(prs[ex.reference], e["text"], {ref_label}, ex.shap_samples,
+                                             noise_seeds[0]))
+    shap_total = time.perf_counter() - t1
 
     ks = tuple(ex.top_k)
     ref_w = [x.weights[int(own[ex.reference][i])] for i, x in enumerate(exps[ex.reference])]
@@ -641,6 +656,33 @@ def run_explain(cfg, progress: bool = True) -> dict:
             "batched_vs_alone": summary(vs_alone, everywhere),
             "per_example_batched_vs_alone": vs_alone}
 
+    shap_result = None
+    if shap_exps:
+        ref_s = [x.weights[rl[i]] for i, x in enumerate(shap_exps[ex.reference])]
+        n_ex = range(len(examples))
+        per_s = {n: [XP.agreement(ref_s[i], shap_exps[n][i].weights[rl[i]], ks) for i in n_ex] for n in shap_names[1:]}
+        lime_vs = {n: [XP.agreement(exps[n][i].weights[rl[i]], shap_exps[n][i].weights[rl[i]], ks) for i in n_ex]
+                   for n in shap_names}
+        floor_s = [XP.agreement(ref_s[i], shap_noise[i].weights[rl[i]], ks) for i in n_ex] if shap_noise else []
+        shap_result = {
+            "method": "shap.KernelExplainer over LIME's words (a coalition keeps its words, the background removes "
+                      "all), identity link, no L1 feature selection",
+            "samples": ex.shap_samples, "variants": shap_names, "seed": cfg.seed,
+            "noise_seed": noise_seeds[0] if shap_noise else None,
+            "agreement": {n: summary(rows, everywhere) for n, rows in per_s.items()},
+            "noise_floor": summary(floor_s, everywhere) if floor_s else None,
+            "minus_noise_floor": ({n: {m: XP.mean_ci([r[m] - f[m] for r, f in zip(rows, floor_s)], cfg.eval.confidence,
+                                                     cfg.eval.bootstrap, cfg.seed) for m in metrics}
+                                   for n, rows in per_s.items()} if floor_s else None),
+            "lime_vs_shap": {n: summary(rows, everywhere) for n, rows in lime_vs.items()},
+            "per_example": {**per_s, **({"noise-floor": floor_s} if floor_s else {})},
+            "cost": {n: {"median_s": float(np.median([x.seconds for x in xs])),
+                         "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in xs]))}
+                     for n, xs in shap_exps.items()},
+            "total_seconds": shap_total,
+            "explanations": {n: [x.to_dict() for x in xs] for n, xs in shap_exps.items()},
+            "noise_explanations": [x.to_dict() for x in shap_noise]}
+
     faithful = {}
     for n in variants:
         faithful[n] = {k: XP.mean_ci([f[k] for f in faith[n]], cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
@@ -687,7 +729,7 @@ def run_explain(cfg, progress: bool = True) -> dict:
         "faithfulness_per_example": faith, "faithfulness": faithful,
         "pairs": pairs, "cross_seed": cross_seed, "batching": batching,
         "cross_seed_explanations": {n: [x.to_dict() for x in xs] for n, xs in cross.items()},
-        "cost": cost, "throughput_baseline": base, "total_seconds": total,
+        "cost": cost, "throughput_baseline": base, "total_seconds": total, "shap": shap_result,
         "figure_examples": XP.figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
         "compare": ex.compare,
     }

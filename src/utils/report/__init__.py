@@ -45,6 +45,7 @@ from .tables import (
     explain_agreement_table,
     explain_batching_table,
     explain_faithfulness_table,
+    explain_shap_table,
     gpu_table,
     original_table,
     placement_table,
@@ -81,7 +82,7 @@ ARTIFACTS = [Artifact(fn, step) for step, fns in (
     ("bench", (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, bench_runs_table,
                placement_table, gpu_table, original_table)),
     ("explain", (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
-                 explain_agreement_table, explain_faithfulness_table, explain_batching_table)),
+                 explain_agreement_table, explain_faithfulness_table, explain_batching_table, explain_shap_table)),
     ("seeds", (seeds_figure, seeds_table)),
     ("sizes", (sizes_figure, sizes_table)),
 ) for fn in fns]

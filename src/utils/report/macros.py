@@ -396,8 +396,31 @@ def explain_macros(res: Results) -> dict:
         "ExplainCompQat": (f"{r['faithfulness']['onnx-int8-qat']['comprehensiveness']['mean']:.2f}"
                            if "onnx-int8-qat" in r["faithfulness"] else "--"),
         "ExplainCompRandom": f"{r['faithfulness'][r['reference']]['random_comprehensiveness']['mean']:.2f}",
-        **_explain_control_macros(r),
+        **_explain_control_macros(r), **_shap_macros(r),
     }
+
+
+def _shap_macros(r: dict) -> dict:
+    """The second explainer (KernelSHAP) where explain.json has it: agreement with the reference, its own seed
+    noise, the two explainers against each other, and whether QAT INT8 moves SHAP's explanations more than
+    SHAP's own sampling does (the paired interval of the difference)."""
+    s = r.get("shap")
+    if not s:
+        return {}
+    a = s["agreement"]
+    sp = lambda rec: f"{rec['spearman']['mean']:.2f}"  # noqa: E731
+    out = {"ExplainShapSamples": f"{s['samples']:,}", "ExplainShapMinutes": f"{s['total_seconds'] / 60:.1f}",
+           "ExplainShapVsLimeFP": sp(s["lime_vs_shap"][r["reference"]])}
+    for key, n in (("Dyn", "onnx-int8-dynamic"), ("Qat", "onnx-int8-qat")):
+        if n in a:
+            out[f"ExplainShapSpearman{key}"] = sp(a[n])
+    if s.get("noise_floor"):
+        out["ExplainShapSpearmanNoise"] = sp(s["noise_floor"])
+        d = (s.get("minus_noise_floor") or {}).get("onnx-int8-qat")
+        if d:
+            out["ExplainShapQatVerdict"] = verdict(d["spearman"]["ci"], below="more than", within="no more than",
+                                                   above="less than")
+    return out
 
 
 def _explain_control_macros(r: dict) -> dict:

@@ -336,6 +336,39 @@ def explain_agreement_table(res: Results) -> Table:
                          f"Spearman - noise: paired per text. Top-k: texts with more than k words." + extra))
 
 
+def explain_shap_table(res: Results) -> Optional[Table]:
+    """The second explainer: KernelSHAP's agreement of each variant with the reference (and of the reference
+    with itself under another seed) beside LIME's on the same texts, and how far the two explainers agree on
+    one model."""
+    r = res.explain
+    s = r.get("shap")
+    if not s:
+        return None
+    lvl = int(100 * res.confidence("explain"))
+    rows = {}
+    for n, a in s["agreement"].items():
+        m = (s.get("minus_noise_floor") or {}).get(n)
+        rows[n] = {"SHAP top-5 overlap": _mci(a["top5_overlap"]), "SHAP Spearman": _mci(a["spearman"]),
+                   "SHAP Spearman - noise": _mci(m["spearman"]) if m else "--",
+                   "LIME Spearman": _mci(r["agreement"][n]["all"]["spearman"]) if n in r["agreement"] else "--",
+                   "LIME vs SHAP": _mci(s["lime_vs_shap"][n]["spearman"])}
+    if s.get("noise_floor"):
+        nf = s["noise_floor"]
+        rows["noise-floor"] = {"SHAP top-5 overlap": _mci(nf["top5_overlap"]), "SHAP Spearman": _mci(nf["spearman"]),
+                               "SHAP Spearman - noise": "--",
+                               "LIME Spearman": _mci(r["agreement"]["noise-floor"]["all"]["spearman"])
+                               if "noise-floor" in r["agreement"] else "--",
+                               "LIME vs SHAP": _mci(s["lime_vs_shap"][r["reference"]]["spearman"])}
+    return Table("explain_shap", pd.DataFrame(rows).T, label=f"tab:explain-shap-{res.name}",
+                 caption=(f"A second explainer on the same {r['n_examples']} texts and words: KernelSHAP "
+                          f"({s['samples']} coalitions, the background every word removed) of each variant against "
+                          f"{tex_escape(r['reference'])}'s, beside LIME's Spearman (Table~\\ref{{tab:explain-agreement-"
+                          f"{res.name}}}); noise-floor: {tex_escape(r['reference'])} against itself with KernelSHAP "
+                          f"seed {s['noise_seed']}; LIME vs SHAP: the two explainers' rank correlation on the same "
+                          f"model (noise-floor row: on {tex_escape(r['reference'])}). Mean [{lvl}\\% bootstrap "
+                          f"interval]."))
+
+
 def explain_batching_table(res: Results) -> Optional[Table]:
     """What explaining a batch-dependent variant in batches did, against explaining it as deployed."""
     r = res.explain
