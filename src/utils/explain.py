@@ -149,7 +149,8 @@ def kernel_shap(predictor, text: str, labels: Sequence[int], samples: int = 500,
         else np.moveaxis(values.reshape(len(labels), 1, d), 0, -1)
     base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
     proba = fn([text])[0]
-    return Explanation(words=[str(w) for w in s.inverse_vocab], weights={k: values[0, :, j] for j, k in enumerate(labels)},
+    return Explanation(words=[str(w) for w in s.inverse_vocab],
+                       weights={k: values[0, :, j] for j, k in enumerate(labels)},
                        intercept={k: float(base[j]) for j, k in enumerate(labels)}, proba=np.asarray(proba, float),
                        score=float("nan"), seconds=seconds, texts_evaluated=int(sum(evaluated)), seed=seed,
                        samples=samples)

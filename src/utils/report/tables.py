@@ -345,20 +345,18 @@ def explain_shap_table(res: Results) -> Optional[Table]:
     if not s:
         return None
     lvl = int(100 * res.confidence("explain"))
-    rows = {}
-    for n, a in s["agreement"].items():
-        m = (s.get("minus_noise_floor") or {}).get(n)
-        rows[n] = {"SHAP top-5 overlap": _mci(a["top5_overlap"]), "SHAP Spearman": _mci(a["spearman"]),
-                   "SHAP Spearman - noise": _mci(m["spearman"]) if m else "--",
-                   "LIME Spearman": _mci(r["agreement"][n]["all"]["spearman"]) if n in r["agreement"] else "--",
-                   "LIME vs SHAP": _mci(s["lime_vs_shap"][n]["spearman"])}
+    lime = {n: v["all"] for n, v in r["agreement"].items()}
+
+    def row(shap_rec: dict, minus: Optional[dict], lime_rec: Optional[dict], lime_vs_shap: dict) -> dict:
+        return {"SHAP top-5 overlap": _mci(shap_rec["top5_overlap"]), "SHAP Spearman": _mci(shap_rec["spearman"]),
+                "SHAP Spearman - noise": _mci(minus["spearman"]) if minus else "--",
+                "LIME Spearman": _mci(lime_rec["spearman"]) if lime_rec else "--",
+                "LIME vs SHAP": _mci(lime_vs_shap["spearman"])}
+
+    rows = {n: row(a, (s.get("minus_noise_floor") or {}).get(n), lime.get(n), s["lime_vs_shap"][n])
+            for n, a in s["agreement"].items()}
     if s.get("noise_floor"):
-        nf = s["noise_floor"]
-        rows["noise-floor"] = {"SHAP top-5 overlap": _mci(nf["top5_overlap"]), "SHAP Spearman": _mci(nf["spearman"]),
-                               "SHAP Spearman - noise": "--",
-                               "LIME Spearman": _mci(r["agreement"]["noise-floor"]["all"]["spearman"])
-                               if "noise-floor" in r["agreement"] else "--",
-                               "LIME vs SHAP": _mci(s["lime_vs_shap"][r["reference"]]["spearman"])}
+        rows["noise-floor"] = row(s["noise_floor"], None, lime.get("noise-floor"), s["lime_vs_shap"][r["reference"]])
     return Table("explain_shap", pd.DataFrame(rows).T, label=f"tab:explain-shap-{res.name}",
                  caption=(f"A second explainer on the same {r['n_examples']} texts and words: KernelSHAP "
                           f"({s['samples']} coalitions, the background every word removed) of each variant against "
