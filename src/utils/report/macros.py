@@ -13,7 +13,7 @@ from .. import bench_runs as R
 from .. import data as D
 from .. import packaged as PK
 from .. import variants as V
-from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames
+from .frames import FUSED_ATTENTION, INT8_DOT_FACTOR, amdahl, sizes_frames
 from .readers import BenchResult, Results, best_int, short
 from .tables import pct
 from .writer import tex_escape
@@ -171,7 +171,6 @@ def host_macros(res: Results) -> dict:
     return out
 
 
-FUSED_ATTENTION = frozenset({"Attention", "QAttention"})
 
 
 def amdahl_bound(res: Results, variant: str = "onnx-fp32") -> dict:
@@ -524,6 +523,18 @@ def trend_word(first: float, last: float, tolerance: float = 0.1) -> str:
     return "stays about the same"
 
 
+def _sizes_products_macros(s) -> dict:
+    """The integer products' measured speed-up over FP32's (one-thread profiles of the INT8 file without fused
+    attention) at the smallest and largest size, and at how many sizes it exceeds the dot-product factor."""
+    x = s[s["int8_matmul_speedup"].notna()]
+    if x.empty:
+        return {}
+    return {"SizesProductsInt": short(x.iloc[-1]["products_int8"]),
+            "SizesSmallestProductsX": f"{x.iloc[0]['int8_matmul_speedup']:.1f}",
+            "SizesLargestProductsX": f"{x.iloc[-1]['int8_matmul_speedup']:.1f}",
+            "SizesAboveDot": str(int((x["int8_matmul_speedup"] > INT8_DOT_FACTOR).sum()))}
+
+
 def sizes_macros(res: Results) -> dict:
     """Paper numbers of the model-size sweep (results/<profile>/sizes.json, `make sizes`); every macro begins
     with ``Sizes``; none where the sweep has not run."""
@@ -549,6 +560,8 @@ def sizes_macros(res: Results) -> dict:
             "SizesTopInt": short(top["best_int8"]),
             "SizesSmallestShare": f"{100 * lo['matmul_share']:.0f}",
             "SizesLargestShare": f"{100 * hi['matmul_share']:.0f}",
-            "SizesSmallestAmdahl": f"{lo['amdahl_bound']:.2f}", "SizesLargestAmdahl": f"{hi['amdahl_bound']:.2f}",
+            "SizesSmallestCeil": f"{lo['free_matmul']:.1f}", "SizesLargestCeil": f"{hi['free_matmul']:.1f}",
+            "SizesBelowCeil": str(int((s[f"vs_onnx_{L}"] < s["free_matmul"]).sum())),
+            **_sizes_products_macros(s),
             "SizesMinRatio": f"{s['int8_file_ratio'].min():.2f}", "SizesMaxRatio": f"{s['int8_file_ratio'].max():.2f}",
             "SizesDotFactor": str(INT8_DOT_FACTOR), "SizesMinutes": f"{r['seconds'] / 60:.0f}"}

@@ -13,7 +13,7 @@ from .. import bench_runs as R
 from ..config import PACKAGE_ROOT
 from ..metrics import metric
 from ..ort_inspect import integer_op_count
-from .frames import INT8_DOT_FACTOR, batching_frames, evaluation_frame, seeds_frame, sizes_frames
+from .frames import batching_frames, evaluation_frame, seeds_frame, sizes_frames
 from .readers import Results, best_int, short
 from .writer import Table, tex_escape
 
@@ -555,7 +555,8 @@ def sizes_table(res: Results) -> Optional[Table]:
         if mem:
             out["peak MB FP32 / INT8"] = f"{at(n, 'onnx-fp32', 'peak_rss_mb'):.0f} / {at(n, b, 'peak_rss_mb'):.0f}"
         out["matmul share (%)"] = f"{100 * row['matmul_share']:.0f}"
-        out["Amdahl"] = f"{row['amdahl_bound']:.2f}x"
+        out["INT8 products"] = "--" if row["int8_matmul_speedup"] is None else f"{row['int8_matmul_speedup']:.1f}x"
+        out["ceiling"] = f"{row['free_matmul']:.1f}x"
         rows[n] = out
     df = pd.DataFrame(rows).T
     pv = r["provenance"]
@@ -568,6 +569,8 @@ def sizes_table(res: Results) -> Optional[Table]:
                           f"throughput at batch {r['batch_size']} x {L} tokens"
                           + ("; peak resident memory of a fresh process predicting one such batch" if mem else "")
                           + f"; matmul share: matrix products' part of ONNX FP32's kernel time (operator profile, "
-                          f"{r['protocol'].get('profile_threads') or pv['threads']} thread(s)); Amdahl: the speed-up "
-                          f"if they ran {INT8_DOT_FACTOR}x faster and the rest kept its time. INT8 GEMM path of the "
+                          f"{r['protocol'].get('profile_threads') or pv['threads']} thread(s)); INT8 products: how "
+                          f"much faster the integer file without fused attention computes them, same profiles; "
+                          f"ceiling: "
+                          f"Amdahl's bound if they cost nothing and the rest kept its FP32 time. INT8 GEMM path of the "
                           f"host: {tex_escape(pv['cpu_isa']['int8_gemm'])}."))
