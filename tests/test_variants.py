@@ -16,6 +16,7 @@ from utils import variants as V
 from utils.config import load_config
 from utils.report import Results, tables
 from utils.report.figures import variant_palette
+from utils.report.macros import explain_macros
 
 
 @dataclass(frozen=True)
@@ -122,4 +123,15 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         res = Results(cfg)
         assert "onnx-int8-qat vs onnx-qat-fp32" in tables.explain_agreement_table(res).df.index
         assert "onnx-int8-dynamic" in tables.explain_batching_table(res).df.index
+        # the second explainer: KernelSHAP on the same texts, the deployed predictors, its own noise floor
+        sh = x["shap"]
+        assert sh["variants"] == ["onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat"]
+        assert set(sh["agreement"]) == {"onnx-int8-dynamic", "onnx-int8-qat"} and sh["noise_floor"]["spearman"]["n"] > 0
+        assert len(sh["explanations"]["onnx-int8-qat"]) == x["n_examples"] == len(sh["noise_explanations"])
+        ex0 = sh["explanations"]["onnx-fp32"][0]
+        assert len(ex0["weights"][str(x["examples"][0]["reference_pred"])]) == len(
+            x["explanations"]["onnx-fp32"][0]["weights"][str(x["examples"][0]["reference_pred"])])   # LIME's words
+        t = tables.explain_shap_table(res)
+        assert list(t.df.index) == ["onnx-int8-dynamic", "onnx-int8-qat", "noise-floor"]
+        assert "ExplainShapSpearmanQat" in explain_macros(res) and "ExplainShapQatVerdict" in explain_macros(res)
     assert "onnx-int8-toy" not in V.REGISTRY
