@@ -101,7 +101,7 @@ def test_sweep_over_two_tiny_configs(repo):
     # the report: a figure, a table row per size, and the paper's macros, all read from sizes.json
     res = Results(cfg)
     fig = report.figure(cfg, "sizes")
-    assert fig is not None and len(fig.axes) == 6
+    assert fig is not None and len(fig.axes) == 7          # six panels and the products' speed-up axis
     t = report.build(cfg, "sizes_table")
     assert list(t.df.index) == ["t1", "t2"] and {"ceiling", "INT8 products"} <= set(t.df.columns)
     assert "peak MB FP32 / INT8" not in t.df
