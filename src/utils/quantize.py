@@ -383,6 +383,8 @@ def integer_islands(m: onnx.ModelProto) -> list:
     g = onnx.shape_inference.infer_shapes(m).graph
     types = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
     types.update({t.name: t.data_type for t in g.initializer})
+    initializers = {t.name for t in g.initializer}
+    outputs = {x.name for x in g.output}
     producer = {o: n for n in g.node for o in n.output}
     consumers: dict = {}
     for n in g.node:
@@ -407,7 +409,7 @@ def integer_islands(m: onnx.ModelProto) -> list:
             for o in node.output:
                 if not is_float(o):
                     continue
-                if o in {x.name for x in g.output}:
+                if o in outputs:
                     ok = False
                 for c in consumers.get(o, []):
                     if c.name not in island:
@@ -415,7 +417,7 @@ def integer_islands(m: onnx.ModelProto) -> list:
                         frontier.append(c)
         for node in list(island.values()):        # every float input from inside, a constant or a Constant node
             for i in node.input:
-                if not i or not is_float(i) or i in types and any(t.name == i for t in g.initializer):
+                if not i or not is_float(i) or i in initializers:
                     continue
                 p = producer.get(i)
                 if p is None or (p.name not in island and p.op_type != "Constant"):

@@ -185,7 +185,8 @@ def probe_main(argv) -> None:
         forward = lambda feed: model(**{k: torch.from_numpy(v) for k, v in feed.items()})  # noqa: E731
     else:
         sess = ort_session(path, threads=threads)
-        forward = lambda feed: sess.run(None, feed)  # noqa: E731
+        inputs = {i.name for i in sess.get_inputs()}
+        forward = lambda feed: sess.run(None, {k: v for k, v in feed.items() if k in inputs})  # noqa: E731
     created = time.perf_counter() - t0
     ids = (np.arange(batch * length, dtype=np.int64).reshape(batch, length) % 20000) + 1000
     with torch.inference_mode():
