@@ -129,6 +129,7 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert set(sh["agreement"]) == {"onnx-int8-dynamic", "onnx-int8-qat"} and sh["noise_floor"]["spearman"]["n"] > 0
         assert len(sh["explanations"]["onnx-int8-qat"]) == x["n_examples"] == len(sh["noise_explanations"])
         ex0 = sh["explanations"]["onnx-fp32"][0]
+        assert ex0["score"] is None                               # no local R^2, and no NaN in the JSON
         assert len(ex0["weights"][str(x["examples"][0]["reference_pred"])]) == len(
             x["explanations"]["onnx-fp32"][0]["weights"][str(x["examples"][0]["reference_pred"])])   # LIME's words
         t = tables.explain_shap_table(res)

@@ -82,7 +82,8 @@ class Explanation:
 
     def to_dict(self, digits: int = 6) -> dict:
         r = lambda x: round(float(x), digits)  # noqa: E731
-        return {"pred": self.pred, "proba": [r(p) for p in self.proba], "score": r(self.score),
+        return {"pred": self.pred, "proba": [r(p) for p in self.proba],
+                "score": None if math.isnan(self.score) else r(self.score),    # KernelSHAP has no local R^2
                 "seconds": r(self.seconds), "texts_evaluated": self.texts_evaluated, "seed": self.seed,
                 "weights": {str(k): [r(w) for w in v] for k, v in self.weights.items()},
                 "intercept": {str(k): r(v) for k, v in self.intercept.items()}}
