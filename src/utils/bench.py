@@ -271,10 +271,16 @@ def fresh_process_memory(profile: str, variant: str, threads: int, root: str) ->
     """Memory of a new Python process that loads one variant and predicts a batch of MEMORY_BATCH texts: its peak
     resident set, and the resident memory the model added once the libraries were imported
     (the imports alone take most of the peak); plus the time to create the predictor."""
-    r = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, profile, variant, str(threads)], cwd=root,
-                       capture_output=True, text=True, timeout=600)
+    return run_probe(MEMORY_SNIPPET, [profile, variant, str(threads)], root, repr(variant), timeout=600)
+
+
+def run_probe(snippet: str, args: Sequence[str], root: str, what: str, timeout: int) -> dict:
+    """Run a memory probe (``snippet`` with ``args``) in a new Python process in ``root``; its last line of
+    output, JSON, as a dict; one clear error naming ``what`` if it fails."""
+    r = subprocess.run([sys.executable, "-c", snippet, *args], cwd=root, capture_output=True, text=True,
+                       timeout=timeout)
     if r.returncode != 0:
-        raise RuntimeError(f"memory probe of {variant!r} failed: {r.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"memory probe of {what} failed: {r.stderr.strip().splitlines()[-1:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

@@ -399,9 +399,9 @@ def integer_islands(m: onnx.ModelProto) -> list:
 
     out: dict = {}
     for seed in g.node:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in seed.attribute}
-        if seed.op_type != "Cast" or attrs.get("to") != _FLOAT or not seed.input or is_float(seed.input[0]) \
-                or types.get(seed.input[0]) in (None, 0) or seed.name in out:
+        if seed.op_type != "Cast" or seed.name in out or not seed.input or is_float(seed.input[0]) \
+                or types.get(seed.input[0]) in (None, 0) \
+                or next((onnx.helper.get_attribute_value(a) for a in seed.attribute if a.name == "to"), None) != _FLOAT:
             continue
         island, frontier, ok = {seed.name: seed}, [seed], True
         while frontier and ok:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -197,11 +195,8 @@ def probe_main(argv) -> None:
 
 
 def fresh_process_memory(path: Path, threads: int, batch: int, length: int, root: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, str(path), str(threads), str(batch), str(length)],
-                       cwd=root, capture_output=True, text=True, timeout=1200)
-    if r.returncode != 0:
-        raise RuntimeError(f"memory probe of {path.name} failed: {r.stderr.strip().splitlines()[-1:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return B.run_probe(MEMORY_SNIPPET, [str(path), str(threads), str(batch), str(length)], root, path.name,
+                       timeout=1200)
 
 
 def measure_size(size: Size, cfg: Config, tok, texts: list, num_labels: int, work: Path,

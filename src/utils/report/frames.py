@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import variants as V
 from ..explain import agreement_frame, indexed
-from .readers import Results
+from .readers import Results, best_int
 
 AGREEMENT_SHOWN = ("top5_overlap", "top10_overlap", "spearman", "kendall")
 
@@ -165,6 +165,13 @@ INT8_DOT_FACTOR = 4
 FUSED_ATTENTION = frozenset({"Attention", "QAttention"})
 
 
+def unfused_int8(profiles: dict, among=None) -> list:
+    """The integer ONNX files of ``profiles`` (name -> operator profile with ``op_ms``) without a fused attention
+    operator, so that their matrix products are counted as such (optionally only those in ``among``)."""
+    return [n for n in profiles if V.is_onnx_int8(n) and (among is None or n in among)
+            and not FUSED_ATTENTION & set(profiles[n]["op_ms"])]
+
+
 def amdahl(fp: dict) -> dict:
     """Amdahl's bound from one profile (``node_placement``'s kernel_ms, matmul_ms): the kernel time
     per call if the matrix products ran ``INT8_DOT_FACTOR`` times faster and everything else kept
@@ -221,9 +228,8 @@ def sizes_frames(res: Results) -> Optional[dict]:
         a = amdahl(fp)
         # the integer products' own speed-up, from an INT8 file that keeps attention's products as matrix
         # products (a fused QAttention computes them inside an operator the profile cannot split)
-        unfused = [n for n in prof if V.is_onnx_int8(n) and not FUSED_ATTENTION & set(prof[n]["op_ms"])]
-        longest = m["latency"][max(m["latency"], key=int)]
-        plain = min(unfused, key=lambda n: longest[n]["median_ms"]) if unfused else None
+        unfused = unfused_int8(prof)
+        plain = best_int(m["latency"][max(m["latency"], key=int)], unfused) if unfused else None
         per.append({"size": m["name"], "layers": m["layers"], "hidden": m["hidden"], "params": m["parameters"],
                     "best_int8": best, "matmul_share": fp["matmul_ms"] / fp["kernel_ms"],
                     "amdahl_bound": a["bound_speedup"], "free_matmul": a["free_matmul_speedup"],

@@ -13,7 +13,7 @@ from .. import bench_runs as R
 from .. import data as D
 from .. import packaged as PK
 from .. import variants as V
-from .frames import FUSED_ATTENTION, INT8_DOT_FACTOR, amdahl, sizes_frames
+from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames, unfused_int8
 from .readers import BenchResult, Results, best_int, short
 from .tables import pct
 from .writer import tex_escape
@@ -201,7 +201,7 @@ def _protocol_macros(b: dict, best: str) -> dict:
     ops = b.op_times
     # where the time goes, op by op against ONNX FP32's unfused graph: the fastest INT8 file without a
     # fused attention operator (whose kernel time mixes products with softmax and reshapes)
-    unfused = [n for n in ops if V.is_onnx_int8(n) and n in head and not FUSED_ATTENTION & set(ops[n]["op_ms"])]
+    unfused = unfused_int8(ops, among=head)
     op_best = best_int(head, unfused) if unfused else None
     fusedq = [n for n in ops if V.is_onnx_int8(n) and n in head and "QAttention" in ops[n]["op_ms"]]
     if fusedq and op_best:
