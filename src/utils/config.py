@@ -234,6 +234,9 @@ class Config:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     sizes: SizesConfig = field(default_factory=SizesConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    compare_with: Optional[str] = None   # another profile this one's headline numbers are set beside (its
+                                      # report writes paper/tables/<name>/scale.tex and scale_numbers.tex
+                                      # from both profiles' results: the base profile beside the default)
     replicate: Optional[int] = None   # the seed of ``seeds`` this run is (load_config(replicate=...) or the
                                       # override key ``replicate``, never a profile file): seed = it, outputs
                                       # under <name>/seed-<n>/
@@ -547,6 +550,13 @@ def _validate(cfg: Config) -> None:
                           f"models={z.models}, lengths={z.lengths}")
     if cfg.export.opset < 17:
         raise ConfigError(f"export.opset must be >= 17, got {cfg.export.opset}")
+    cw = cfg.compare_with
+    if cw is not None:
+        if cw == cfg.name:
+            raise ConfigError(f"compare_with names the profile itself ({cw!r}): name another profile")
+        if not PROFILE_NAME.fullmatch(cw) or ".." in cw or not Path(cfg.root, "configs", f"{cw}.yaml").is_file():
+            known = sorted(x.stem for x in Path(cfg.root, "configs").glob("*.yaml"))
+            raise ConfigError(f"compare_with {cw!r} is not a built-in profile; built-in profiles: {', '.join(known)}")
 
 
 def load_config(profile: str | os.PathLike = "default", overrides: Optional[dict] = None,

@@ -151,7 +151,8 @@ def source_problems(tex: str, bib: str, numbers: Iterable[str], tables: Iterable
 def check_sources(root: str | Path = ".", profile: str = "default") -> None:
     paper = Path(root) / "paper"
     numbers = [p.read_text() for p in (paper / "tables" / profile / "numbers.tex",
-                                       paper / "tables" / "seeds" / "numbers.tex") if p.is_file()]
+                                       paper / "tables" / "seeds" / "numbers.tex",
+                                       paper / "tables" / "base" / "scale_numbers.tex") if p.is_file()]
     if not numbers:
         raise PaperError(f"paper/tables/{profile}/numbers.tex not found: run `make paper-figures "
                          f"PROFILE={profile}` first")

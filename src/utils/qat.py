@@ -87,21 +87,32 @@ class QATLinear(nn.Linear):
         return F.linear(self.act_fq(x), self.w_fq(self.weight), self.bias)
 
 
-@torch.no_grad()
+def round_ste(v: torch.Tensor) -> torch.Tensor:
+    """``torch.round`` (half to even), whose gradient, where one is asked for, passes straight through, as
+    fake quantization's does (the clamp that follows zeroes it outside the range). The value is exactly the
+    rounded one: ``r + (v - v)`` adds an exact zero."""
+    r = torch.round(v)
+    return r + (v - v.detach()) if v.requires_grad else r
+
+
 def integer_linear(x, act_fq: FakeQuantize, w_fq: FakeQuantize, weight, bias=None):
     """What ``MatMulIntegerToFloat`` computes for a QDQ MatMul with these scales: x quantized to
     uint8 (x / scale, rounded half to even, plus the zero point, saturated), weights to int8 with
     their symmetric per-channel scales, the integer products summed exactly (in float64, exact far
     beyond the int32 range any layer here reaches), then times scale_x * scale_w (float32), plus the
     bias. Fake quantization computes the same sum in float32 over dequantized values; the ulp-level
-    difference is what flips a later rounding now and then (measured in the evaluation step)."""
-    w_fq(weight)                  # refresh the weight scales from the current weights
-    s_x, zp = act_fq.scale.float(), act_fq.zero_point.float()
-    s_w = w_fq.scale.float()
-    qx = torch.clamp(torch.round(x / s_x) + zp, ACT_QMIN, ACT_QMAX) - zp
-    qw = torch.clamp(torch.round(weight / s_w[:, None]), W_QMIN, W_QMAX)
-    out = torch.matmul(qx.double(), qw.double().T).float() * (s_x * s_w)
-    return out if bias is None else out + bias
+    difference is what flips a later rounding now and then (measured in the evaluation step). Gradients
+    with respect to ``x`` (gradient attributions), where ``x`` asks for them, pass the rounding straight
+    through (``round_ste``); nothing else gets a gradient (the weights are the deployed integers)."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):   # a graph only for x's gradient
+        with torch.no_grad():
+            w_fq(weight)          # refresh the weight scales from the current weights
+        s_x, zp = act_fq.scale.float(), act_fq.zero_point.float()
+        s_w = w_fq.scale.float()
+        qx = torch.clamp(round_ste(x / s_x) + zp, ACT_QMIN, ACT_QMAX) - zp
+        qw = torch.clamp(torch.round(weight.detach() / s_w[:, None]), W_QMIN, W_QMAX)
+        out = torch.matmul(qx.double(), qw.double().T).float() * (s_x * s_w)
+        return out if bias is None else out + bias.detach()
 
 
 class QATEmbedding(nn.Embedding):

@@ -36,6 +36,7 @@ from .figures import (
 from .frames import INT8_DOT_FACTOR
 from .macros import amdahl_bound, paper_macros, seeds_macros
 from .readers import MissingResult, Results
+from .scale import scale_macros, scale_table
 from .tables import (
     batching_table,
     bench_runs_table,
@@ -47,6 +48,7 @@ from .tables import (
     explain_faithfulness_table,
     explain_shap_table,
     gpu_table,
+    gradients_table,
     original_table,
     placement_table,
     protocol_table,
@@ -85,7 +87,12 @@ ARTIFACTS = [Artifact(fn, step) for step, fns in (
                  explain_agreement_table, explain_faithfulness_table, explain_batching_table, explain_shap_table)),
     ("seeds", (seeds_figure, seeds_table)),
     ("sizes", (sizes_figure, sizes_table)),
+    ("gradients", (gradients_table,)),
 ) for fn in fns]
+
+
+# steps that `make paper-figures` does not run (each has its own make target): what the report skips without them
+OWN_COMMANDS = {"sizes": "figure and table are", "gradients": "table is"}
 
 
 def _artifact(name: str) -> Artifact:
@@ -132,9 +139,9 @@ def render_all(cfg: Config) -> list:
     for step in missing:
         if step == "seeds" or summary_only:    # a profile without seeds has no seeds.json; a summary, no steps
             continue
-        if step == "sizes":                    # the model-size sweep is a command of its own
-            print(f"report: results/{cfg.name}/sizes.json not found (`make sizes PROFILE={cfg.name}` measures it); "
-                  f"the model-size figure and table are skipped")
+        if step in OWN_COMMANDS:                # measured by a command of its own, not by paper-figures
+            print(f"report: results/{cfg.name}/{step}.json not found (`make {step} PROFILE={cfg.name}` measures it); "
+                  f"its {OWN_COMMANDS[step]} skipped")
             continue
         print(f"report: results/{cfg.name}/{step}.json not found; its figures and tables are skipped")
     for a in ARTIFACTS:
@@ -156,6 +163,18 @@ def render_all(cfg: Config) -> list:
     if res.has("explain"):
         explain_html(cfg)
         done.append("explain_html")
+    if cfg.compare_with and res.has("evaluate"):
+        other = Results(load_config(cfg.compare_with, root=cfg.root))
+        if other.has("evaluate"):
+            t = scale_table(res, other)
+            write_table(t, cfg)
+            md.append(("scale table", t))
+            write_macros(cfg, scale_macros(res, other), name="scale_numbers",
+                         source=f"{cfg.name}/ and results/{other.name}")
+            done += ["scale_table", "scale_macros"]
+        else:
+            print(f"report: results/{other.name}/evaluate.json not found; the table setting {cfg.name!r} beside "
+                  f"{other.name!r} is skipped")
     write_summary(cfg, md)
     return done
 

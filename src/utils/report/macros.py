@@ -67,6 +67,7 @@ def paper_macros(res: Results) -> dict:
             "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
         }
     return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res), **sizes_macros(res),
+            **hostdrift_macros(res), **gradients_macros(res),
             **setup_macros(res),
             **claim_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
@@ -516,6 +517,55 @@ def seeds_macros(res: Results) -> dict:
         if c:
             out.update({f"Seeds{key}VsControl": pt(c["mean"]), f"Seeds{key}VsControlLo": pt(c["ci"][0]),
                         f"Seeds{key}VsControlHi": pt(c["ci"][1])})
+    return out
+
+
+def hostdrift_macros(res: Results) -> dict:
+    """Why INT8 predictions move with the CPU (results/<profile>/hostdrift.json, ``utils.hostdrift``): the
+    16-bit pair sums an AVX2 host would clip in the dynamic INT8 file, and the predictions a last-bit
+    perturbation moves, FP32 beside INT8. Every macro begins with ``Drift``."""
+    if not res.has("hostdrift"):
+        return {}
+    r = res.hostdrift
+    s = r["saturation"].get("onnx-int8-dynamic") or next(iter(r["saturation"].values()))
+    f = r["float"]
+    dyn = "onnx-int8-dynamic" if "onnx-int8-dynamic" in f["weights_ulp"] else next(
+        n for n in f["weights_ulp"] if n != "onnx-fp32")
+    out = {"DriftTexts": f"{f['texts']:,}", "DriftSatTexts": str(s["texts"]),
+           "DriftSatPairs": f"{s['saturated_pairs']:,}", "DriftPairs": f"{s['pairs']:,}",
+           "DriftSatPerMillion": f"{1e6 * s['pair_fraction']:.2f}", "DriftSatCells": f"{100 * s['cell_fraction']:.3f}",
+           "DriftSatMatmuls": str(s["matmuls_with_saturation"]), "DriftMatmuls": str(s["matmuls"]),
+           "DriftUlpFP": str(f["weights_ulp"]["onnx-fp32"]["predictions_moved"]),
+           "DriftUlpDyn": str(f["weights_ulp"][dyn]["predictions_moved"]),
+           "DriftOptFP": str(f["optimization"]["onnx-fp32"]["predictions_moved"]),
+           "DriftOptDyn": str(f["optimization"][dyn]["predictions_moved"]),
+           "DriftGemm": tex_escape((r["provenance"].get("cpu_isa") or {}).get("int8_gemm", "not recorded")),
+           # the clause after "... leave the 16-bit range": what the count means for another host
+           "DriftSatClause": (": none, so on these texts saturation cannot move a prediction"
+                              if not s["saturated_pairs"] else ", so an AVX2 host computes those products differently")}
+    return out
+
+
+def gradients_macros(res: Results) -> dict:
+    """The gradient explainer (results/<profile>/gradients.json): Integrated Gradients agreement of QAT INT8 with
+    FP32, of quantization alone and of QAT's training alone, and of IG with LIME on FP32. Macros begin with
+    ``Grad``."""
+    if not res.has("gradients"):
+        return {}
+    g = res.gradients
+    sp = lambda rec: f"{rec['spearman']['mean']:.2f}"  # noqa: E731
+    p = g["pairs"]
+    out = {"GradN": str(g["n_examples"]), "GradSteps": str(g["steps"]),
+           "GradGap": f"{max(v['max'] for v in g['completeness_gap'].values()):.1e}"}
+    for key, name in (("Qat", "pytorch-qat-integer vs pytorch-fp32"),
+                      ("Quant", "pytorch-qat-integer vs pytorch-qat-fp32"),
+                      ("Train", "pytorch-qat-fp32 vs pytorch-fp32")):
+        if name in p:
+            out[f"GradSpearman{key}"] = sp(p[name]["all"])
+            out[f"GradTopFive{key}"] = f"{p[name]['all']['top5_overlap']['mean']:.2f}"
+    for key, name in (("FP", "pytorch-fp32"), ("Qat", "pytorch-qat-integer")):
+        if name in g["vs_lime"]:
+            out[f"GradVsLime{key}"] = sp(g["vs_lime"][name]["all"])
     return out
 
 

@@ -15,7 +15,8 @@ from .. import variants as V
 from ..config import Config
 from ..provenance import read_json
 
-STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain", "seeds", "sizes")
+STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain", "seeds", "sizes",
+              "hostdrift", "gradients")
 
 
 class MissingResult(FileNotFoundError):
@@ -99,6 +100,8 @@ class Results:
     explain = property(lambda self: self.load("explain"))
     seeds = property(lambda self: self.load("seeds"))     # `make seeds`: the summary over the training seeds
     sizes = property(lambda self: self.load("sizes"))     # `make sizes`: cost against model size
+    hostdrift = property(lambda self: self.load("hostdrift"))   # `make hostdrift`: why INT8 moves with the CPU
+    gradients = property(lambda self: self.load("gradients"))   # `make gradients`: Integrated Gradients
 
     @property
     def bench(self) -> BenchResult:

@@ -367,6 +367,25 @@ def explain_shap_table(res: Results) -> Optional[Table]:
                           f"interval]."))
 
 
+def gradients_table(res: Results) -> Table:
+    """The gradient explainer (gradients.json, ``utils.gradients``): Integrated Gradients of the PyTorch models
+    that compute what the files compute, against each other (what training and what quantization changed), and
+    against the LIME explanation of the file each stands for."""
+    g = res.gradients
+    lvl = int(100 * res.confidence("gradients"))
+    rows = {f"IG: {p['variant']} vs {p['reference']}": {**_agreement_row(p["all"]), "isolates": p["isolates"]}
+            for p in g["pairs"].values()}
+    for n, v in g["vs_lime"].items():
+        rows[f"IG of {n} vs LIME of {v['lime_of']}"] = {**_agreement_row(v["all"]), "isolates": "the two explainers"}
+    gap = max(v["max"] for v in g["completeness_gap"].values())
+    return Table("gradients", pd.DataFrame(rows).T, label=f"tab:gradients-{res.name}",
+                 caption=(f"Integrated Gradients ({g['steps']} Gauss-Legendre points, baseline: every word the padding "
+                          f"token) over LIME's words on the same {g['n_examples']} texts, toward "
+                          f"{tex_escape(g['reference'])}'s predicted class: pytorch-qat-integer computes what the "
+                          f"int8-qat file computes, its rounding passed straight through for the gradient. The largest "
+                          f"completeness gap of any text: {gap:.1e}. Mean [{lvl}\\% bootstrap interval]."))
+
+
 def explain_batching_table(res: Results) -> Optional[Table]:
     """What explaining a batch-dependent variant in batches did, against explaining it as deployed."""
     r = res.explain

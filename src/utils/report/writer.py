@@ -87,9 +87,11 @@ def macro_lines(macros: dict, profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_macros(cfg: Config, macros: dict) -> Path:
-    text = macro_lines(macros, cfg.name)      # a bad name fails before anything is written
-    path = cfg.tables_dir / "numbers.tex"
+def write_macros(cfg: Config, macros: dict, name: str = "numbers", source: Optional[str] = None) -> Path:
+    """``macros`` as paper/tables/<profile>/<name>.tex; ``source``: where they come from, if not only
+    results/<profile>/ (the first line says it)."""
+    text = macro_lines(macros, source or cfg.name)      # a bad name fails before anything is written
+    path = cfg.tables_dir / f"{name}.tex"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
