@@ -40,6 +40,7 @@ from . import quantize as Q
 from . import variants as V
 from .config import load_config
 from .modeling import load_tokenizer
+from .ort_inspect import exposing
 from .predict import OrtPredictor, ort_session
 from .provenance import repo_relative, sha256, write_result
 
@@ -95,22 +96,14 @@ def saturation(path: str | os.PathLike, feeds: Sequence[dict], threads: Optional
     mats = matmul_integer_weights(model)
     if not mats:
         raise ValueError(f"{path}: no MatMulInteger with constant int8 weights (not a dynamic INT8 file)")
-    have = {o.name for o in model.graph.output}
     names = list(dict.fromkeys(a for _, a, _ in mats))
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UINT8, None)
-                              for n in names if n not in have)
     per = {name: [0, 0, 0, 0, 0] for name, _, _ in mats}
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / Path(path).name
-        onnx.save(model, str(probe))
-        sess = ort_session(probe, threads=threads, quiet=True)
-        inputs = [i.name for i in sess.get_inputs()]
+    with exposing(model, Path(path).name, names, onnx.TensorProto.UINT8, threads) as run:
         for f in tqdm(feeds, desc=f"saturation {Path(path).stem}", disable=not progress, leave=False):
-            acts = dict(zip(names, sess.run(names, {k: f[k] for k in inputs})))
+            acts = dict(zip(names, run(f)))
             for name, a_name, w in mats:
-                r = saturated_pairs(acts[a_name], w)
-                p = per[name]
-                p[0], p[1], p[2], p[3], p[4] = p[0] + r[0], p[1] + r[1], p[2] + r[2], p[3] + r[3], max(p[4], r[4])
+                r, p = saturated_pairs(acts[a_name], w), per[name]
+                per[name] = [x + y for x, y in zip(p[:4], r[:4])] + [max(p[4], r[4])]
     layers = {n: {"saturated_pairs": p[0], "pairs": p[1], "cells_with_saturation": p[2], "cells": p[3],
                   "max_abs_pair": p[4]} for n, p in per.items()}
     tot = [sum(v[k] for v in layers.values()) for k in ("saturated_pairs", "pairs", "cells_with_saturation", "cells")]
@@ -183,7 +176,8 @@ def float_sensitivity(fp32: str | os.PathLike, int8: dict, tok, max_length: int,
             rec = moved(la, _predict(b, tok, max_length, texts, threads, progress=progress))
             rec["same_file_as_study"] = Path(path).is_file() and _same_bytes(a, path)
             out["weights_ulp"][name] = rec
-            lo = _predict(path, tok, max_length, texts, threads, progress=progress)
+            # the study's file under full optimizations: the requantized copy's predictions where it is that file
+            lo = la if rec["same_file_as_study"] else _predict(path, tok, max_length, texts, threads, progress=progress)
             out["optimization"][name] = moved(lo, _predict(path, tok, max_length, texts, threads, "basic",
                                                                progress=progress))
     return out

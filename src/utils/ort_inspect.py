@@ -9,6 +9,7 @@ between providers, and the kernel time per operator type.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -138,14 +139,21 @@ def activation_scales(path: str | os.PathLike, feeds: list, threads: Optional[in
     names = dynamic_scale_outputs(path)
     if not names:
         raise ValueError(f"{path}: no DynamicQuantizeLinear node (not a dynamic INT8 file)")
-    model = onnx.load(str(path))
+    with exposing(onnx.load(str(path)), Path(path).name, names, onnx.TensorProto.FLOAT, threads) as run:
+        rows = [run(f) for f in feeds]
+    return np.array([[float(np.asarray(x).reshape(-1)[0]) for x in r] for r in rows], dtype=np.float64)
+
+
+@contextlib.contextmanager
+def exposing(model: onnx.ModelProto, file_name: str, names: list, elem_type: int, threads: Optional[int] = None):
+    """``run(feed) -> [values of names]``: ``model`` with the intermediate tensors ``names`` (all of
+    ``elem_type``) added as graph outputs, saved as ``file_name`` in a temporary folder and run on ONNX
+    Runtime for as long as the block lasts (``model`` is changed in place)."""
     have = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [])
-                              for n in names if n not in have)
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, elem_type, None) for n in names if n not in have)
     with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / Path(path).name
+        probe = Path(tmp) / file_name
         onnx.save(model, str(probe))
         sess = ort_session(probe, threads=threads, quiet=True)
         inputs = [i.name for i in sess.get_inputs()]
-        rows = [sess.run(names, {k: f[k] for k in inputs}) for f in feeds]
-    return np.array([[float(np.asarray(x).reshape(-1)[0]) for x in r] for r in rows], dtype=np.float64)
+        yield lambda f: sess.run(names, {k: f[k] for k in inputs})

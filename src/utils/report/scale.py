@@ -56,9 +56,7 @@ def scale_record(res: Results) -> dict:
     r = {"model": model_name(c["model"]), "parameters": res.train_fp32["parameters"],
          "layers": mc.get("num_hidden_layers"), "hidden": mc.get("hidden_size"),
          "max_length": c["model"]["max_length"], "n_train": res.data["splits"]["train"]["n"],
-         "n_test": e["n_test"], "reference": ref,
-         "fp32_acc": ev[ref]["accuracy"], "fp32_acc_ci": ev[ref]["accuracy_ci"],
-         "eval_gemm": (e["provenance"].get("cpu_isa") or {}).get("int8_gemm", "not recorded"),
+         "n_test": e["n_test"], "fp32_acc": ev[ref]["accuracy"], "fp32_acc_ci": ev[ref]["accuracy_ci"],
          "onnx_fp32_mb": ox, "min_int8_ratio": min(ratios.values()), "min_int8_ratio_file": min(ratios, key=ratios.get),
          "n_int8_files": len(ints), "train_minutes": res.train_fp32["train_seconds"] / 60}
     for key, n in (("dyn", DYN), ("qat", QAT), ("fp16", FP16)):
@@ -67,7 +65,6 @@ def scale_record(res: Results) -> dict:
     fused = res.quantize["variants"].get("fp32-opt", {}).get("fusions")
     if fused is not None:
         r["attention_fused"] = int(fused.get("Attention", 0))
-        r["layers_fused"] = int(fused.get("LayerNormalization", 0))
     if res.has("bench"):
         b = res.bench
         head, sp = b.headline, b["speedup_vs_onnx_fp32"]
