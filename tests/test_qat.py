@@ -37,6 +37,39 @@ def test_prepare_keeps_parameter_names_and_shares_qkv_quantizer(qat_model):
     assert isinstance(model.classifier, nn.Linear) and not isinstance(model.classifier, QA.QATLinear)
 
 
+@pytest.mark.parametrize("integer", [False, True])
+def test_eval_cache_of_quantized_weights_is_exact_and_follows_weights_and_switches(qat_model, sentences, integer):
+    """In eval mode without gradients each layer's quantized weights are computed once (``eval_cached``):
+    the logits equal an uncached forward bit for bit, and a changed weight or a switched-off fake
+    quantizer is seen at once."""
+    model, tok, _ = qat_model
+    QA.set_integer_eval(model, integer)
+    model.eval()
+    enc = tok(sentences, padding=True, return_tensors="pt")
+
+    def cached():
+        with torch.inference_mode():
+            return model(**enc).logits.numpy()
+
+    def uncached():          # gradients recorded: no cache is read
+        with torch.enable_grad():
+            return model(**enc).logits.detach().numpy()
+
+    first = cached()
+    lin = model.bert.encoder.layer[0].intermediate.dense
+    assert "_eval_cache" in lin.__dict__
+    np.testing.assert_array_equal(cached(), first)
+    np.testing.assert_array_equal(uncached(), first)
+    with torch.no_grad():
+        lin.weight.mul_(3.0)
+    changed = cached()
+    assert np.abs(changed - first).max() > 1e-4
+    np.testing.assert_array_equal(changed, uncached())
+    QA.set_fake_quant(model, False)
+    np.testing.assert_array_equal(cached(), uncached())
+    assert np.abs(cached() - changed).max() > 0
+
+
 def test_weight_scales_are_onnxruntime_symmetric_rule(qat_model):
     model, _, _ = qat_model
     lin = model.bert.encoder.layer[1].intermediate.dense
