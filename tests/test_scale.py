@@ -136,3 +136,26 @@ def test_the_paper_section_uses_only_macros_the_builder_makes(root):
     assert r"\input{tables/base/scale.tex}" in section and section.rstrip().endswith(r"\fi")
     assert r"\IfFileExists{tables/base/scale_numbers.tex}" in tex
     assert load_config("base").compare_with == "default"
+
+
+def test_a_derived_result_of_other_files_is_refused_not_printed(root):
+    """hostdrift.json / gradients.json are made by commands of their own, on the files of the run before them:
+    after a rerun of the study they describe other files. The reader compares their SHA-256 with
+    evaluate.json's and refuses a stale one with the file, the variant and the command to run."""
+    from utils.report.readers import StaleResult
+    cfg = load_config("default", root=root)
+    ev = json.loads((cfg.results_dir / "evaluate.json").read_text())["variants"]
+    path = cfg.results_dir / "hostdrift.json"
+    rec = {"step": "hostdrift", "files": {n: {"sha256": ev[n]["sha256"]} for n in ("onnx-fp32", "onnx-int8-dynamic")}}
+    path.write_text(json.dumps(rec))
+    assert Results(cfg).hostdrift["files"] == rec["files"]
+    rec["files"]["onnx-int8-dynamic"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(rec))
+    with pytest.raises(StaleResult, match=r"hostdrift.json was measured on another onnx-int8-dynamic .*"
+                                          r"make hostdrift PROFILE=default"):
+        Results(cfg).hostdrift
+    (cfg.results_dir / "gradients.json").write_text(json.dumps({"step": "gradients", "attributions": {}}))
+    with pytest.raises(StaleResult, match="records no SHA-256"):
+        Results(cfg).gradients
+    with pytest.raises(StaleResult):       # the report reads it too: it fails, it does not print old numbers
+        render_all(cfg)

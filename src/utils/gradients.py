@@ -37,7 +37,7 @@ from . import variants as V
 from .config import load_config
 from .explain import agreement, indexed, mean_ci
 from .modeling import forward_inputs
-from .provenance import load_result, write_result
+from .provenance import load_result, sha256, write_result
 
 MODELS = ("pytorch-fp32", "pytorch-qat-fp32", "pytorch-qat-integer")
 # (explained, against): the comparisons, with what each isolates
@@ -156,7 +156,9 @@ def run_gradients(cfg, steps: int = 50, limit: Optional[int] = None, progress: b
     rec = {"method": "Integrated Gradients (captum LayerIntegratedGradients) on the word-embedding output, "
                      "baseline: every non-special token the padding token; the predicted class's probability",
            "steps": steps, "integration": "gausslegendre", "reference": ref, "labels": labels,
-           "n_examples": len(examples), "models": list(MODELS), "lime_of": LIME_OF, "attributions": attributions,
+           "n_examples": len(examples), "models": list(MODELS),
+           "inputs": {n: sha256(V.get(n).path(cfg)) for n in ("pytorch-fp32", "pytorch-qat-fakequant")},
+           "lime_of": LIME_OF, "attributions": attributions,
            "completeness_gap": gaps, "pairs": pairs, "vs_lime": vs_lime, "seconds": time.perf_counter() - t0}
     write_result(cfg, "gradients", rec, threads=cfg.threads)
     return rec

@@ -89,11 +89,11 @@ class QATLinear(nn.Linear):
 
 
 def eval_cached(module: nn.Module, tag: str, fn):
-    """``fn(module.weight)`` (one value per ``tag``), remembered while the module is in eval mode, no gradient is recorded and the
-    weight is unchanged (same storage, same version counter: an optimizer step or ``load_state_dict``
-    bumps it). The weights' fake quantization is a function of the weights alone, and recomputing it on
-    every call made the fake-quantized MPNet-base 16x slower than FP32 at batch 1 (0.57 s against
-    0.036 s a text, 90% of it in the weights' and the embedding table's quantizers); the cached value is
+    """``fn(module.weight)`` (one value per ``tag``), remembered while the module is in eval mode, no gradient is
+    recorded and the weight is unchanged (same storage, same version counter: an optimizer step or
+    ``load_state_dict`` bumps it). The weights' fake quantization is a function of the weights alone, and
+    recomputing it on every call made the fake-quantized MPNet-base 16x slower than FP32 at batch 1 (0.57 s
+    against 0.036 s a text, 90% of it in the weights' and the embedding table's quantizers); the cached value is
     the same tensor the call would compute, bit for bit."""
     w, fq = module.weight, module.w_fq
     if module.training or torch.is_grad_enabled():

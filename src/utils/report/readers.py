@@ -19,8 +19,23 @@ STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate
               "hostdrift", "gradients")
 
 
+# steps run on their own (not by `make paper-figures`) on files the study made: each records the SHA-256 of the
+# files it measured (``inputs``; hostdrift.json of before: ``files``), checked against evaluate.json's
+DERIVED_STEPS = ("hostdrift", "gradients")
+
+
 class MissingResult(FileNotFoundError):
     """A results JSON a builder needs has not been written yet."""
+
+
+class StaleResult(ValueError):
+    """A results JSON measured on other files than the study's evaluation now records (a later rerun)."""
+
+
+def measured_files(rec: dict) -> dict:
+    """variant -> the SHA-256 of the file a derived step measured."""
+    got = rec.get("inputs") or rec.get("files") or {}
+    return {n: (x["sha256"] if isinstance(x, dict) else x) for n, x in got.items()}
 
 
 class BenchResult(dict):
@@ -88,8 +103,24 @@ class Results:
                 raise MissingResult(f"results file not found: {path} (run the {step} step of profile "
                                     f"{self.name!r} first)")
             rec = read_json(path)
+            if step in DERIVED_STEPS:
+                self._check_fresh(path, rec)
             self._cache[step] = BenchResult(rec) if step == "bench" else rec
         return self._cache[step]
+
+    def _check_fresh(self, path: Path, rec: dict) -> None:
+        """A derived result describes the files the evaluation measured, or it is refused: never numbers of
+        an earlier run's files beside this run's."""
+        files = measured_files(rec)
+        if not files:
+            raise StaleResult(f"{path} records no SHA-256 of the files it measured: rerun "
+                              f"`make {rec.get('step', path.stem)} PROFILE={self.name}`")
+        now = self.evaluate["variants"]
+        for name, digest in files.items():
+            if name in now and now[name]["sha256"] != digest:
+                raise StaleResult(f"{path} was measured on another {name} ({digest[:12]}) than evaluate.json's "
+                                  f"({now[name]['sha256'][:12]}): rerun `make {path.stem} PROFILE={self.name}` "
+                                  f"on this run's files, or delete the file")
 
     data = property(lambda self: self.load("data"))
     train_fp32 = property(lambda self: self.load("train_fp32"))

@@ -328,11 +328,12 @@ def explain_agreement_table(res: Results) -> Table:
         extra += (f" Rows ``seed {c0['seed_b']}'': the variant explained with LIME seed {c0['seed_b']} against the "
                   f"reference with seed {c0['seed_a']}, beside the reference with seed {c0['seed_b']} (the symmetric "
                   f"floor); their Spearman - noise is the paired difference of the two.")
+    lvl = int(100 * res.confidence("explain"))
     return Table("explain_agreement", df, label=f"tab:explain-agreement-{res.name}",
                 caption=(f"Agreement of each variant's LIME explanation with {r['reference']}'s on "
                          f"{r['n_examples']} test texts ({r['samples']} samples, the same perturbed texts for "
                          f"every variant); noise-floor: {r['reference']} against itself under "
-                         f"{len(r['noise_seeds'])} other seeds. Mean [95\\% bootstrap interval]; "
+                         f"{len(r['noise_seeds'])} other seeds. Mean [{lvl}\\% bootstrap interval]; "
                          f"Spearman - noise: paired per text. Top-k: texts with more than k words." + extra))
 
 
