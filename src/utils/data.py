@@ -220,7 +220,19 @@ def make_splits(df: pd.DataFrame, dc: DataConfig, seed: int) -> dict:
 def load_dataset(cfg: Config) -> Dataset:
     """Load, validate, deduplicate, subsample and split the configured data."""
     dc = cfg.data
-    if dc.source == "packaged":
+    if dc.source == "packaged" and dc.packaged is not None:     # a set of packaged_data's registry
+        from . import packaged_data as PD
+        pset = PD.get(dc.packaged)
+        try:
+            raw = PD.load(dc.packaged, cfg.root)
+        except PD.PackagedDataError as e:
+            raise DataError(str(e)) from None
+        origin = recorded = pset.recorded
+        dc = DataConfig(source="packaged", packaged=pset.name, text_column=pset.text_column,
+                        label_column=pset.label_column, group_column=pset.group_column, labels=list(pset.labels),
+                        train_fraction=dc.train_fraction, validation_fraction=dc.validation_fraction,
+                        test_fraction=dc.test_fraction, max_examples=dc.max_examples)
+    elif dc.source == "packaged":
         raw, pdc = load_packaged()
         origin = str(packaged_path())
         pkg, member = PACKAGED_FILE      # recorded as the package and file, not this machine's path

