@@ -14,6 +14,7 @@ import pytest
 from utils import data as D
 from utils import packaged_data as PD
 from utils.config import ConfigError, load_config
+from utils.report.macros import data_name, group_column
 
 MEMBER = "demo_pkg/assets/reviews.zip"
 ROWS = {"train": [(f'"review {i} &#039;{w}&#039;"', lab) for i, (w, lab) in
@@ -99,3 +100,12 @@ def test_the_profile_key_is_checked():
 def test_drugs_com_texts_lose_their_quotes_and_entities_only():
     assert PD._drugs_com_text('"It&#039;s ok &amp; &quot;fine&quot; "') == 'It\'s ok & "fine"'
     assert PD._drugs_com_text('no "quotes" here') == 'no "quotes" here'
+
+
+def test_the_paper_names_the_set_and_its_group_column_from_the_registry():
+    """DataName / DataGroup of a packaged set come from its registry entry, not from Rotten Tomatoes'."""
+    drugs = {"source": "packaged", "packaged": "drug-reviews"}
+    assert data_name(drugs) == "Drugs.com reviews" and group_column(drugs) is None
+    rt = {"source": "packaged", "packaged": None}
+    assert data_name(rt) == D.PACKAGED_NAME == "Rotten Tomatoes" and group_column(rt) == D.PACKAGED_GROUP
+    assert group_column({"source": "file", "path": "x.csv", "group_column": "drug"}) == "drug"

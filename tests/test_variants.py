@@ -5,6 +5,7 @@ else; the real steps (quantize, evaluate, bench) on a real tiny model build it, 
 and the report's tables list it."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,9 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert "pytorch-fp32-plus-epoch" in ev["variants"] and "pytorch-fp32-plus-epoch" not in b["placement"]
         vs = ev["variants"]["onnx-int8-qat"]["vs_fp32_plus_epoch"]
         assert vs["accuracy_diff_ci"][0] <= vs["accuracy_diff"] <= vs["accuracy_diff_ci"][1]
+        arch = P.load_result(cfg, "train_fp32")["architecture"]     # a report needs no checkpoint to say it
+        mc = json.loads((cfg.path(P.load_result(cfg, "train_fp32")["checkpoint"]) / "config.json").read_text())
+        assert arch == {k: mc[k] for k in P.ARCHITECTURE_KEYS} and arch["num_hidden_layers"] == 2
         ctl = P.load_result(cfg, "train_qat")["control"]
         assert len(ctl["history"]) == cfg.qat.epochs and ctl["checkpoint"].endswith("fp32-plus-epoch")
         res = Results(cfg)

@@ -21,9 +21,9 @@ from typing import Any, Optional, get_args, get_origin, get_type_hints
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A profile file or an override is invalid."""
+from .base import PACKAGE_ROOT, ConfigError, find_root  # noqa: F401  (ConfigError, PACKAGE_ROOT: re-exported)
+from .packaged_data import PackagedDataError
+from .packaged_data import get as packaged_data
 
 
 # --------------------------------------------------------------------------- schema
@@ -296,22 +296,6 @@ def replicate_dir(seed: int) -> str:
 
 
 # --------------------------------------------------------------------------- loading
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]     # the repository this package was installed from (editable)
-
-
-def find_root(start: Optional[Path] = None) -> Path:
-    """The repository root: the nearest folder upwards holding ``configs/`` and
-    ``pyproject.toml`` (from ``start`` or the working directory), else the folder
-    this package was installed from in editable mode."""
-    here = Path(start or Path.cwd()).resolve()
-    for cand in (here, *here.parents):
-        if (cand / "configs").is_dir() and (cand / "pyproject.toml").is_file():
-            return cand
-    if (PACKAGE_ROOT / "configs").is_dir():
-        return PACKAGE_ROOT
-    raise ConfigError(f"cannot find the repository root (a folder with configs/ and pyproject.toml) above {here}")
-
-
 def resolve_profile(profile: str | os.PathLike, root: Path) -> Path:
     """A built-in profile name (``configs/<name>.yaml``) or a path to a YAML file."""
     p = Path(profile)
@@ -430,8 +414,6 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"data.{given[0]} is set but data.source is 'packaged', whose columns and labels are "
                               f"fixed; set data.source: file (with data.path) to read your own file")
     if d.source == "packaged" and d.packaged is not None:
-        from .packaged_data import PackagedDataError
-        from .packaged_data import get as packaged_data
         try:
             packaged_data(d.packaged)
         except PackagedDataError as e:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
+from . import packaged_data as PD
 from .config import Config, DataConfig
 from .provenance import atomic_path, repo_relative, sha256
 
@@ -221,7 +222,6 @@ def load_dataset(cfg: Config) -> Dataset:
     """Load, validate, deduplicate, subsample and split the configured data."""
     dc = cfg.data
     if dc.source == "packaged" and dc.packaged is not None:     # a set of packaged_data's registry
-        from . import packaged_data as PD
         pset = PD.get(dc.packaged)
         try:
             raw = PD.load(dc.packaged, cfg.root)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
 
-from .config import find_root
+from .base import find_root
 from .provenance import atomic_path, read_json, sha256, write_json
 
 DEFAULT = "all-minilm-l6-v2"

