@@ -93,6 +93,7 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         q = P.run_quantize(cfg, progress=False)
         assert q["variants"]["int8-toy"]["method"] == "toy: quantize_dynamic, per-tensor weights"
         assert q["variants"]["int8-toy"]["source"] == "fp32"
+        assert q["calibration_examples"] % q["calibration_batch_size"] == 0      # one shape, every text
         ev = P.run_evaluate(cfg, progress=False)
         toy = ev["variants"]["onnx-int8-toy"]
         assert toy["runtime"] == "onnxruntime"

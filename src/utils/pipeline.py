@@ -224,7 +224,9 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
     for v in built:
         if isinstance(v.recipe, V.Static) and v.recipe.qat_scales:
             records[v.stem]["scales_match_qat"] = qat_scales_match(cfg, onnx_path(cfg, v.stem))
-    payload = {"fp32_mb": fp32_mb, "calibration_split": "validation", "variants": records}
+    payload = {"fp32_mb": fp32_mb, "calibration_split": "validation", "calibration_examples": len(calib),
+               # the batches static calibration ran in (one shape: a divisor of the texts; None: no static file)
+               "calibration_batch_size": getattr(ctx._reader, "batch_size", None), "variants": records}
     write_result(cfg, "quantize", payload)
     return payload
 

@@ -181,9 +181,14 @@ class TextCalibrationReader:
     def __init__(self, tokenizer, texts, max_length: int, input_names, batch_size: int = 16):
         self.batches = []
         texts = list(texts)
-        for s in range(0, len(texts), batch_size):
-            # one fixed shape: the entropy / percentile calibrators stack batches into one array
-            enc = tokenizer(texts[s:s + batch_size], padding="max_length", truncation=True,
+        if not texts:
+            raise ValueError("calibration needs at least one text, got none")
+        # one fixed shape: the entropy / percentile calibrators stack the batches into one array, so a short last
+        # batch breaks them (76 validation texts in batches of 16 did). Every text is kept: the batch is the
+        # largest divisor of the number of texts that is <= batch_size.
+        self.batch_size = max(d for d in range(1, min(batch_size, len(texts)) + 1) if len(texts) % d == 0)
+        for s in range(0, len(texts), self.batch_size):
+            enc = tokenizer(texts[s:s + self.batch_size], padding="max_length", truncation=True,
                             max_length=max_length, return_tensors="np")
             self.batches.append({n: enc[n].astype("int64") for n in input_names})
         self._it = iter(self.batches)
