@@ -178,6 +178,13 @@ def test_another_data_set_is_named_so_and_gets_its_own_macros(root):
     res = Results(cfg)
     assert scale_macros(res, other)["SecondSetName"] == "Drugs.com reviews"
     assert not any(k.startswith(("Scale", "Data")) for k in m)
+    # timed on hosts with other INT8 GEMM paths (the golden fixture's and the default's): the paper says so
+    theirs = scale_record(other)["bench_gemm"]
+    assert ("SecondBenchOtherGemm" in m) == (scale_record(res)["bench_gemm"] != theirs)
+    _edit(res.dir / "bench.json", lambda r: r["provenance"].update(cpu_isa={"features": [], "int8_gemm": theirs}))
+    assert "SecondBenchOtherGemm" not in scale_macros(Results(cfg), other)           # one host: nothing to say
+    _edit(res.dir / "bench.json", lambda r: r["provenance"].update(cpu_isa={"features": ["avx2"], "int8_gemm": "x"}))
+    assert scale_macros(Results(cfg), other)["SecondBenchOtherGemm"] == theirs.replace("_", r"\_")
     t = scale_table(res, other)
     assert t.caption.startswith("The study on two data sets")
     assert t.df.loc["classes"].tolist() == ["2", "3"]
