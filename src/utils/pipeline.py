@@ -225,8 +225,7 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
         if isinstance(v.recipe, V.Static) and v.recipe.qat_scales:
             records[v.stem]["scales_match_qat"] = qat_scales_match(cfg, onnx_path(cfg, v.stem))
     payload = {"fp32_mb": fp32_mb, "calibration_split": "validation", "calibration_examples": len(calib),
-               # the batches static calibration ran in (one shape: a divisor of the texts; None: no static file)
-               "calibration_batch_size": getattr(ctx._reader, "batch_size", None), "variants": records}
+               "calibration_batch_size": ctx.calibration_batch_size, "variants": records}
     write_result(cfg, "quantize", payload)
     return payload
 

@@ -89,6 +89,11 @@ class BuildContext:
     hidden_size: Optional[int] = None
     _reader: object = None
 
+    @property
+    def calibration_batch_size(self) -> Optional[int]:
+        """The batch static calibration ran in (one shape: a divisor of the texts); None if no file was calibrated."""
+        return getattr(self._reader, "batch_size", None)
+
     def reader(self, src: Path):
         """Calibration batches for ``src``'s inputs (built once)."""
         if self._reader is None:
