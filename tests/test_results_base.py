@@ -4,36 +4,23 @@ They are one run from one clean commit, of the model the profile names, whose ON
 INT8 files are integer files, whose optimizer fusions are recorded (measured, not assumed), evaluated at batch 1,
 and drawn into the scale table beside the default. The issue's targets are *reported* (reached / missed) by
 the scale table's macros, not asserted here: a missed target is a finding, a broken run is a defect."""
-from pathlib import Path
-
 import pytest
 
+from committed import ROOT, assert_one_clean_run, load_run, skip_unless_run
 from utils import variants as V
 from utils.config import load_config
 from utils.ort_inspect import integer_op_count
-from utils.provenance import read_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RES = ROOT / "results" / "base"
-STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
-pytestmark = pytest.mark.skipif(not (RES / "explain.json").is_file(), reason="the base profile has not been run")
+pytestmark = skip_unless_run("base")
 
 
 @pytest.fixture(scope="module")
 def rec():
-    return {s: read_json(RES / f"{s}.json") for s in STEPS}
+    return load_run("base")
 
 
 def test_one_clean_run_of_the_profiles_model(rec):
-    commits = {rec[s]["provenance"]["git"]["commit"] for s in STEPS}
-    assert len(commits) == 1, f"the base results come from several commits: {commits}"
-    for s in STEPS:
-        prov = rec[s]["provenance"]
-        assert prov["profile"] == "base" and not prov["git"]["dirty"], s
-        assert prov["cpu_isa"]["int8_gemm"] and prov["threads"]
-        assert prov["config"]["model"]["packaged"] == "all-mpnet-base-v2"
-    # every step on one instruction set: INT8 predictions and speed depend on it
-    assert len({tuple(rec[s]["provenance"]["cpu_isa"]["features"]) for s in STEPS}) == 1
+    assert_one_clean_run(rec, "base", packaged={"model": "all-mpnet-base-v2"})
 
 
 def test_the_data_is_the_profiles_subset_split_by_movie(rec):

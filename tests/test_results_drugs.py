@@ -5,36 +5,24 @@ train / test split kept, three labels), a model that learned more than the major
 integer files, evaluated at batch 1, and drawn into the second-data-set table beside the default. Accuracy
 differences between variants are *reported* with their intervals (several points wide on 378 texts), not
 asserted: a small test set is a finding, a broken run is a defect."""
-from pathlib import Path
-
 import pytest
 
+from committed import ROOT, assert_one_clean_run, load_run, skip_unless_run
 from utils import variants as V
 from utils.config import load_config
 from utils.ort_inspect import integer_op_count
 from utils.packaged_data import get as packaged_data
-from utils.provenance import read_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RES = ROOT / "results" / "drugs"
-STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
-pytestmark = pytest.mark.skipif(not (RES / "explain.json").is_file(), reason="the drugs profile has not been run")
+pytestmark = skip_unless_run("drugs")
 
 
 @pytest.fixture(scope="module")
 def rec():
-    return {s: read_json(RES / f"{s}.json") for s in STEPS}
+    return load_run("drugs")
 
 
 def test_one_clean_run_on_one_instruction_set(rec):
-    commits = {rec[s]["provenance"]["git"]["commit"] for s in STEPS}
-    assert len(commits) == 1, f"the drugs results come from several commits: {commits}"
-    for s in STEPS:
-        prov = rec[s]["provenance"]
-        assert prov["profile"] == "drugs" and not prov["git"]["dirty"], s
-        assert prov["config"]["data"]["packaged"] == "drug-reviews"
-        assert prov["cpu_isa"]["int8_gemm"] and prov["threads"]
-    assert len({tuple(rec[s]["provenance"]["cpu_isa"]["features"]) for s in STEPS}) == 1
+    assert_one_clean_run(rec, "drugs", packaged={"data": "drug-reviews"})
 
 
 def test_the_data_is_the_packaged_set_with_its_own_split(rec):

@@ -7,7 +7,7 @@ the middle of the training step (SIGTERM), of the quantization step (SIGKILL) an
 * B resumed: a killed step left nothing a later step read (every output is written to a temporary name
   and renamed), and ``make`` reran only what was not finished;
 * B equals A: the same splits (byte for byte), training losses, predictions of every variant (batch 1
-  and batched), accuracy and LIME weights. Timings and provenance aside, two runs agree.
+  and batched), accuracy, LIME and KernelSHAP weights. Timings and provenance aside, two runs agree.
 """
 from __future__ import annotations
 
@@ -116,8 +116,11 @@ def _fingerprint(root: Path) -> dict:
     preds = {n: (v["predictions_sha256"], v["batched"]["predictions_sha256"], v["accuracy"], v["macro_f1"])
              for n, v in ev["variants"].items()}
     lime = {n: [x["weights"] for x in xs] for n, xs in ex["explanations"].items()}
-    return {"splits": splits, "files": files, "losses": losses, "predictions": preds, "lime": lime,
-            "examples": [e["index"] for e in ex["examples"]], "noise": ex["noise_explanations"]}
+    shap = {n: [x["weights"] for x in xs] for n, xs in ex.get("shap", {}).get("explanations", {}).items()}
+    noise = {i: [{k: v for k, v in x.items() if k != "seconds"} for x in xs]      # timings aside
+             for i, xs in ex["noise_explanations"].items()}
+    return {"splits": splits, "files": files, "losses": losses, "predictions": preds, "lime": lime, "shap": shap,
+            "examples": [e["index"] for e in ex["examples"]], "noise": noise}
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,12 @@ clean tree are compared. ``backfill`` adds the runs already committed in git his
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from .config import load_config
-from .provenance import atomic_path
+from .history import add_to_history, committed_versions, read_history
 from .variants import is_onnx_int8
 
 RUNS_FILE = "bench_runs.jsonl"
@@ -69,32 +67,12 @@ def runs_path(cfg) -> Path:
 
 def read_runs(cfg) -> list:
     """Every recorded run, oldest first; a line that is not JSON is an error naming the file."""
-    path = runs_path(cfg)
-    if not path.is_file():
-        return []
-    runs = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                runs.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {i}: not a JSON run record ({e.msg})") from None
-    return sorted(runs, key=lambda r: r["date"])
+    return read_history(runs_path(cfg))
 
 
 def add_runs(cfg, new: list) -> int:
     """Append runs not recorded yet (same date and commit: the same run); returns how many."""
-    runs = read_runs(cfg)
-    seen = {(r["date"], r["commit"]) for r in runs}
-    fresh = []
-    for r in new:
-        if (r["date"], r["commit"]) not in seen:
-            seen.add((r["date"], r["commit"]))
-            fresh.append(r)
-    if fresh:
-        with atomic_path(runs_path(cfg)) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in sorted(runs + fresh, key=lambda r: r["date"])))
-    return len(fresh)
+    return add_to_history(runs_path(cfg), new)
 
 
 def record(cfg, result: dict) -> int:
@@ -104,15 +82,7 @@ def record(cfg, result: dict) -> int:
 def from_git(cfg) -> list:
     """The runs of every committed version of ``results/<profile>/bench.json``."""
     rel = (cfg.results_dir / "bench.json").relative_to(cfg.root)
-    git = lambda *a: subprocess.run(["git", *a], cwd=cfg.root, capture_output=True, text=True, check=True)  # noqa: E731
-    out = []
-    for rev in git("log", "--format=%H", "--", str(rel)).stdout.split():
-        try:
-            result = json.loads(git("show", f"{rev}:{rel}").stdout)
-        except subprocess.CalledProcessError:      # the commit that deleted the file
-            continue
-        out.append(summary(result))
-    return out
+    return [summary(result) for _, result in committed_versions(cfg.root, rel)]
 
 
 def comparable(runs: list, like: dict, clean: bool = True) -> list:

@@ -21,6 +21,7 @@ from transformers import AutoConfig
 from . import bench as B
 from . import bench_runs as R
 from . import data as D
+from . import eval_runs as ER
 from . import evaluate as E
 from . import explain as XP
 from . import modeling as M
@@ -328,7 +329,9 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
                "latency_note": (f"batch 1, {len(lat_texts)} test texts, tokenization excluded, variants "
                                 f"interleaved, {cfg.threads} threads; a first look: see the benchmark for more"),
                "variants": rows}
-    write_result(cfg, "evaluate", payload)
+    path = write_result(cfg, "evaluate", payload)
+    # the history of evaluations beside it, with their hosts (eval_runs.jsonl): INT8 predictions move with the CPU
+    ER.record(cfg, read_json(path), load_result(cfg, "data")["splits"]["test"]["sha256"])
     return payload
 
 

@@ -454,6 +454,19 @@ _onnx("fp16", "onnx-float", FP16(), integer=False)
 REFERENCE = "pytorch-fp32"
 
 
+def weights_of(name: str) -> str:
+    """The checkpoint a variant's weights come from: ``fp32``, ``qat`` or ``fp32-plus-epoch`` (an ONNX file
+    through its sources to the export it was built from; a PyTorch variant through its recipe)."""
+    v = get(name)
+    if v.runtime == "onnxruntime":
+        while v.source is not None:
+            v = get(f"onnx-{v.source}")
+        return EXPORTS[v.stem]
+    if isinstance(v.recipe, FakeQuant):
+        return "qat"
+    return getattr(v.recipe, "checkpoint", None) or "fp32"
+
+
 def quantized_from_qat(cfg: Config) -> list:
     """The ONNX variants built from the QAT-trained weights (compared with the QAT model itself)."""
     return [v.name for v in variants(cfg) if v.built and v.source == "qat-fp32"]

@@ -67,8 +67,8 @@ def paper_macros(res: Results) -> dict:
             **_skip_layer_norm_macros(b, q),
             "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
         }
-    return {**macros, **explain_macros(res), **batching_macros(res), **seeds_macros(res), **sizes_macros(res),
-            **hostdrift_macros(res), **gradients_macros(res),
+    return {**macros, **explain_macros(res), **batching_macros(res), **hosts_macros(res), **seeds_macros(res),
+            **sizes_macros(res), **hostdrift_macros(res), **gradients_macros(res),
             **setup_macros(res),
             **claim_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
@@ -350,6 +350,41 @@ def _run_macros(res: Results) -> dict:
         ms = [run["median_ms"]["onnx-fp32"] for run in old]
         out.update({"OldRunsN": str(len(old)), "OldBestIntVsOnnx": span(x, "{:.2f}"),
                     "OldOnnxFPMs": span(ms, "{:.1f}")})
+    return out
+
+
+def hosts_macros(res: Results) -> dict:
+    """Paper numbers on one trained model evaluated on several instruction sets (eval_runs.jsonl): the predictions
+    the host moved, FP32 beside INT8, and the accuracy changes of dynamic and QAT INT8 with intervals covering the
+    hosts. None where the model was evaluated on one instruction set."""
+    h = res.across_hosts()
+    if h is None:
+        return {}
+    v = h["variants"]
+    # the files made from the FP32 checkpoint whose PyTorch predictions are identical on every host
+    floats = [n for n in v if V.runtime_of(n) == "onnxruntime" and not V.is_onnx_int8(n) and v[n]["weights"] == "fp32"]
+    ints = [n for n in v if V.is_onnx_int8(n) and v[n]["weights"] == "fp32"]
+    if not ints:
+        return {}
+    out = {"CrossN": str(len(h["isas"])), "CrossGemms": tex_escape(" and ".join(h["isas"])),
+           "CrossIntMovedMin": str(min(v[n]["moved"] for n in ints)),
+           "CrossIntMovedMax": str(max(v[n]["moved"] for n in ints)),
+           "CrossSameIntFiles": str(sum(v[n]["same_file"] for n in ints)), "CrossIntFiles": str(len(ints)),
+           "CrossNTest": f"{h['n_test']:,}"}
+    if floats:
+        out["CrossFloatMovedMax"] = str(max(v[n]["moved"] for n in floats))
+    if "pytorch-qat-fakequant" in v:      # QAT's training on each host: its fake-quant model's answers
+        k = v["pytorch-qat-fakequant"]["moved"]
+        out["CrossQatTrain"] = (f"and its training came out differently (its fake-quant model's predictions differ on "
+                                f"{k} texts), so QAT INT8's range mixes training and kernels" if k else
+                                "and its training reproduced (its fake-quant model's predictions are identical)")
+    for name, key in (("onnx-int8-dynamic", "Dyn"), ("onnx-int8-qat", "Qat")):
+        if name in v and v[name]["covering_ci"]:
+            d = [x for x in v[name]["accuracy_diff"].values() if x is not None]
+            lo, hi = v[name]["covering_ci"]
+            out.update({f"Cross{key}Moved": str(v[name]["moved"]),
+                        f"Cross{key}DiffMin": f"{100 * min(d):+.2f}", f"Cross{key}DiffMax": f"{100 * max(d):+.2f}",
+                        f"Cross{key}CoverLo": f"{100 * lo:+.2f}", f"Cross{key}CoverHi": f"{100 * hi:+.2f}"})
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import bench_runs as R
+from .. import eval_runs as ER
 from .. import variants as V
 from ..config import Config
 from ..provenance import read_json
@@ -162,6 +163,13 @@ class Results:
         run measured alike has, or None)."""
         runs, this = self.bench_runs, R.summary(self.bench)
         return runs, this, R.shared_best(runs, this)
+
+    def across_hosts(self) -> Optional[dict]:
+        """This evaluation's model on every instruction set eval_runs.jsonl holds it on (``eval_runs.across_hosts``);
+        None where it was evaluated on one only."""
+        data = self.data if self.has("data") else None
+        this = ER.summary(self.evaluate, data["splits"]["test"]["sha256"] if data else None)
+        return ER.across_hosts(ER.read_runs(self.cfg), this) if ER.is_batch1(self.evaluate) else None
 
     def run_to_run(self) -> Optional[dict]:
         """The comparable clean runs and their spread (``bench_runs.run_to_run``); None with fewer than two."""

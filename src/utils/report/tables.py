@@ -102,6 +102,34 @@ def batching_table(res: Results) -> Optional[Table]:
                           f"the variant's recipe in the registry."))
 
 
+def hosts_table(res: Results) -> Optional[Table]:
+    """One trained model on several CPUs (eval_runs.jsonl): per variant, the accuracy change against the
+    reference on each instruction set, the predictions the host moved, and the interval covering the hosts."""
+    h = res.across_hosts()
+    if h is None:
+        return None
+    rows = {}
+    for name, v in h["variants"].items():
+        row = {f"$\\Delta$ {tex_escape(isa)} (pt)": f"{100 * d:+.2f}" if d is not None else "--"
+               for isa, d in v["accuracy_diff"].items()}
+        row["moved"] = str(v["moved"])
+        row["same file"] = "yes" if v["same_file"] else "no"
+        row["interval over hosts (pt)"] = (f"[{100 * v['covering_ci'][0]:+.2f}, {100 * v['covering_ci'][1]:+.2f}]"
+                                           if v["covering_ci"] and name != h["reference"] else "--")
+        rows[name] = row
+    df = pd.DataFrame(rows).T
+    runs = "; ".join(f"{tex_escape(r['isa'])}: {tex_escape(r['cpu'])}, commit {r['commit'][:7]}, "
+                     f"{r['date'][:10]}" for r in h["runs"])
+    return Table("hosts", df, label=f"tab:hosts-{res.name}", column_format="l" + "r" * len(df.columns),
+                 caption=(f"One trained model evaluated on {len(h['isas'])} instruction sets (INT8 GEMM path; "
+                          f"{runs}): its {tex_escape(h['reference'])} predictions on the {h['n_test']:,} test texts "
+                          f"identical, each text alone. $\\Delta$: accuracy change against "
+                          f"{tex_escape(h['reference'])} on that host; moved: test predictions that differ between "
+                          f"the hosts; same file: the ONNX file's SHA-256 equal (no: the hosts built other files, "
+                          f"so file and kernels both differ); interval over hosts: the union of the hosts' paired "
+                          f"bootstrap intervals."))
+
+
 def quantize_table(res: Results) -> Table:
     q = res.quantize
     rows = {}
