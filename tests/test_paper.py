@@ -202,9 +202,14 @@ def test_the_amdahl_sentence_follows_the_products_measured_speed_up():
     from utils.report.macros import paper_macros
     res = Results(load_config("default", root=ROOT))
     m = paper_macros(res)
-    assert "AmdahlBeaten" not in m and float(m["MatmulSpeedup"]) <= 4        # the committed VNNI benchmark
     b = copy.deepcopy(res.bench)
     rec = b["placement"][f"onnx-{m['OpBestInt']}"][0]
+    at = b["cpu"]["threads_1"]["headline"]
+    # the committed benchmark as a VNNI host gives it: products 3.5x faster, the file no faster than the bound
+    rec["matmul_ms"] = b["placement"]["onnx-fp32"][0]["matmul_ms"] / 3.5
+    at[f"onnx-{m['OpBestInt']}"] = {**at[f"onnx-{m['OpBestInt']}"], "median_ms": at["onnx-fp32"]["median_ms"]}
+    res._cache["bench"] = type(res.bench)(b)
+    assert "AmdahlBeaten" not in paper_macros(res)
     rec["matmul_ms"] = rec["matmul_ms"] / 3                                   # products 3x faster still
     res._cache["bench"] = type(res.bench)(b)
     assert paper_macros(res)["AmdahlBeaten"] == "1"

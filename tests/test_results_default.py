@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from committed import assert_one_clean_run, load_run
 from utils import bench_runs as R
 from utils import variants as V
 from utils.config import load_config
@@ -13,7 +14,7 @@ from utils.ort_inspect import integer_op_count
 from utils.predict import disabled_optimizers
 from utils.provenance import read_json
 from utils.report import INT8_DOT_FACTOR, Results, amdahl_bound
-from utils.report.macros import _skip_layer_norm_macros
+from utils.report.macros import _skip_layer_norm_macros, paper_macros
 
 RES = Path(__file__).resolve().parents[1] / "results" / "default"
 
@@ -41,6 +42,10 @@ def test_int8_dynamic_size_and_accuracy(ev):
     q8, ox = ev["variants"]["onnx-int8-dynamic"], ev["variants"]["onnx-fp32"]
     assert q8["size_mb"] <= 0.26 * ox["size_mb"]
     assert abs(q8["accuracy"] - ev["variants"]["pytorch-fp32"]["accuracy"]) <= 0.015
+
+
+def test_the_eight_steps_are_one_clean_run_on_one_instruction_set():
+    assert_one_clean_run(load_run("default"), "default", packaged={})
 
 
 def test_results_carry_provenance():
@@ -209,7 +214,11 @@ def test_amdahl_bound_from_fp32s_profile_is_what_the_paper_quotes():
     assert threads == {1} == {load_config("default").bench.profile_threads}
     at = b["cpu"]["threads_1"]["headline"]
     best = max(at["onnx-fp32"]["median_ms"] / at[n]["median_ms"] for n in plain if n in at)
-    assert best <= a["bound_speedup"]
+    # under the bound where the products gain at most an 8-bit dot product's factor (VNNI); an AMX host's beat
+    # it, and then the paper says so (AmdahlBeaten) instead of "cannot"
+    beaten = paper_macros(Results(cfg)).get("AmdahlBeaten") == "1"
+    assert best <= a["bound_speedup"] or beaten
+    assert not beaten or b["provenance"]["cpu_isa"]["int8_gemm"] != "avx512_vnni" or best > a["bound_speedup"]
     # what the profiler costs, as the paper quotes it: a profiled call against the unprofiled median
     over = b["profiler_overhead"]
     for t in ("threads_1", "threads_2"):
