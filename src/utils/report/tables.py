@@ -112,6 +112,7 @@ def hosts_table(res: Results) -> Optional[Table]:
     for name, v in h["variants"].items():
         row = {f"$\\Delta$ {tex_escape(isa)} (pt)": f"{100 * d:+.2f}" if d is not None else "--"
                for isa, d in v["accuracy_diff"].items()}
+        row["weights"] = v["weights"] or "--"
         row["moved"] = str(v["moved"])
         row["same file"] = "yes" if v["same_file"] else "no"
         row["interval over hosts (pt)"] = (f"[{100 * v['covering_ci'][0]:+.2f}, {100 * v['covering_ci'][1]:+.2f}]"
@@ -123,7 +124,8 @@ def hosts_table(res: Results) -> Optional[Table]:
     return Table("hosts", df, label=f"tab:hosts-{res.name}", column_format="l" + "r" * len(df.columns),
                  caption=(f"One trained model evaluated on {len(h['isas'])} instruction sets (INT8 GEMM path; "
                           f"{runs}): its {tex_escape(h['reference'])} predictions on the {h['n_test']:,} test texts "
-                          f"identical, each text alone. $\\Delta$: accuracy change against "
+                          f"identical, each text alone. Weights: the checkpoint a variant comes from (QAT's, and its "
+                          f"control's, were trained again on each host). $\\Delta$: accuracy change against "
                           f"{tex_escape(h['reference'])} on that host; moved: test predictions that differ between "
                           f"the hosts; same file: the ONNX file's SHA-256 equal (no: the hosts built other files, "
                           f"so file and kernels both differ); interval over hosts: the union of the hosts' paired "
