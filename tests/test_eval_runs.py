@@ -83,8 +83,19 @@ def test_the_same_model_on_two_instruction_sets_gives_moves_and_an_interval_cove
     # another trained model (its reference predictions differ) is not the same model on another host
     c = ER.summary(other_host(ev, {"pytorch-fp32": 2, "onnx-int8-dynamic": 3}))
     assert ER.same_model([a, c], a) == [a] and ER.across_hosts([a, c], a) is None
-    # a dirty tree's run is not compared
+    # a dirty tree's run is not compared, nor compared with
     assert ER.across_hosts([a, {**b, "dirty": True}], a) is None
+    assert ER.across_hosts([a, b], {**a, "dirty": True}) is None
+
+
+def test_more_than_ten_classes_keep_their_predictions_as_a_list(ev):
+    wide = json.loads(json.dumps(ev))
+    wide["labels"] = [f"c{i}" for i in range(12)]
+    before = ER.summary(wide)["variants"]["onnx-fp32"]["predictions"]
+    assert before == ev["variants"]["onnx-fp32"]["predictions"]             # a list of ints, not digits
+    wide["variants"]["onnx-fp32"]["predictions"][0] = 11
+    after = ER.summary(wide)["variants"]["onnx-fp32"]["predictions"]
+    assert after[0] == 11 and ER.moved(before, after) == 1
 
 
 def test_the_report_draws_the_hosts_table_and_macros_from_the_history(smoke_cfg, ev):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from itertools import combinations
 from pathlib import Path
 from typing import Optional
@@ -39,15 +40,15 @@ def summary(ev: dict, test_sha256: Optional[str] = None) -> dict:
     """One evaluation's line: its host and every variant's file, accuracy and batch-1 predictions."""
     prov = ev["provenance"]
     isa = prov.get("cpu_isa") or {}
-    if len(ev["labels"]) > 10:
-        raise ValueError(f"eval_runs keeps a prediction as one digit: {len(ev['labels'])} labels do not fit")
+    digits = len(ev["labels"]) <= 10          # up to ten classes a prediction is one digit of a string, else a list
     return {"date": prov["date"], "commit": prov["git"]["commit"], "dirty": prov["git"]["dirty"],
             "cpu": prov["cpu"], "isa": isa.get("int8_gemm"), "features": isa.get("features"),
             "threads": prov["threads"], "onnxruntime": prov["packages"].get("onnxruntime"),
             "reference": ev["reference"], "labels": ev["labels"], "n_test": ev["n_test"], "test_sha256": test_sha256,
             "variants": {n: {"sha256": v.get("sha256"), "accuracy": v["accuracy"],
                              "accuracy_diff": v.get("accuracy_diff"), "accuracy_diff_ci": v.get("accuracy_diff_ci"),
-                             "predictions": "".join(str(int(p)) for p in v["predictions"])}
+                             "predictions": ("".join(str(int(p)) for p in v["predictions"]) if digits
+                                             else [int(p) for p in v["predictions"]])}
                          for n, v in ev["variants"].items()}}
 
 
@@ -78,7 +79,7 @@ def from_git(cfg) -> list:
 
 def _key(run: dict) -> tuple:
     return run["n_test"], run["test_sha256"], run["reference"], tuple(run["labels"]), \
-        hashlib.sha256(run["variants"][run["reference"]]["predictions"].encode()).hexdigest()
+        hashlib.sha256(json.dumps(run["variants"][run["reference"]]["predictions"]).encode()).hexdigest()
 
 
 def same_model(runs: list, like: dict) -> list:
@@ -89,7 +90,7 @@ def same_model(runs: list, like: dict) -> list:
             and (r["test_sha256"] is None or k[1] is None or r["test_sha256"] == k[1])]
 
 
-def moved(a: str, b: str) -> int:
+def moved(a, b) -> int:
     """Predictions that differ between two runs of a variant."""
     return sum(x != y for x, y in zip(a, b, strict=True))
 
@@ -99,6 +100,8 @@ def across_hosts(runs: list, like: dict) -> Optional[dict]:
     for its own, the newest for the others); per variant every run has: same file or not, the most predictions
     moved between two hosts, accuracy and accuracy change per host, and the interval covering the hosts.
     None where the model was evaluated on one instruction set only."""
+    if like["dirty"] is not False:
+        return None                              # a dirty tree's evaluation is not compared (nor compared with)
     same = [r for r in same_model(runs, like) if r["isa"]]
     pick = {like["isa"]: like} if like["isa"] else {}
     for r in sorted(same, key=lambda r: r["date"], reverse=True):
