@@ -46,3 +46,23 @@ def test_length_mismatch_and_missing_reference():
         evaluate_variants([0, 1, 0], {"a": [0, 1, 0], "b": [0, 1]}, "a")
     with pytest.raises(KeyError, match="reference variant 'z'"):
         evaluate_variants([0, 1], {"a": [0, 1]}, "z")
+
+
+@pytest.mark.parametrize("k, n", [(2, 400), (3, 60)])
+def test_resampled_scores_are_sklearns_resample_by_resample(k, n):
+    """The vectorised bootstrap gives every resample's accuracy and macro-F1 exactly as the sklearn loop did,
+    also where a small 3-class resample lacks a class in its labels, its predictions or both."""
+    from sklearn.metrics import f1_score
+
+    from utils.evaluate import bootstrap_indices, resampled_scores
+    rng = np.random.default_rng(k)
+    y = rng.choice(k, n, p=[0.7, 0.3] if k == 2 else [0.8, 0.15, 0.05])
+    pred = np.where(rng.random(n) < 0.8, y, rng.integers(0, k, n))
+    idx = bootstrap_indices(n, 200, seed=3)
+    acc, f1 = resampled_scores(y, pred, idx)
+    want_acc = [np.mean(pred[i] == y[i]) for i in idx]
+    want_f1 = [f1_score(y[i], pred[i], average="macro", zero_division=0) for i in idx]
+    np.testing.assert_array_equal(acc, want_acc)
+    np.testing.assert_allclose(f1, want_f1, rtol=0, atol=1e-15)
+    if k == 3:   # the case that needs the rule: some resamples lack class 2 in labels and predictions
+        assert any(not np.isin(2, np.r_[y[i], pred[i]]) for i in idx)

@@ -19,6 +19,25 @@ def _macro_f1(y, p):
     return f1_score(y, p, average="macro", zero_division=0)
 
 
+def resampled_scores(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> tuple:
+    """Accuracy and macro-F1 of every bootstrap resample (rows of ``idx``) at once: one confusion matrix per
+    resample from a single ``bincount``. Macro-F1 as ``_macro_f1`` (sklearn's) defines it, over the classes
+    present in the resample's labels or predictions: tp / (tp + (fp + fn) / 2) per class (its
+    2 tp / (2 tp + fp + fn)), averaged over the classes present. ``tests/test_evaluate.py`` checks it against
+    sklearn resample by resample; one call for 1,000 resamples of 2,722 texts replaces 2,000 sklearn calls."""
+    y, pred, idx = np.asarray(y), np.asarray(pred), np.asarray(idx)
+    k = int(max(y.max(), pred.max())) + 1
+    reps = len(idx)
+    cells = (np.arange(reps)[:, None] * k * k + y[idx] * k + pred[idx]).ravel()
+    cm = np.bincount(cells, minlength=reps * k * k).reshape(reps, k, k)     # [resample, true, predicted]
+    tp = np.diagonal(cm, axis1=1, axis2=2).astype(float)
+    rows, cols = cm.sum(axis=2), cm.sum(axis=1)
+    present = (rows + cols) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(present, 2 * tp / (rows + cols), 0.0)
+    return tp.sum(axis=1) / idx.shape[1], f1.sum(axis=1) / present.sum(axis=1)
+
+
 def bootstrap_indices(n: int, reps: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(reps, n))
 
@@ -44,13 +63,12 @@ def score(y: np.ndarray, pred: np.ndarray, idx: np.ndarray, confidence: float,
     y, pred = np.asarray(y), np.asarray(pred)
     acc = float(np.mean(pred == y))
     f1 = float(_macro_f1(y, pred))
-    acc_bs = np.array([np.mean(pred[i] == y[i]) for i in idx])
-    f1_bs = np.array([_macro_f1(y[i], pred[i]) for i in idx])
+    acc_bs, f1_bs = resampled_scores(y, pred, idx)
     out = {"n": int(len(y)), "accuracy": acc, "accuracy_ci": interval(acc_bs, confidence),
            "macro_f1": f1, "macro_f1_ci": interval(f1_bs, confidence)}
     if ref_pred is not None:
         ref_pred = np.asarray(ref_pred)
-        ref_bs = np.array([np.mean(ref_pred[i] == y[i]) for i in idx])
+        ref_bs = np.mean(ref_pred[idx] == y[idx], axis=1)
         d = acc_bs - ref_bs
         out.update({
             "accuracy_diff": acc - float(np.mean(ref_pred == y)),
