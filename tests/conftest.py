@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,22 @@ def repo(tmp_path) -> Path:
 @pytest.fixture()
 def smoke_cfg(repo):
     return load_config("smoke", root=repo)
+
+
+@pytest.fixture()
+def git_repo(repo):
+    """``repo`` made a git repository with a committer; returns ``commit(paths, message)``, which adds the paths
+    (git-ignored or not) and commits them."""
+    def git(*a):
+        subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+
+    def commit(paths, message: str) -> None:
+        git("add", "-f", *map(str, paths))
+        git("commit", "-qm", message)
+    return commit
 
 
 SENTENCES = [

@@ -1,7 +1,6 @@
 """Run-to-run history of the benchmark: one line per run, compared only with runs measured alike."""
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,17 +79,12 @@ def test_only_runs_measured_alike_from_a_clean_tree_are_compared(committed):
         assert R.shared_best([new], new) == "onnx-int8-new"
 
 
-def test_backfill_reads_every_committed_version_of_bench_json(smoke_cfg, committed, monkeypatch, capsys):
+def test_backfill_reads_every_committed_version_of_bench_json(smoke_cfg, git_repo, committed, monkeypatch, capsys):
     root = Path(smoke_cfg.root)
-    git = lambda *a: subprocess.run(["git", *a], cwd=root, check=True, capture_output=True)  # noqa: E731
-    git("init", "-q")
-    git("config", "user.email", "t@example.org")
-    git("config", "user.name", "t")
     path = smoke_cfg.results_dir / "bench.json"
     for i, date in enumerate(["2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"]):
         write_json(path, {**committed, "provenance": {**committed["provenance"], "date": date}})
-        git("add", "-f", str(path))
-        git("commit", "-qm", f"run {i}")
+        git_repo([path], f"run {i}")
     runs = R.from_git(smoke_cfg)
     assert sorted(r["date"] for r in runs) == ["2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"]
     monkeypatch.chdir(root)

@@ -121,19 +121,13 @@ def test_the_report_draws_the_hosts_table_and_macros_from_the_history(smoke_cfg,
     assert m["CrossQatTrain"].startswith("and its training reproduced")      # the fake-quant model did not move
 
 
-def test_backfill_keeps_the_committed_batch1_evaluations(smoke_cfg, ev, monkeypatch, capsys):
-    import subprocess
+def test_backfill_keeps_the_committed_batch1_evaluations(smoke_cfg, git_repo, ev, monkeypatch, capsys):
     root = Path(smoke_cfg.root)
-    git = lambda *a: subprocess.run(["git", *a], cwd=root, check=True, capture_output=True)  # noqa: E731
-    git("init", "-q")
-    git("config", "user.email", "t@example.org")
-    git("config", "user.name", "t")
     smoke_cfg.results_dir.mkdir(parents=True)
     shutil.copy(GOLDEN / "data.json", smoke_cfg.results_dir / "data.json")
     for i, doc in enumerate([{**ev, "batching": {"headline": "batches of 64"}}, ev, other_host(ev, {})]):
         (smoke_cfg.results_dir / "evaluate.json").write_text(json.dumps(doc))
-        git("add", "-f", str(smoke_cfg.results_dir))
-        git("commit", "-qm", f"run {i}")
+        git_repo([smoke_cfg.results_dir], f"run {i}")
     runs = ER.from_git(smoke_cfg)
     assert len(runs) == 2 and all(r["test_sha256"] == read_json(GOLDEN / "data.json")["splits"]["test"]["sha256"]
                                   for r in runs)

@@ -11,13 +11,11 @@ clean tree are compared. ``backfill`` adds the runs already committed in git his
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from .config import load_config
-from .history import add_to_history, committed_versions, read_history
+from .history import add_to_history, cli, committed_versions, read_history
 from .variants import is_onnx_int8
 
 RUNS_FILE = "bench_runs.jsonl"
@@ -116,17 +114,8 @@ def run_to_run(runs: list, like: dict, best: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m utils.bench_runs", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["backfill", "show"])
-    ap.add_argument("profile")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.profile)
-    if args.command == "backfill":
-        print(f"{add_runs(cfg, from_git(cfg))} run(s) added to {runs_path(cfg)}")
-    for r in read_runs(cfg):
-        print(r["date"], (r["commit"] or "?")[:7], "dirty" if r["dirty"] else "clean", label(r),
-              f"onnx-fp32 {r['median_ms'].get('onnx-fp32', float('nan')):.2f} ms")
-    return 0
+    return cli(argv, "python -m utils.bench_runs", __doc__, "run(s)", runs_path, from_git, lambda r: (
+        f"{label(r)} onnx-fp32 {r['median_ms'].get('onnx-fp32', float('nan')):.2f} ms"))
 
 
 if __name__ == "__main__":

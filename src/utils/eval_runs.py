@@ -17,7 +17,6 @@ committed in git history::
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from itertools import combinations
@@ -25,8 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import variants as V
-from .config import load_config
-from .history import add_to_history, committed_versions, read_history, version_at
+from .history import add_to_history, cli, committed_versions, read_history, version_at
 
 RUNS_FILE = "eval_runs.jsonl"
 
@@ -86,8 +84,12 @@ def same_model(runs: list, like: dict) -> list:
     """The clean runs of the model ``like`` evaluated: the same test texts (count and hash, where recorded),
     labels and reference, and the reference's predictions identical."""
     k = _key(like)
-    return [r for r in runs if r["dirty"] is False and _key(r)[0] == k[0] and _key(r)[2:] == k[2:]
-            and (r["test_sha256"] is None or k[1] is None or r["test_sha256"] == k[1])]
+    return [r for r in runs if r["dirty"] is False and _same_key(_key(r), k)]
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    """The same test count, labels, reference and reference predictions; the same test hash where both record one."""
+    return a[0] == b[0] and a[2:] == b[2:] and (a[1] is None or b[1] is None or a[1] == b[1])
 
 
 def moved(a, b) -> int:
@@ -126,18 +128,9 @@ def across_hosts(runs: list, like: dict) -> Optional[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m utils.eval_runs", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["backfill", "show"])
-    ap.add_argument("profile")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.profile)
-    if args.command == "backfill":
-        print(f"{add_to_history(runs_path(cfg), from_git(cfg))} evaluation(s) added to {runs_path(cfg)}")
-    for r in read_runs(cfg):
-        ref = r["variants"][r["reference"]]
-        print(r["date"], (r["commit"] or "?")[:7], "dirty" if r["dirty"] else "clean", r["cpu"], r["isa"],
-              f"{len(r['variants'])} variants, {r['reference']} {100 * ref['accuracy']:.2f}%")
-    return 0
+    return cli(argv, "python -m utils.eval_runs", __doc__, "evaluation(s)", runs_path, from_git, lambda r: (
+        f"{r['cpu']} {r['isa']} {len(r['variants'])} variants, {r['reference']} "
+        f"{100 * r['variants'][r['reference']]['accuracy']:.2f}%"))
 
 
 if __name__ == "__main__":

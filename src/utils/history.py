@@ -6,11 +6,13 @@ adds it once, so a history can be filled again from git's committed versions of 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from .config import load_config
 from .provenance import atomic_path
 
 
@@ -63,3 +65,18 @@ def committed_versions(root: Path, rel: Path) -> list:
         if doc is not None:                     # None: the commit that deleted the file
             out.append((rev, doc))
     return out
+
+
+def cli(argv, prog: str, doc: str, what: str, runs_path: Callable, from_git: Callable, line: Callable) -> int:
+    """``python -m <prog> backfill|show PROFILE``: add the runs of every committed version of the profile's
+    result to its history (``backfill``), then print one ``line(run)`` per recorded run, oldest first."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    ap.add_argument("command", choices=["backfill", "show"])
+    ap.add_argument("profile")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.profile)
+    if args.command == "backfill":
+        print(f"{add_to_history(runs_path(cfg), from_git(cfg))} {what} added to {runs_path(cfg)}")
+    for r in read_history(runs_path(cfg)):
+        print(r["date"], (r["commit"] or "?")[:7], "dirty" if r["dirty"] else "clean", line(r))
+    return 0
