@@ -7,6 +7,7 @@ import pytest
 
 from utils.config import ConfigError, load_config, shap_variants
 from utils.explain import (
+    Memo,
     agreement,
     explain,
     faithfulness,
@@ -264,3 +265,31 @@ def test_shap_settings_are_checked(repo):
     assert shap_variants(x, x.variants) == ["onnx-fp32", "onnx-int8-qat"]      # the default, where explained
     x.shap_variants = []
     assert shap_variants(x, x.variants) == []
+
+
+# ---------------------------------------------------------------- one example's runs share its predictions
+def test_memo_recalls_what_it_predicted_and_changes_no_explanation(tiny_onnx, tokenizer):
+    """At batch 1 a text's answer is a function of the text alone: the runs of one example through a Memo (LIME
+    with two seeds, faithfulness, KernelSHAP) give exactly the explanations they give without it, the first
+    run predicts every text, the later ones recall the texts it predicted, and those never reach the model."""
+    plain = OrtPredictor(tiny_onnx[0], tokenizer, 32, batch_size=1)
+    rec = Recording(tiny_onnx[0], tokenizer, 32, batch_size=1)
+    memo = Memo(rec)
+    runs = [lambda p: explain(p, TEXT, [1], samples=300, seed=3), lambda p: explain(p, TEXT, [1], samples=300, seed=4),
+            lambda p: kernel_shap(p, TEXT, [1], samples=200, seed=3)]
+    for k, run in enumerate(runs):
+        want, got = run(plain), run(memo)
+        np.testing.assert_array_equal(got.weights[1], want.weights[1])
+        assert got.texts_evaluated == want.texts_evaluated and want.texts_recalled == 0
+        if k == 0:
+            assert got.texts_recalled == 0
+        else:       # another seed, then KernelSHAP, ask again for texts the earlier runs predicted
+            assert 0 < got.texts_recalled < got.texts_evaluated
+    assert len(rec.texts) == len(set(rec.texts))     # over the three runs, no text reached the model twice
+    e = explain(plain, TEXT, [1], samples=300, seed=3)
+    f = faithfulness(memo, TEXT, e.weights[1], 1, [0.1, 0.5], seed=0)
+    assert f == faithfulness(plain, TEXT, e.weights[1], 1, [0.1, 0.5], seed=0)
+    n = len(rec.texts)
+    memo.clear()
+    explain(memo, TEXT, [1], samples=300, seed=3)
+    assert len(rec.texts) > n                    # cleared: the next example starts from an empty memory

@@ -133,6 +133,12 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert set(x["batching"]["variants"]) == {"onnx-int8-dynamic"}
         assert set(x["pairs"]) == {"onnx-int8-qat vs onnx-qat-fp32"}
         assert x["cross_seed"]["onnx-int8-qat"]["seed_b"] == x["noise_seeds"][0]
+        # a variant's later runs of an example recall its predictions; its first run (the cost) predicts every text
+        assert all(e["texts_recalled"] == 0 for xs in x["explanations"].values() for e in xs)
+        assert 0 < x["recall"]["share_recalled"]["onnx-fp32"] < 1
+        assert all(P.load_result(cfg, s)["provenance"]["seconds"] > 0 for s in P.STEPS)   # each step's wall time
+        steps = tables.steps_table(Results(cfg)).df
+        assert list(steps.index) == [*P.STEPS, "study"] and "StudyMinutes" in paper_macros(Results(cfg))
         res = Results(cfg)
         assert "onnx-int8-qat vs onnx-qat-fp32" in tables.explain_agreement_table(res).df.index
         assert "onnx-int8-dynamic" in tables.explain_batching_table(res).df.index

@@ -19,6 +19,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -225,9 +226,12 @@ def repo_relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
     return str(p.relative_to(r)) if p.is_relative_to(r) else str(p)
 
 
-def write_result(cfg, step: str, payload: dict, threads: Optional[int] = None) -> Path:
-    """Write ``results/<profile>/<step>.json`` with provenance, atomically."""
-    obj = {"step": step, **payload, "provenance": provenance(cfg, threads)}
+def write_result(cfg, step: str, payload: dict, threads: Optional[int] = None,
+                 started: Optional[float] = None) -> Path:
+    """Write ``results/<profile>/<step>.json`` with provenance, atomically; ``started``: the step's
+    ``time.perf_counter()`` when it began, so that the provenance records the step's wall-clock ``seconds``."""
+    extra = {"seconds": round(time.perf_counter() - started, 1)} if started is not None else None
+    obj = {"step": step, **payload, "provenance": provenance(cfg, threads, extra=extra)}
     return write_json(cfg.results_dir / f"{step}.json", obj)
 
 

@@ -56,6 +56,7 @@ from .tables import (
     quantize_table,
     seeds_table,
     sizes_table,
+    steps_table,
 )
 from .writer import Drawn, Table, save_figure, write_macros, write_summary, write_table
 
@@ -85,7 +86,8 @@ ARTIFACTS = [Artifact(fn, step) for step, fns in (
     ("bench", (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, bench_runs_table,
                placement_table, gpu_table, original_table)),
     ("explain", (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
-                 explain_agreement_table, explain_faithfulness_table, explain_batching_table, explain_shap_table)),
+                 explain_agreement_table, explain_faithfulness_table, explain_batching_table, explain_shap_table,
+                 steps_table)),
     ("seeds", (seeds_figure, seeds_table)),
     ("sizes", (sizes_figure, sizes_table)),
     ("gradients", (gradients_table,)),

@@ -174,6 +174,9 @@ def host_macros(res: Results) -> dict:
     pk = ev.get("packages", {})
     out.update({f"{key}Version": tex_escape(pk.get(dist) or "not recorded")
                 for key, dist in (("Ort", "onnxruntime"), ("Torch", "torch"), ("Transformers", "transformers"))})
+    sec = res.step_seconds()
+    if sec is not None:     # one run of the eight steps, each with its wall-clock seconds
+        out["StudyMinutes"] = f"{sum(sec.values()) / 60:.0f}"
     if res.has("bench"):
         b = res.bench["provenance"]
         out.update({f"Bench{k}": v for k, v in _host(b).items() if k != "CPU"})

@@ -171,6 +171,20 @@ class Results:
         this = ER.summary(self.evaluate, data["splits"]["test"]["sha256"] if data else None)
         return ER.across_hosts(ER.read_runs(self.cfg), this) if ER.is_batch1(self.evaluate) else None
 
+    def step_seconds(self) -> Optional[dict]:
+        """step -> the wall-clock seconds its provenance records (``write_result(started=...)``), for the eight
+        steps of one run of the study (one commit, one instruction set); None where a step is missing, records
+        no seconds (written before they were recorded) or comes from another run."""
+        steps = STEP_FILES[:8]
+        if not all(self.has(s) for s in steps):
+            return None
+        provs = {s: self.load(s)["provenance"] for s in steps}
+        if (any(p.get("seconds") is None for p in provs.values())
+                or len({p["git"]["commit"] for p in provs.values()}) != 1
+                or len({tuple((p.get("cpu_isa") or {}).get("features", ())) for p in provs.values()}) != 1):
+            return None
+        return {s: float(p["seconds"]) for s, p in provs.items()}
+
     def run_to_run(self) -> Optional[dict]:
         """The comparable clean runs and their spread (``bench_runs.run_to_run``); None with fewer than two."""
         runs, this, best = self.run_history()

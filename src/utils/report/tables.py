@@ -132,6 +132,25 @@ def hosts_table(res: Results) -> Optional[Table]:
                           f"bootstrap intervals."))
 
 
+def steps_table(res: Results) -> Optional[Table]:
+    """How long each step of the study took in its run (the provenance's ``seconds``), with its share."""
+    sec = res.step_seconds()
+    if sec is None:
+        return None
+    total = sum(sec.values())
+    df = pd.DataFrame({"minutes": [f"{s / 60:.1f}" for s in sec.values()],
+                       "share": [f"{s / total:.0%}" for s in sec.values()]}, index=list(sec))
+    df.loc["study"] = [f"{total / 60:.1f}", "100%"]
+    prov = res.explain["provenance"]
+    isa = (prov.get("cpu_isa") or {}).get("int8_gemm", "not recorded")
+    commit = (prov["git"].get("commit") or "not recorded")[:7]
+    return Table("steps", df, label=f"tab:steps-{res.name}", column_format="lrr",
+                 caption=(f"Wall-clock time of each step of the {res.name} profile's run (commit "
+                          f"{commit}, {tex_escape(prov['cpu'])}, INT8 GEMM path "
+                          f"{tex_escape(isa)}, {prov['threads']} threads); each step's notebook kernel "
+                          f"start-up is not counted."))
+
+
 def quantize_table(res: Results) -> Table:
     q = res.quantize
     rows = {}
