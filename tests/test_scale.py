@@ -140,7 +140,7 @@ def test_the_paper_section_uses_only_macros_the_builder_makes(root):
     assert load_config("base").compare_with == "default"
 
 
-def test_a_derived_result_of_other_files_is_refused_not_printed(root):
+def test_a_derived_result_of_other_files_is_refused_not_printed(root, capsys):
     """hostdrift.json / gradients.json are made by commands of their own, on the files of the run before them:
     after a rerun of the study they describe other files. The reader compares their SHA-256 with
     evaluate.json's and refuses a stale one with the file, the variant and the command to run."""
@@ -159,8 +159,16 @@ def test_a_derived_result_of_other_files_is_refused_not_printed(root):
     (cfg.results_dir / "gradients.json").write_text(json.dumps({"step": "gradients", "attributions": {}}))
     with pytest.raises(StaleResult, match="records no SHA-256"):
         Results(cfg).gradients
-    with pytest.raises(StaleResult):       # the report reads it too: it fails, it does not print old numbers
-        render_all(cfg)
+    # the report (and the notebooks' tables and macros) leaves them out and says how to remake them: it neither
+    # prints old numbers nor stops the study that a rerun on a fresh clone is (committed derived results go stale)
+    res = Results(cfg)
+    assert not res.has("hostdrift") and not res.has("gradients") and res.has("evaluate")
+    done = render_all(cfg)
+    assert "gradients_table" not in done and "paper_macros" in done
+    numbers = (cfg.tables_dir / "numbers.tex").read_text()
+    assert "Drift" not in numbers and "\\newcommand{\\Grad" not in numbers
+    out = capsys.readouterr().out
+    assert "make hostdrift PROFILE=default" in out and "records no SHA-256" in out
 
 
 def test_another_data_set_is_named_so_and_gets_its_own_macros(root):

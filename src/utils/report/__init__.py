@@ -142,6 +142,8 @@ def render_all(cfg: Config) -> list:
     for step in missing:
         if step == "seeds" or summary_only:    # a profile without seeds has no seeds.json; a summary, no steps
             continue
+        if (res.dir / f"{step}.json").is_file():     # there, but of other files than this run's: said by res.has
+            continue
         if step in OWN_COMMANDS:                # measured by a command of its own, not by paper-figures
             print(f"report: results/{cfg.name}/{step}.json not found (`make {step} PROFILE={cfg.name}` measures it); "
                   f"its {OWN_COMMANDS[step]} skipped")
