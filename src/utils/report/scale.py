@@ -60,11 +60,13 @@ def scale_record(res: Results) -> dict:
     r = {"model": model_name(c["model"]), "data": res.data["source"], "data_name": data_name(c["data"]),
          "n_classes": len(res.data["labels"]),
          "parameters": res.train_fp32["parameters"],
-         "layers": mc.get("num_hidden_layers"), "hidden": mc.get("hidden_size"),
          "max_length": c["model"]["max_length"], "n_train": res.data["splits"]["train"]["n"],
          "n_test": e["n_test"], "fp32_acc": ev[ref]["accuracy"], "fp32_acc_ci": ev[ref]["accuracy_ci"],
          "onnx_fp32_mb": ox, "min_int8_ratio": min(ratios.values()), "min_int8_ratio_file": min(ratios, key=ratios.get),
          "n_int8_files": len(ints), "train_minutes": res.train_fp32["train_seconds"] / 60}
+    # the architecture where it is known (a profile's record, or its checkpoint here); "--" in the table otherwise
+    r.update({k: mc[v] for k, v in (("layers", "num_hidden_layers"), ("hidden", "hidden_size"))
+              if mc.get(v) is not None})
     for key, n in (("dyn", DYN), ("qat", QAT), ("fp16", FP16)):
         if n in ev:
             r[f"{key}_diff"], r[f"{key}_diff_ci"] = ev[n]["accuracy_diff"], ev[n]["accuracy_diff_ci"]
@@ -138,7 +140,8 @@ ROWS = (
     ("ONNX FP32 file (MB)", "onnx_fp32_mb", lambda r: f"{r['onnx_fp32_mb']:.1f}"),
     ("smallest ratio, ONNX FP32 / INT8 file", "min_int8_ratio",
      lambda r: f"{_down(r['min_int8_ratio'])}x ({short(r['min_int8_ratio_file'])}, of {r['n_int8_files']})"),
-    ("Attention nodes fused by the optimizer", "attention_fused", lambda r: f"{r['attention_fused']} of {r['layers']}"),
+    ("Attention nodes fused by the optimizer", "attention_fused",
+     lambda r: f"{r['attention_fused']} of {r.get('layers', '--')}"),
     ("fastest INT8, batch 1", "best_int", lambda r: short(r["best_int"])),
     ("  its ms / ONNX FP32's ms", "best_int_ms", lambda r: f"{r['best_int_ms']:.1f} / {r['onnx_fp32_ms']:.1f}"),
     ("  speed-up over ONNX FP32", "best_int_vs_onnx", lambda r: f"{r['best_int_vs_onnx']:.2f}x"),
