@@ -82,8 +82,9 @@ class Memo:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         texts = [str(t) for t in texts]
-        new = [t for t in dict.fromkeys(texts) if t not in self._seen]
-        self.recalled += len(set(texts)) - len(new)
+        distinct = dict.fromkeys(texts)
+        new = [t for t in distinct if t not in self._seen]
+        self.recalled += len(distinct) - len(new)
         if new:
             self._seen.update(zip(new, self.predictor.predict_proba(new)))
         return np.stack([self._seen[t] for t in texts])

@@ -773,5 +773,5 @@ def _recalled_share(exps: dict, noise: dict, cross: dict, shap_exps: dict, shap_
     """Per variant, the share of the distinct texts its later runs asked for that its memory answered."""
     later = {n: [x for xs in [cross.get(n, []), shap_exps.get(n, [])] for x in xs] for n in exps}
     later[reference] += [x for xs in noise.values() for x in xs] + list(shap_noise)
-    return {n: sum(x.texts_recalled for x in xs) / sum(x.texts_evaluated for x in xs)
-            for n, xs in later.items() if xs and sum(x.texts_evaluated for x in xs)}
+    asked = {n: sum(x.texts_evaluated for x in xs) for n, xs in later.items()}
+    return {n: sum(x.texts_recalled for x in later[n]) / k for n, k in asked.items() if k}

@@ -16,8 +16,8 @@ from .. import variants as V
 from ..config import Config
 from ..provenance import read_json
 
-STEP_FILES = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain", "seeds", "sizes",
-              "hostdrift", "gradients")
+STUDY_STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
+STEP_FILES = (*STUDY_STEPS, "seeds", "sizes", "hostdrift", "gradients")
 
 
 # steps run on their own (not by `make paper-figures`) on files the study made: each records the SHA-256 of the
@@ -186,16 +186,20 @@ class Results:
         this = ER.summary(self.evaluate, data["splits"]["test"]["sha256"] if data else None)
         return ER.across_hosts(ER.read_runs(self.cfg), this) if ER.is_batch1(self.evaluate) else None
 
+    def study_provenance(self) -> Optional[dict]:
+        """step -> provenance of the study's eight steps where one commit wrote them all (one run of the study);
+        None where a step is missing or they come from several commits."""
+        if not all(self.has(s) for s in STUDY_STEPS):
+            return None
+        provs = {s: self.load(s)["provenance"] for s in STUDY_STEPS}
+        return provs if len({p["git"]["commit"] for p in provs.values()}) == 1 else None
+
     def step_seconds(self) -> Optional[dict]:
         """step -> the wall-clock seconds its provenance records (``write_result(started=...)``), for the eight
-        steps of one run of the study (one commit, one instruction set); None where a step is missing, records
-        no seconds (written before they were recorded) or comes from another run."""
-        steps = STEP_FILES[:8]
-        if not all(self.has(s) for s in steps):
-            return None
-        provs = {s: self.load(s)["provenance"] for s in steps}
-        if (any(p.get("seconds") is None for p in provs.values())
-                or len({p["git"]["commit"] for p in provs.values()}) != 1
+        steps of one run of the study on one instruction set; None where a step is missing, records no seconds
+        (written before they were recorded) or comes from another run."""
+        provs = self.study_provenance()
+        if (provs is None or any(p.get("seconds") is None for p in provs.values())
                 or len({tuple((p.get("cpu_isa") or {}).get("features", ())) for p in provs.values()}) != 1):
             return None
         return {s: float(p["seconds"]) for s, p in provs.items()}

@@ -36,12 +36,10 @@ def _int8_files(ev: dict) -> list:
 def study_minutes(res: Results) -> Optional[float]:
     """Wall-clock minutes from the data step's record to the explanation step's, where one commit of a clean
     tree wrote every step (one run of the study); None where the steps come from different runs."""
-    steps = ["data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain"]
-    if not all(res.has(s) for s in steps):
+    run = res.study_provenance()
+    if run is None or any(p["git"].get("dirty") for p in run.values()):
         return None
-    provs = [res.load(s)["provenance"] for s in steps]
-    if len({p["git"]["commit"] for p in provs}) != 1 or any(p["git"].get("dirty") for p in provs):
-        return None
+    provs = list(run.values())
     t0, t1 = (datetime.fromisoformat(provs[i]["date"]) for i in (0, -1))
     return (t1 - t0).total_seconds() / 60
 
