@@ -83,6 +83,9 @@ data-package: | $(STAMP)
 PROC := data/processed/$(RUN)
 ART  := artifacts/$(RUN)
 PRE  := build/$(P).preflight
+# the artifacts the steps after QAT and quantization wait for: the QAT step's mark (written with or without QAT,
+# qat.enabled) and a file every profile's quantize step builds
+QUANT := $(ART)/onnx/int8-dynamic.onnx
 
 # before a profile's steps (order-only: it never reruns a step): the profile, its variant names, data and
 # model checked in seconds; a bad one stops here with one line and exit status 2
@@ -99,28 +102,28 @@ $(RES)/train_fp32.json $(ART)/fp32/model.safetensors &: notebooks/02_train_fp32.
 		$(PROC)/test.csv $(CFG) $(CORE) $(LIB)/training.py $(LIB)/modeling.py | $(STAMP) $(PRE)
 	$(call notebook,02_train_fp32)
 
-$(RES)/train_qat.json $(ART)/qat/model.safetensors &: notebooks/03_train_qat.ipynb $(RES)/train_fp32.json \
+$(RES)/train_qat.json $(ART)/train_qat.done &: notebooks/03_train_qat.ipynb $(RES)/train_fp32.json \
 		$(ART)/fp32/model.safetensors $(CFG) $(CORE) $(LIB)/qat.py $(LIB)/training.py | $(STAMP) $(PRE)
 	$(call notebook,03_train_qat)
 
 $(RES)/export.json $(ART)/onnx/fp32.onnx &: notebooks/04_export_onnx.ipynb $(RES)/train_qat.json \
-		$(ART)/qat/model.safetensors $(CFG) $(CORE) $(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP) $(PRE)
+		$(ART)/train_qat.done $(CFG) $(CORE) $(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP) $(PRE)
 	$(call notebook,04_export_onnx)
 
-$(RES)/quantize.json $(ART)/onnx/int8-qat.onnx &: notebooks/05_quantize.ipynb $(RES)/export.json \
+$(RES)/quantize.json $(QUANT) &: notebooks/05_quantize.ipynb $(RES)/export.json \
 		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
 	$(call notebook,05_quantize)
 
-$(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
+$(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(QUANT) $(CFG) $(CORE) \
 		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py $(LIB)/qat.py | $(STAMP) $(PRE)
 	$(call notebook,06_evaluate)
 
-$(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
+$(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(QUANT) $(CFG) $(CORE) \
 		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
 	$(call notebook,07_benchmark)
 
 # LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
-$(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(ART)/onnx/int8-qat.onnx $(CFG) $(CORE) \
+$(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(QUANT) $(CFG) $(CORE) \
 		$(LIB)/explain.py $(LIB)/predict.py | $(STAMP) $(PRE)
 	$(call notebook,08_explain)
 
@@ -139,7 +142,7 @@ sizes: $(RES)/sizes.json
 # why INT8 predictions move with the CPU (src/utils/hostdrift.py): the 16-bit pair sums an AVX2 host would clip
 # in the dynamic INT8 files, and the predictions a last-bit perturbation moves, FP32 beside INT8; after the
 # quantize step; not part of paper-figures (a few minutes on the default)
-$(RES)/hostdrift.json: $(RES)/quantize.json $(ART)/onnx/int8-qat.onnx $(PROC)/test.csv $(CFG) $(CORE) \
+$(RES)/hostdrift.json: $(RES)/quantize.json $(QUANT) $(PROC)/test.csv $(CFG) $(CORE) \
 		$(LIB)/hostdrift.py $(LIB)/quantize.py $(LIB)/predict.py | $(STAMP) $(PRE)
 	$(BIN)/python -m utils.hostdrift '$(PROFILE_ARG)'
 

@@ -39,7 +39,11 @@ class DataConfig:
     text_column: str = "text"
     label_column: str = "label"
     group_column: Optional[str] = None  # rows sharing a group never straddle two splits
-    labels: Optional[list] = None     # class names in index order; None: inferred, sorted
+    labels: Optional[list] = None     # class names in index order; None: inferred, sorted. With a fine-tuned
+                                      # checkpoint (model.finetuned) its id2label decides the order: give
+                                      # data.labels only for generic names (LABEL_0, ...), in its index order
+    label_map: Optional[dict] = None  # data label value -> class name (e.g. {pos: positive}), applied first:
+                                      # data spelled differently from the checkpoint's id2label
     train_fraction: float = 0.7
     validation_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -57,6 +61,9 @@ class ModelConfig:
                                       # (an unknown name: the first step's check_profile, or preflight, says so)
     name_or_path: Optional[str] = None
     revision: Optional[str] = None
+    finetuned: bool = False           # local / hub: a finished classifier, adopted as the FP32 reference as it
+                                      # is (byte-identical weights, its id2label decides the classes, no FP32
+                                      # training); false: a backbone the study fine-tunes with a new head
     max_length: int = 64              # the 95th percentile snippet of the default data is ~40 tokens
 
 
@@ -74,6 +81,7 @@ class TrainConfig:
 
 @dataclass
 class QATConfig:
+    enabled: bool = True              # false: no QAT and no control; their variants leave every step (PTQ only)
     epochs: int = 1                   # QAT fine-tunes the FP32 checkpoint
     learning_rate: float = 2.0e-5
     batch_size: int = 32
@@ -114,6 +122,9 @@ class EvalConfig:
     bootstrap: int = 1000
     confidence: float = 0.95
     latency_examples: int = 200       # batch-1 latency over this many test texts, variants interleaved
+    allow_chance: bool = False        # the evaluation fails where the FP32 reference scores at or below the
+                                      # majority class on the test split (a label-order or column mistake, an
+                                      # untrained model); true: report it anyway
 
 
 @dataclass
@@ -368,6 +379,9 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     if typ is list or origin is list:
         if isinstance(value, list):
             return list(value)
+    if typ is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
     if typ is Any:
         return value
     raise ConfigError(f"{where} = {value!r}: expected {getattr(typ, '__name__', typ)}")
@@ -427,6 +441,16 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"data split fractions must be positive and sum to 1, got {fr}")
     if d.labels is not None and len(set(map(str, d.labels))) < 2:
         raise ConfigError(f"data.labels must name at least two distinct classes, got {d.labels}")
+    if d.labels is not None and len(set(map(str, d.labels))) != len(d.labels):
+        raise ConfigError(f"data.labels names a class twice: {d.labels}")
+    if d.label_map is not None:
+        scalar = (str, int)
+        bad = {k: v for k, v in d.label_map.items() if not isinstance(k, scalar) or not isinstance(v, scalar)
+               or isinstance(k, bool) or isinstance(v, bool) or str(v).strip() == ""}
+        if not d.label_map or bad:
+            raise ConfigError(f"data.label_map must map data label values to class names (text or integers), "
+                              f"e.g. {{pos: positive}}; got {d.label_map}")
+        d.label_map = {str(k): str(v) for k, v in d.label_map.items()}
     m = cfg.model
     if m.source not in ("packaged", "local", "hub"):
         raise ConfigError(f"model.source must be packaged, local or hub, got {m.source!r}")
@@ -466,6 +490,10 @@ def _validate(cfg: Config) -> None:
     for k, v in (("train.warmup_ratio", cfg.train.warmup_ratio), ("qat.warmup_ratio", cfg.qat.warmup_ratio)):
         if not 0 <= v < 1:
             raise ConfigError(f"{k} must be in [0, 1), got {v}")
+    if m.finetuned and m.source == "packaged":
+        raise ConfigError("model.finetuned is true but model.source is 'packaged', a backbone without a trained "
+                          "classification head; set model.source: local (a folder) or hub (a model id) with "
+                          "model.name_or_path naming your fine-tuned classifier")
     if m.source != "packaged" and not m.name_or_path:
         raise ConfigError(f"model.source is {m.source!r} but model.name_or_path is not set")
     if m.max_length < 8:

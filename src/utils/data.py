@@ -51,6 +51,7 @@ class Dataset:
     splits: dict            # split name -> DataFrame(text, label[, group])
     labels: list            # class names, index order
     source: str             # human-readable origin
+    label_source: str = "sorted data values"   # what decided the class order (``class_order``)
 
 
 # --------------------------------------------------------------------------- sources
@@ -133,9 +134,61 @@ def load_hub(dc: DataConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# --------------------------------------------------------------------------- labels
+def map_labels(raw: pd.Series, dc: DataConfig, origin: str) -> pd.Series:
+    """The label column with ``data.label_map`` applied (data value -> class name, compared as text); a key the
+    column never holds is an error (a typo would otherwise map nothing)."""
+    if not dc.label_map:
+        return raw
+    as_str = raw.astype(str)
+    unused = sorted(set(dc.label_map) - set(as_str))
+    if unused:
+        raise DataError(f"{origin}: data.label_map maps {unused}, which label column {dc.label_column!r} never holds; "
+                        f"its values are {sorted(set(as_str))[:20]}")
+    return as_str.map(lambda v: dc.label_map.get(v, v))
+
+
+def checkpoint_classes(values: set, dc: DataConfig, ck, origin: str) -> list:
+    """The class names, in the index order of a fine-tuned checkpoint ``ck`` (``modeling.CheckpointLabels``),
+    that the data's label values (``values``, text, after ``data.label_map``) are matched to by name,
+    case-sensitive. Every mismatch is one error naming both sides and the fix."""
+    names = list(ck.names)
+    shown = "{" + ", ".join(f"{i}: {n}" for i, n in enumerate(names)) + "}"
+    if ck.generic:
+        if dc.labels is None:
+            raise DataError(f"the checkpoint {ck.model} names its classes generically, id2label {shown}, which says "
+                            f"nothing of which class is which: give data.labels, the data's label values in the "
+                            f"checkpoint's index order (index 0 first), e.g. data.labels: "
+                            f"{sorted(values)[:len(names)]} if that is the order it was trained with")
+        given = [str(x) for x in dc.labels]
+        if len(given) != len(names):
+            raise DataError(f"data.labels names {len(given)} classes {given}, but the checkpoint {ck.model} has "
+                            f"{len(names)}, id2label {shown}; a fine-tuned classifier is studied on data of its own "
+                            f"classes")
+        names = given
+    elif dc.labels is not None and [str(x) for x in dc.labels] != names:
+        raise DataError(f"data.labels {list(dc.labels)} contradicts the checkpoint's id2label {shown} ({ck.model}): "
+                        f"with model.finetuned the checkpoint's order decides the class indices; remove data.labels "
+                        f"(and map data values spelled differently with data.label_map)")
+    unknown, unused = sorted(values - set(names)), sorted(set(names) - values)
+    if unknown or unused:
+        count = (f" The data has {len(values)} classes and the checkpoint {len(names)}: a fine-tuned classifier is "
+                 f"studied on data of its own classes (set model.finetuned: false to fine-tune a new head "
+                 f"instead)." if len(values) != len(names) else "")
+        fix = (f" If the data spells the classes differently, map them: data.label_map: "
+               f"{{{', '.join(f'{u}: <one of {names}>' for u in unknown[:3])}}}." if unknown else "")
+        raise DataError(f"{origin}: the labels of column {dc.label_column!r} do not match the checkpoint's classes by "
+                        f"name (case-sensitive). In the data, not in the checkpoint: {unknown or 'none'}; in the "
+                        f"checkpoint, never in the data: {unused or 'none'}. Data labels: {sorted(values)}; "
+                        f"checkpoint {ck.model}: id2label {shown}.{count}{fix}")
+    return names
+
+
 # --------------------------------------------------------------------------- validation
-def validate(df: pd.DataFrame, dc: DataConfig, origin: str) -> tuple[pd.DataFrame, list]:
-    """Check columns, texts and labels; return (text, label index[, group]) and class names."""
+def validate(df: pd.DataFrame, dc: DataConfig, origin: str, checkpoint=None) -> tuple[pd.DataFrame, list]:
+    """Check columns, texts and labels; return (text, label index[, group]) and class names. ``checkpoint``
+    (``modeling.CheckpointLabels`` of a fine-tuned classifier): its classes decide the indices, the data's
+    labels are matched to them by name (``checkpoint_classes``)."""
     for role, col in (("text", dc.text_column), ("label", dc.label_column), ("group", dc.group_column)):
         if col is not None and col not in df.columns:
             raise DataError(f"{origin}: {role} column {col!r} not found; columns are {list(df.columns)}")
@@ -152,14 +205,18 @@ def validate(df: pd.DataFrame, dc: DataConfig, origin: str) -> tuple[pd.DataFram
         rows = list(df.index[raw.isna()][:5])
         raise DataError(f"{origin}: {int(raw.isna().sum())} missing label(s) in column "
                         f"{dc.label_column!r} (first rows: {rows})")
-    labels = [str(x) for x in dc.labels] if dc.labels is not None else sorted(raw.astype(str).unique())
+    raw = map_labels(raw, dc, origin)
+    if checkpoint is not None:
+        labels = checkpoint_classes(set(raw.astype(str)), dc, checkpoint, origin)
+    else:
+        labels = [str(x) for x in dc.labels] if dc.labels is not None else sorted(raw.astype(str).unique())
     if len(labels) < 2:
         raise DataError(f"{origin}: label column {dc.label_column!r} has a single class {labels}")
     index = {name: i for i, name in enumerate(labels)}
     as_str = raw.astype(str)
     if as_str.isin(index).all():
         y = as_str.map(index)
-    elif pd.api.types.is_integer_dtype(raw) and raw.between(0, len(labels) - 1).all():
+    elif checkpoint is None and pd.api.types.is_integer_dtype(raw) and raw.between(0, len(labels) - 1).all():
         y = raw.astype(int)            # integer class indices into the configured names
     else:
         outside = sorted(set(as_str[~as_str.isin(index)]))[:5]
@@ -218,8 +275,17 @@ def make_splits(df: pd.DataFrame, dc: DataConfig, seed: int) -> dict:
     return out
 
 
-def load_dataset(cfg: Config) -> Dataset:
-    """Load, validate, deduplicate, subsample and split the configured data."""
+def class_order(cfg: Config, checkpoint=None) -> str:
+    """What decides the class indices: a fine-tuned checkpoint's id2label, data.labels, or the sorted values."""
+    if checkpoint is not None:
+        return (f"data.labels, in the index order of the checkpoint's generic id2label ({', '.join(checkpoint.names)})"
+                if checkpoint.generic else "the fine-tuned checkpoint's id2label, matched to the data by name")
+    return "data.labels" if cfg.data.labels is not None else "sorted data values"
+
+
+def load_dataset(cfg: Config, checkpoint=None) -> Dataset:
+    """Load, validate, deduplicate, subsample and split the configured data. ``checkpoint``: the classes of a
+    fine-tuned classifier (``modeling.CheckpointLabels``), which decide the class indices."""
     dc = cfg.data
     if dc.source == "packaged" and dc.packaged is not None:     # a set of packaged_data's registry
         pset = PD.get(dc.packaged)
@@ -231,7 +297,7 @@ def load_dataset(cfg: Config) -> Dataset:
         dc = DataConfig(source="packaged", packaged=pset.name, text_column=pset.text_column,
                         label_column=pset.label_column, group_column=pset.group_column, labels=list(pset.labels),
                         train_fraction=dc.train_fraction, validation_fraction=dc.validation_fraction,
-                        test_fraction=dc.test_fraction, max_examples=dc.max_examples)
+                        test_fraction=dc.test_fraction, max_examples=dc.max_examples, label_map=dc.label_map)
     elif dc.source == "packaged":
         raw, pdc = load_packaged()
         origin = str(packaged_path())
@@ -240,7 +306,7 @@ def load_dataset(cfg: Config) -> Dataset:
         # a profile may still subsample or change fractions
         pdc.train_fraction, pdc.validation_fraction, pdc.test_fraction = (
             dc.train_fraction, dc.validation_fraction, dc.test_fraction)
-        pdc.max_examples = dc.max_examples
+        pdc.max_examples, pdc.label_map = dc.max_examples, dc.label_map
         dc = pdc
     elif dc.source == "file":
         path = Path(dc.path)
@@ -250,10 +316,13 @@ def load_dataset(cfg: Config) -> Dataset:
     else:
         raw, origin = load_hub(dc), f"hub dataset {dc.name}"
         recorded = origin
-    df, labels = validate(raw, dc, origin)
+    if checkpoint is not None and cfg.data.source == "packaged":   # the package's own order yields to the model's
+        dc = DataConfig(**{**dc.__dict__, "labels": None})
+    df, labels = validate(raw, dc, origin, checkpoint)
     df = df.drop_duplicates("text").reset_index(drop=True)
     df = _subsample(df, dc.max_examples, cfg.data_seed)
-    return Dataset(splits=make_splits(df, dc, cfg.data_seed), labels=labels, source=recorded)
+    return Dataset(splits=make_splits(df, dc, cfg.data_seed), labels=labels, source=recorded,
+                   label_source=class_order(cfg, checkpoint))
 
 
 # --------------------------------------------------------------------------- files

@@ -92,3 +92,24 @@ def evaluate_variants(y: np.ndarray, preds: dict, reference: str, reps: int = 10
     idx = bootstrap_indices(len(y), reps, seed)
     return {name: score(y, p, idx, confidence, None if name == reference else preds[reference])
             for name, p in preds.items()}
+
+
+class ChanceError(ValueError):
+    """The FP32 reference scores no better than always answering the majority class."""
+
+
+def chance_check(accuracy: float, majority: float, labels: list, reference: str, allowed: bool) -> dict:
+    """The floor no result passes silently: ``reference``'s test accuracy at or below the majority class's share
+    raises ``ChanceError`` naming the likely causes, unless ``allowed`` (``eval.allow_chance``); the record says
+    which."""
+    at_chance = bool(accuracy <= majority)
+    if at_chance and not allowed:
+        raise ChanceError(
+            f"the FP32 reference {reference} scores {100 * accuracy:.1f}% on the test split, no better than always "
+            f"answering the majority class ({100 * majority:.1f}%): its numbers would mean nothing. Likely causes: "
+            f"the class order (a fine-tuned checkpoint's id2label against the data's labels {labels}: set "
+            f"model.finetuned: true so labels are matched by name, or check data.labels / data.label_map), the wrong "
+            f"text or label column (data.text_column, data.label_column), or a model that has not learned (more "
+            f"epochs, another learning rate). To report it anyway, set eval.allow_chance: true")
+    return {"reference_accuracy": float(accuracy), "majority_class_accuracy": float(majority),
+            "at_or_below_chance": at_chance, "allowed": bool(allowed)}

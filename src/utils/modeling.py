@@ -13,21 +13,32 @@ Weights are only ever read from safetensors; remote code is never trusted.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import random
+import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+from huggingface_hub import snapshot_download
 from safetensors import safe_open
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from . import packaged as PK
 from .config import Config, ModelConfig
-from .provenance import atomic_path
+from .provenance import atomic_path, sha256
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+# what a fine-tuned checkpoint folder brings besides its weights: config and tokenizer (never pickles or code)
+CHECKPOINT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                    "vocab.json", "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model",
+                    "tokenizer.model", "sentencepiece.model")
+HEAD_MODULES = ("classifier", "pre_classifier", "score")   # a sequence-classification head's top-level modules
+GENERIC_LABEL = re.compile(r"LABEL_\d+")
 
 
 class ModelError(ValueError):
@@ -96,6 +107,109 @@ def model_source(mc: ModelConfig, root: Optional[str] = None) -> tuple[str, dict
     return mc.name_or_path, ({"revision": mc.revision} if mc.revision else {})
 
 
+def model_folder(mc: ModelConfig, root: Optional[str] = None) -> Path:
+    """The folder holding the configured model's files: the packaged or local folder, or for a hub id its
+    snapshot in the Hugging Face cache (downloaded where there is a network; with ``HF_HUB_OFFLINE=1`` the
+    cache alone). Only the config, safetensors weights and tokenizer files are fetched."""
+    if mc.source != "hub":
+        return Path(model_source(mc, root)[0])
+    try:
+        path = snapshot_download(mc.name_or_path, revision=mc.revision,
+                                 allow_patterns=[*CHECKPOINT_FILES, "*.safetensors", "model.safetensors.index.json"])
+    except Exception as e:  # noqa: BLE001 - the hub client raises many types; name the model
+        raise ModelError(f"cannot fetch hub model {mc.name_or_path!r}"
+                         f"{f' at revision {mc.revision!r}' if mc.revision else ''}: {type(e).__name__}: {e}") from None
+    return check_model_dir(path)
+
+
+@dataclass(frozen=True)
+class CheckpointLabels:
+    """What a checkpoint says of its classes: ``names`` in index order (its ``id2label``), whether they are
+    generic (``LABEL_0`` ...: transformers' placeholders, which say nothing of the classes), and whether its
+    weights carry a classification head (``head``: the head's tensor names, empty if none)."""
+    model: str
+    names: tuple
+    head: tuple
+
+    @property
+    def generic(self) -> bool:
+        return all(GENERIC_LABEL.fullmatch(n) for n in self.names)
+
+
+def weight_names(folder: str | os.PathLike) -> list:
+    """The tensor names of a folder's safetensors weights (one file or the shards of an index)."""
+    folder = Path(folder)
+    index = folder / WEIGHT_FILES[1]
+    if index.is_file() and not (folder / WEIGHT_FILES[0]).is_file():
+        return sorted(json.loads(index.read_text())["weight_map"])
+    with safe_open(str(folder / WEIGHT_FILES[0]), framework="pt") as h:
+        return list(h.keys())
+
+
+def checkpoint_labels(mc: ModelConfig, root: Optional[str] = None) -> CheckpointLabels:
+    """The configured checkpoint's classes (``config.json``'s ``id2label``) and its head, read without loading
+    the model."""
+    folder = model_folder(mc, root)
+    try:
+        hf = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot read {folder / 'config.json'}: {type(e).__name__}: {e}") from None
+    id2label = {int(k): str(v) for k, v in (hf.id2label or {}).items()}
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ModelError(f"{folder / 'config.json'}: id2label keys must be 0..n-1, got {sorted(id2label)}")
+    head = tuple(n for n in weight_names(folder) if _head_tensor(n))
+    return CheckpointLabels(str(folder), tuple(id2label[i] for i in range(len(id2label))), head)
+
+
+def reference_classes(mc: ModelConfig, root: Optional[str] = None) -> Optional[CheckpointLabels]:
+    """A fine-tuned checkpoint's classes (``model.finetuned``), checked to come with a trained head of as
+    many classes; None for a backbone the study fine-tunes."""
+    if not mc.finetuned:
+        return None
+    ck = checkpoint_labels(mc, root)
+    if not ck.head:
+        raise ModelError(f"model.finetuned is true but {ck.model} has no classification head in its weights (no "
+                         f"{'/'.join(HEAD_MODULES)} tensors): it is a backbone; set model.finetuned: false to "
+                         f"fine-tune it")
+    rows, f = set(), Path(ck.model) / WEIGHT_FILES[0]
+    if f.is_file():   # the output layer's rows (not a dense layer before it)
+        with safe_open(str(f), framework="pt") as h:
+            rows = {h.get_slice(n).get_shape()[0] for n in ck.head if n.endswith("weight")
+                    and n.split(".")[0] in ("classifier", "score") and n.split(".")[-2:-1] != ["dense"]}
+    if rows and len(ck.names) not in rows:
+        raise ModelError(f"{ck.model}: config.json's id2label names {len(ck.names)} classes but the head's output "
+                         f"layer has {sorted(rows)} rows; the config does not describe these weights")
+    return ck
+
+
+def _head_tensor(name: str) -> bool:
+    parts = name.split(".")
+    return parts[0] in HEAD_MODULES
+
+
+def adopt_checkpoint(mc: ModelConfig, out_dir: str | os.PathLike, root: Optional[str] = None) -> dict:
+    """Copy a fine-tuned checkpoint into ``out_dir`` as it is (atomically): its safetensors weights and config
+    byte for byte, its tokenizer files; never pickles or code. Returns {file: (sha256 of the input, of the copy)}
+    and the folder it came from."""
+    folder = model_folder(mc, root)
+    check_weights(folder)
+    if not (folder / WEIGHT_FILES[0]).is_file():
+        raise ModelError(f"{folder}: a sharded checkpoint ({WEIGHT_FILES[1]}) cannot be adopted as one file; save "
+                         f"it again with save_pretrained(..., max_shard_size='2GB') or larger, so that "
+                         f"model.safetensors holds every tensor")
+    files = [f for f in (WEIGHT_FILES[0], *CHECKPOINT_FILES) if (folder / f).is_file()]
+    if not any(f.startswith(("tokenizer", "vocab", "spiece", "sentencepiece")) for f in files):
+        raise ModelError(f"{folder}: no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt ...); "
+                         f"save the tokenizer beside the model (tokenizer.save_pretrained(folder))")
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(folder / f, Path(tmp) / f)     # follows the hub cache's symlinks to the blobs
+    return {"from": str(folder), "files": {f: {"input_sha256": sha256(folder / f), "sha256": sha256(out_dir / f)}
+                                           for f in files}}
+
+
 def load_tokenizer(src: str, **kw):
     try:
         return AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kw)
@@ -121,14 +235,59 @@ def _load_model(src: str, attn: str = "sdpa", **kw):
 
 
 def build_classifier(cfg: Config, labels: list, attn: str = "sdpa"):
-    """Backbone from the configured source + a freshly initialised (seeded) head."""
+    """Backbone from the configured source + a new, seeded classification head for ``labels``: (model,
+    tokenizer). See ``new_classifier`` for what happens to a head the checkpoint already carries."""
+    model, tok, _ = new_classifier(cfg, labels, attn)
+    return model, tok
+
+
+def new_classifier(cfg: Config, labels: list, attn: str = "sdpa"):
+    """Backbone from the configured source + a new, seeded classification head for ``labels``: (model,
+    tokenizer, what became of the checkpoint's own head).
+
+    A head the checkpoint carries is never kept here: one of another class count is replaced (transformers'
+    size mismatch), and one of the same count is initialised anew as well, since its rows follow the
+    checkpoint's own class order, not ``labels``. To study a fine-tuned classifier as it is, its head
+    included, a profile sets ``model.finetuned: true`` (``adopt_checkpoint``)."""
     src, kw = model_source(cfg.model, cfg.root)
     set_seed(cfg.seed)
     tok = load_tokenizer(src, **kw)
-    model = _load_model(src, attn=attn, num_labels=len(labels), ignore_mismatched_sizes=True,
-                        id2label={i: str(n) for i, n in enumerate(labels)},
-                        label2id={str(n): i for i, n in enumerate(labels)}, **kw)
-    return model, tok
+    model, info = _load_model(src, attn=attn, num_labels=len(labels), ignore_mismatched_sizes=True,
+                              id2label={i: str(n) for i, n in enumerate(labels)},
+                              label2id={str(n): i for i, n in enumerate(labels)}, output_loading_info=True, **kw)
+    head = [n for n, _ in model.named_parameters() if _head_tensor(n)]
+    mismatched = {k[0] if isinstance(k, (tuple, list)) else k for k in info.get("mismatched_keys") or []}
+    loaded = [n for n in head if n not in set(info.get("missing_keys") or []) | mismatched]
+    if set(head) & mismatched:
+        note = {"head": "replaced", "why": f"the checkpoint's head has another number of classes than the data's "
+                                           f"{len(labels)}: a new head"}
+        print(f"note: {note['why']}")
+    elif not loaded:
+        note = {"head": "new", "why": "the checkpoint has no classification head"}
+    else:
+        set_seed(cfg.seed)
+        for name, module in model.named_modules():
+            if name.split(".")[0] in HEAD_MODULES and not list(module.children()):
+                _reset(module, model.config)
+        note = {"head": "reinitialised", "why": (
+            f"the checkpoint carries a trained {len(labels)}-class head ({', '.join(loaded)}); the study fine-tunes "
+            f"a backbone with a new head, so it was initialised anew. To study the checkpoint as it is, head "
+            f"included, set model.finetuned: true")}
+        print(f"note: {note['why']}")
+    return model, tok, note
+
+
+def _reset(module, config) -> None:
+    """A head layer initialised as transformers initialises a new one (normal weights, zero bias)."""
+    std = getattr(config, "initializer_range", 0.02)
+    with torch.no_grad():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.normal_(mean=0.0, std=std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, torch.nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | os.PathLike) -> Path:

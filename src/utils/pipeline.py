@@ -9,6 +9,8 @@ live in ``bench``, ``ort_inspect``, ``evaluate`` and ``explain``, which never im
 from __future__ import annotations
 
 import copy
+import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -43,7 +45,7 @@ from .provenance import (
     write_json,
     write_result,
 )
-from .training import fine_tune
+from .training import evaluate_split, fine_tune
 from .variants import REFERENCE, checkpoint_dir, make_predictor, onnx_path, read_qat_scales
 
 STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
@@ -53,7 +55,8 @@ STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "b
 def run_data(cfg: Config, progress: bool = True) -> dict:
     started = time.perf_counter()
     V.check_profile(cfg)
-    ds = D.load_dataset(cfg)
+    ck = M.reference_classes(cfg.model, cfg.root)      # a fine-tuned classifier's classes decide the indices
+    ds = D.load_dataset(cfg, checkpoint=ck)
     splits = D.save_splits(ds, cfg.processed_dir)
     for sp in splits.values():     # recorded relative to the repository, not this machine's folders
         sp["path"] = repo_relative(sp["path"], cfg.root)
@@ -70,7 +73,8 @@ def run_data(cfg: Config, progress: bool = True) -> dict:
         }
     total = sum(s["n"] for s in splits.values())
     payload = {
-        "source": ds.source, "labels": ds.labels, "n_examples": total, "splits": splits,
+        "source": ds.source, "labels": ds.labels, "label_order": ds.label_source, "label_map": cfg.data.label_map,
+        **({"checkpoint_id2label": list(ck.names)} if ck is not None else {}), "n_examples": total, "splits": splits,
         "group_overlap": D.group_overlap(ds.splits), "token_lengths": lengths,
         "max_length": cfg.model.max_length,
         "majority_class_test_accuracy": max(splits["test"]["class_counts"].values()) / splits["test"]["n"],
@@ -88,19 +92,70 @@ ARCHITECTURE_KEYS = ("model_type", "num_hidden_layers", "hidden_size", "num_atte
                      "vocab_size", "max_position_embeddings")   # recorded, so a report needs no checkpoint
 
 
+# the train settings each use of the FP32 step reads: with an adopted checkpoint (model.finetuned) only QAT's
+# reuse remains, and none without QAT
+TRAIN_USED_BY_QAT = ("weight_decay", "patience", "max_grad_norm", "group_by_length")
+
+
+def unused_train_settings(cfg: Config) -> dict:
+    """``train`` settings the run never reads because the FP32 model was adopted, not trained."""
+    if not cfg.model.finetuned:
+        return {}
+    keep = TRAIN_USED_BY_QAT if cfg.qat.enabled else ()
+    return {f"train.{k}": v for k, v in dataclasses.asdict(cfg.train).items() if k not in keep}
+
+
 def run_train_fp32(cfg: Config, progress: bool = True) -> dict:
+    """The FP32 reference: the configured backbone fine-tuned with a new head, or (``model.finetuned``) the
+    user's classifier adopted as it is: its files copied byte for byte, its validation accuracy measured."""
     started = time.perf_counter()
     splits = D.load_splits(cfg)
     labels = labels_of(cfg)
-    model, tok = M.build_classifier(cfg, labels, attn="sdpa")
+    if cfg.model.finetuned:
+        return _adopt_fp32(cfg, splits, labels, started, progress)
+    model, tok, head = M.new_classifier(cfg, labels, attn="sdpa")
     t0 = time.perf_counter()
     hist = fine_tune(model, tok, splits["train"], splits["validation"], cfg.train, cfg.model.max_length,
                      cfg.seed, threads=cfg.threads, progress=progress, eval_batch_size=cfg.eval.batch_size)
     seconds = time.perf_counter() - t0
     out = M.save_checkpoint(model, tok, checkpoint_dir(cfg))
-    payload = {**hist, "train_seconds": seconds, "n_train": len(splits["train"]),
+    payload = {**hist, "origin": "fine-tuned by the study", **head, "train_seconds": seconds,
+               "n_train": len(splits["train"]),
                "n_validation": len(splits["validation"]), "parameters": M.count_parameters(model),
                "checkpoint": str(out.relative_to(cfg.root)),
+               "checkpoint_mb": M.file_size_mb(out / "model.safetensors"),
+               "checkpoint_sha256": sha256(out / "model.safetensors"),
+               "architecture": {k: getattr(model.config, k) for k in ARCHITECTURE_KEYS if hasattr(model.config, k)}}
+    write_result(cfg, "train_fp32", payload, started=started)
+    return payload
+
+
+def _adopt_fp32(cfg: Config, splits: dict, labels: list, started: float, progress: bool) -> dict:
+    out = checkpoint_dir(cfg)
+    copied = M.adopt_checkpoint(cfg.model, out, cfg.root)
+    model, tok = M.load_checkpoint(out, attn="sdpa")
+    have = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    ck = M.reference_classes(cfg.model, cfg.root)
+    if (have if not ck.generic else labels) != labels:    # the data step matched the data to these names
+        raise M.ModelError(f"the adopted checkpoint's classes {have} are not the data step's {labels}: rerun the "
+                           f"data step (the checkpoint changed since)")
+    val = evaluate_split(model, tok, splits["validation"], cfg.model.max_length, cfg.eval.batch_size)
+    weights = copied["files"][M.WEIGHT_FILES[0]]
+    unused = unused_train_settings(cfg)
+    if unused:
+        print(f"adopted the fine-tuned checkpoint {copied['from']} as it is (no FP32 training); unused settings: "
+              + ", ".join(f"{k}={v}" for k, v in unused.items()))
+    payload = {"origin": "adopted: fine-tuned elsewhere, taken as it is (model.finetuned)",
+               "adopted": {"from": repo_relative(copied["from"], cfg.root) if cfg.model.source == "local"
+                           else f"hub:{cfg.model.name_or_path}" + (f"@{cfg.model.revision}" if cfg.model.revision
+                                                                   else ""),
+                           "files": copied["files"], "input_sha256": weights["input_sha256"],
+                           "byte_identical": all(f["input_sha256"] == f["sha256"] for f in copied["files"].values()),
+                           "id2label": have},
+               "unused_settings": unused, "history": [], "best_epoch": None, "best_val_accuracy": val["accuracy"],
+               "val_macro_f1": val["macro_f1"], "stopped_early": False, "steps_per_epoch": None,
+               "train_seconds": 0.0, "n_train": len(splits["train"]), "n_validation": len(splits["validation"]),
+               "parameters": M.count_parameters(model), "checkpoint": str(out.relative_to(cfg.root)),
                "checkpoint_mb": M.file_size_mb(out / "model.safetensors"),
                "checkpoint_sha256": sha256(out / "model.safetensors"),
                "architecture": {k: getattr(model.config, k) for k in ARCHITECTURE_KEYS if hasattr(model.config, k)}}
@@ -112,8 +167,11 @@ def run_train_fp32(cfg: Config, progress: bool = True) -> dict:
 def run_train_qat(cfg: Config, progress: bool = True) -> dict:
     """Fine-tune the FP32 checkpoint with fake quantizers that simulate the deployed INT8
     arithmetic (see qat.py); save the weights (fake quantizers stripped) and the learned
-    activation scales, plus the whole fake-quant state as the seed study would have saved it."""
+    activation scales, plus the whole fake-quant state as the seed study would have saved it. With
+    ``qat.enabled`` false: nothing trained, a record saying so (post-training quantization only)."""
     started = time.perf_counter()
+    if not cfg.qat.enabled:
+        return _skip_qat(cfg, started)
     splits = D.load_splits(cfg)
     model, tok = M.load_checkpoint(checkpoint_dir(cfg), attn="eager")
     QA.prepare_qat(model, cfg.qat.averaging_constant)
@@ -150,6 +208,28 @@ def run_train_qat(cfg: Config, progress: bool = True) -> dict:
                "checkpoint_sha256": sha256(out / "model.safetensors"),
                **({"control": control} if control else {})}
     write_result(cfg, "train_qat", payload, started=started)
+    _qat_done(cfg)
+    return payload
+
+
+def _qat_done(cfg: Config) -> None:
+    """The QAT step's mark in artifacts/ (what ``make`` waits for, with or without QAT)."""
+    write_json(cfg.artifacts_dir / "train_qat.done", {"qat": cfg.qat.enabled})
+
+
+def _skip_qat(cfg: Config, started: float) -> dict:
+    unused = {f"qat.{k}": v for k, v in dataclasses.asdict(cfg.qat).items() if k != "enabled"}
+    left_out = V.without_qat(cfg)
+    for kind in V.QAT_CHECKPOINTS:       # no QAT checkpoint of an earlier run with QAT may stay behind
+        if checkpoint_dir(cfg, kind).exists():
+            shutil.rmtree(checkpoint_dir(cfg, kind))
+    print("qat.enabled is false: no QAT, no control; post-training quantization only. Variants left out: "
+          + ", ".join(v.name for v in V.REGISTRY.values() if v.needs_qat))
+    payload = {"enabled": False, "skipped": "qat.enabled is false: post-training quantization only",
+               "variants_left_out": [v.name for v in V.REGISTRY.values() if v.needs_qat],
+               "settings_left_out": left_out, "unused_settings": unused, "train_seconds": 0.0}
+    write_result(cfg, "train_qat", payload, started=started)
+    _qat_done(cfg)
     return payload
 
 
@@ -175,7 +255,7 @@ def run_export(cfg: Config, progress: bool = True) -> dict:
     test = D.load_splits(cfg)["test"]
     texts = test["text"].tolist()[: cfg.export.parity_examples]
     payload = {}
-    for variant, kind in V.EXPORTS.items():
+    for variant, kind in V.exports(cfg).items():
         model, tok = M.load_checkpoint(checkpoint_dir(cfg, kind), attn="eager")
         path = onnx_path(cfg, variant)
         par = X.export_with_parity(model, tok, path, texts, cfg.model.max_length, opset=cfg.export.opset,
@@ -205,6 +285,14 @@ def _qat_overrides(cfg: Config, src: Path) -> tuple[list, dict]:
     return [n.name for n in lin.values()] + [n.name for n in emb.values()], overrides
 
 
+def _quantized_nodes(cfg: Config, src: Path) -> list:
+    """The nodes the static recipes quantize, from the FP32 checkpoint's modules (QAT's choice: ``qat``)."""
+    model, _ = M.load_checkpoint(checkpoint_dir(cfg), attn="eager")
+    lin = Q.module_nodes(src, QA.quantized_linears(model))
+    emb = Q.module_nodes(src, QA.quantized_embeddings(model), op_types=("Gather",))
+    return [n.name for n in lin.values()] + [n.name for n in emb.values()]
+
+
 def run_quantize(cfg: Config, progress: bool = True) -> dict:
     """Every registered ONNX variant the profile builds (``variants``), each with what is inside it and
     what ONNX Runtime runs."""
@@ -214,7 +302,10 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
     tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
     val = D.load_splits(cfg)["validation"]
     calib = val.sample(n=min(cfg.quantize.calibration_examples, len(val)), random_state=cfg.seed)["text"].tolist()
-    nodes, overrides = _qat_overrides(cfg, onnx_path(cfg, "qat-fp32"))
+    if cfg.qat.enabled:
+        nodes, overrides = _qat_overrides(cfg, onnx_path(cfg, "qat-fp32"))
+    else:     # the same linear layers and embedding tables QAT would quantize, named from the FP32 model
+        nodes, overrides = _quantized_nodes(cfg, fp32), None
     hf = AutoConfig.from_pretrained(str(checkpoint_dir(cfg)))
     ctx = V.BuildContext(tok, cfg.model.max_length, cfg.quantize, calibration=calib, nodes=nodes,
                          qat_overrides=overrides, num_heads=hf.num_attention_heads, hidden_size=hf.hidden_size)
@@ -270,6 +361,7 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
     texts, y = test["text"].tolist(), test["label"].to_numpy()
     # one model at a time: ONNX Runtime's threads may spin between a call's operators (stopped when it returns),
     # as in the benchmark's headline; the same predictions as without spinning, 20-30% faster at batch 1 here
+    majority = float(np.bincount(y, minlength=len(labels)).max() / len(y))
     preds_by = V.predictors(cfg, only=V.evaluated(cfg), spinning=True, spin_stop=True)
     bs, many = cfg.eval.batch_size, cfg.eval.batched
     preds, batched, shuffled, rows, confidences = {}, {}, {}, {}, {}
@@ -278,6 +370,8 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
         logits = pr.predict_logits(texts, progress=progress, batch_size=1)
         proba = P.softmax(logits)
         preds[name], confidences[name] = proba.argmax(-1), proba.max(-1)
+        if name == REFERENCE:     # the floor, before the other variants' time is spent
+            chance = E.chance_check(float(np.mean(preds[name] == y)), majority, labels, name, cfg.eval.allow_chance)
         rows[name] = {"runtime": v.runtime, "path": str(v.path(cfg).relative_to(cfg.root)),
                       "size_mb": M.file_size_mb(v.path(cfg)), "sha256": sha256(v.path(cfg)),
                       "batch_invariant_declared": v.batch_invariant}
@@ -328,7 +422,7 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
             rows[name]["vs_fp32_plus_epoch"] = {k: sc[k] for k in ("accuracy_diff", "accuracy_diff_ci", "agreement",
                                                                    "mcnemar")}
     payload = {"reference": REFERENCE, "labels": labels, "n_test": len(y),
-               "majority_class_accuracy": float(np.bincount(y, minlength=len(labels)).max() / len(y)),
+               "majority_class_accuracy": majority,
                "batching": {"batch_size": bs if many else None, "random_seed": cfg.seed,
                             "headline": "batch 1: each text alone, no padding (as deployed, one request at a time)",
                             **({"batched": f"batches of {bs}, texts sorted by length (dynamic padding)",
@@ -337,7 +431,7 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
                "latency_note": (f"batch 1, {len(lat_texts)} test texts, tokenization excluded, variants "
                                 f"interleaved, {cfg.threads} threads (ONNX Runtime's spinning within a call, "
                                 f"stopped when it returns); a first look: see the benchmark for more"),
-               "variants": rows}
+               "variants": rows, **({"chance": chance} if chance["at_or_below_chance"] else {})}
     path = write_result(cfg, "evaluate", payload, started=started)
     # the history of evaluations beside it, with their hosts (eval_runs.jsonl): INT8 predictions move with the CPU
     ER.record(cfg, read_json(path), load_result(cfg, "data")["splits"]["test"]["sha256"])
@@ -389,6 +483,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
     if cfg.replicate is not None:
         raise ValueError(f"{cfg.run_name} is one seed's replicate, evaluated and not benchmarked (the training seed "
                          f"changes no file's shape or speed): benchmark the profile itself")
+    left_out = V.without_qat(cfg)       # qat.enabled false: the QAT variants leave the lists
     b = cfg.bench
     V.check_names(cfg, b.variants, "bench.variants")
     V.check_names(cfg, b.headline_only, "bench.headline_only")
@@ -401,6 +496,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
     spin_stop = b.spinning and b.spin_stop                   # ORT threads spin within a call only
     all_threads = cfg.threads
     result = {"variants": names, "length": b.length, "cpu": {}, "gpu": B.gpu_status(),
+              **({"left_out_without_qat": left_out} if left_out else {}),
               "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
                            "ort_spin_stop": spin_stop,
                            "reps": b.reps, "rounds": b.rounds, "headline_only": [n for n in names if n not in sweep],
@@ -527,6 +623,7 @@ def run_explain(cfg, progress: bool = True) -> dict:
     predictions. The batch-dependent variants are explained batched as well, which says what batching
     did to the explanations (``batching``)."""
     started = time.perf_counter()
+    left_out = V.without_qat(cfg)       # qat.enabled false: the QAT variants leave the lists
     ex = cfg.explain
     ev = load_result(cfg, "evaluate")["variants"]
     if ex.reference not in ev:
@@ -763,7 +860,7 @@ def run_explain(cfg, progress: bool = True) -> dict:
                            "first run, whose seconds are the cost, predicts every text",
                    "share_recalled": _recalled_share(exps, noise, cross, shap_exps, shap_noise, ex.reference)},
         "figure_examples": XP.figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
-        "compare": ex.compare,
+        "compare": ex.compare, **({"left_out_without_qat": left_out} if left_out else {}),
     }
     write_result(cfg, "explain", payload, started=started)
     return payload

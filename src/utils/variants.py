@@ -282,7 +282,16 @@ class Variant:
         return cfg.artifacts_dir / (self.artifact or "fp32/model.safetensors")
 
     def active(self, cfg: Config) -> bool:
+        """Whether ``cfg`` runs it: not where it needs the QAT step and ``qat.enabled`` is false, else as its
+        ``enabled`` says."""
+        if not cfg.qat.enabled and self.needs_qat:
+            return False
         return self.enabled is None or bool(self.enabled(cfg))
+
+    @property
+    def needs_qat(self) -> bool:
+        """Made from what the QAT step trains (the QAT weights, or its control)."""
+        return weights_of(self.name) in QAT_CHECKPOINTS
 
     @property
     def batch_invariant(self) -> Optional[bool]:
@@ -298,6 +307,12 @@ class Variant:
 
 REGISTRY: dict = {}
 EXPORTS = {"fp32": "fp32", "qat-fp32": "qat"}   # ONNX stems of step 04 -> the checkpoint each is exported from
+QAT_CHECKPOINTS = ("qat", "fp32-plus-epoch")    # the checkpoints step 03 trains (none with qat.enabled false)
+
+
+def exports(cfg: Config) -> dict:
+    """The exports ``cfg`` makes (stem -> checkpoint): not the QAT weights' without QAT."""
+    return {stem: kind for stem, kind in EXPORTS.items() if cfg.qat.enabled or kind not in QAT_CHECKPOINTS}
 
 
 def register_variant(v: Variant) -> Variant:
@@ -351,14 +366,49 @@ def check_names(cfg: Config, given, key: str) -> None:
         raise KeyError(f"{key}: unknown variant(s) {sorted(unknown)}; known: {', '.join(known)}")
 
 
+# the profile's lists of variant names: those naming a variant that needs QAT are narrowed where qat.enabled is
+# false, so a profile extending one that names them (smoke's bench.variants) runs without QAT as it is
+NAME_LISTS = (("bench", "variants"), ("bench", "headline_only"), ("eval", "variants"), ("explain", "variants"),
+              ("explain", "cost_variants"), ("explain", "disagreements_of"), ("explain", "cross_seed"),
+              ("explain", "shap_variants"))
+
+
+def without_qat(cfg: Config) -> dict:
+    """Where ``qat.enabled`` is false, remove the names of variants that need QAT from ``cfg``'s lists of variant
+    names, in place (``explain.pairs`` naming one dropped; ``explain.compare`` naming one becomes the first integer
+    variant explained); returns {setting: names removed}, recorded by the steps. Idempotent; nothing where QAT runs."""
+    if cfg.qat.enabled:
+        return {}
+    gone = lambda n: n in REGISTRY and REGISTRY[n].needs_qat   # noqa: E731
+    left_out = {}
+    for section, key in NAME_LISTS:
+        given = getattr(getattr(cfg, section), key)
+        if given and any(gone(n) for n in given):
+            left_out[f"{section}.{key}"] = [n for n in given if gone(n)]
+            setattr(getattr(cfg, section), key, [n for n in given if not gone(n)])
+    x = cfg.explain
+    if any(gone(n) for p in x.pairs for n in p):
+        left_out["explain.pairs"] = [p for p in x.pairs if any(gone(n) for n in p)]
+        x.pairs = [p for p in x.pairs if not any(gone(n) for n in p)]
+    if gone(x.compare):
+        pool = [n for n in (x.variants or names(cfg)) if is_integer(n) and not gone(n)] or [x.reference]
+        left_out["explain.compare"] = [x.compare]
+        x.compare = pool[0]
+    if x.shap_variants is not None and len(x.shap_variants) < 2:
+        x.shap_variants = []
+    return left_out
+
+
 def evaluated(cfg: Config) -> list:
     """The variants step 06 evaluates (``eval.variants``, else every one), in registry order."""
+    without_qat(cfg)
     return [n for n in names(cfg) if cfg.eval.variants is None or n in cfg.eval.variants]
 
 
 def check_profile(cfg: Config) -> None:
     """Every variant name a profile gives (benchmark and explanation lists) is one it runs: checked by the
     first step, so a typo fails before training, not an hour later when the step that reads it starts."""
+    without_qat(cfg)
     b, x = cfg.bench, cfg.explain
     if cfg.model.source == "packaged":
         M.packaged_model_spec(cfg.model.packaged)      # a known packaged model (ModelError naming the known ones)

@@ -54,6 +54,9 @@ def data_figure(res: Results):
 
 
 def training_figure(res: Results):
+    """FP32 fine-tuning's loss and validation accuracy per epoch; None for an adopted checkpoint (not trained)."""
+    if not res.train_fp32.get("history"):
+        return None
     r, h = res.train_fp32, F.training_frames(res)["history"]
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.plot(h["epoch"], h["train_loss"], "o-", label="training loss")

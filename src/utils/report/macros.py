@@ -25,10 +25,9 @@ def paper_macros(res: Results) -> dict:
     writes them as paper/tables/<profile>/numbers.tex)."""
     d, t = res.data, res.train_fp32
     x, e = res.export, res.evaluate["variants"]
-    q, tq = res.quantize["variants"], res.train_qat
+    q = res.quantize["variants"]
     fp, ox, q8 = e["pytorch-fp32"], e["onnx-fp32"], e["onnx-int8-dynamic"]
-    qa, qs, fq, f16 = e["onnx-int8-qat"], e["onnx-int8-qat-seed"], e["pytorch-qat-fakequant"], e["onnx-fp16"]
-    sm = q["int8-qat"]["scales_match_qat"]
+    f16 = e["onnx-fp16"]
     lat = lambda v: f"{v['latency_b1']['median_ms']:.1f}"  # noqa: E731
     macros = {}
     if res.has("bench"):
@@ -47,8 +46,9 @@ def paper_macros(res: Results) -> dict:
             **({"BestIntVsTorchWord": speed_verdict(spt[best])} if best in spt else {}),
             "BenchOnnxFPMs": fmt_ms("onnx-fp32"), "BenchTorchFPMs": fmt_ms("pytorch-fp32"),
             "BenchDynMs": fmt_ms("onnx-int8-dynamic"), "BenchDynVsOnnx": fmt_x("onnx-int8-dynamic"),
-            "BenchQatMs": fmt_ms("onnx-int8-qat"), "BenchQatVsOnnx": fmt_x("onnx-int8-qat"),
-            "BenchFQMs": fmt_ms("pytorch-qat-fakequant"), "BenchTorchDynMs": fmt_ms("pytorch-int8-dynamic"),
+            **({"BenchQatMs": fmt_ms("onnx-int8-qat"), "BenchQatVsOnnx": fmt_x("onnx-int8-qat"),
+                "BenchFQMs": fmt_ms("pytorch-qat-fakequant")} if qat_ran(res) else {}),
+            "BenchTorchDynMs": fmt_ms("pytorch-int8-dynamic"),
             "BenchTorchBFMs": fmt_ms("pytorch-bf16"),
             "BenchTokenMs": fmt_ms("onnx-int8-dynamic-token"), "BenchTokenVsOnnx": fmt_x("onnx-int8-dynamic-token"),
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
@@ -74,26 +74,44 @@ def paper_macros(res: Results) -> dict:
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
-        "TrainMinutes": f"{t['train_seconds'] / 60:.1f}", "BestEpoch": str(t["best_epoch"]),
-        "QatMinutes": f"{tq['train_seconds'] / 60:.1f}",
-        "ParityMaxDiff": f"{max(x[k]['parity']['max_abs_diff'] for k in ('fp32', 'qat-fp32')):.1e}",
+        **({"TrainMinutes": f"{t['train_seconds'] / 60:.1f}", "BestEpoch": str(t["best_epoch"])}
+           if "adopted" not in t else {"Adopted": tex_escape(t["adopted"]["from"]),
+                                       "AdoptedValAcc": pct(t["best_val_accuracy"])}),
+        "ParityMaxDiff": f"{max(v['parity']['max_abs_diff'] for v in x.values() if 'parity' in v):.1e}",
         "FPAcc": pct(fp["accuracy"]), "OnnxFPAcc": pct(ox["accuracy"]), "DynAcc": pct(q8["accuracy"]),
         "DynAccDiff": f"{100 * q8['accuracy_diff']:+.1f}", "DynAgree": pct(q8["agreement"]),
         "OnnxFPMB": f"{ox['size_mb']:.1f}", "DynMB": f"{q8['size_mb']:.1f}",
         "DynRatio": f"{ox['size_mb'] / q8['size_mb']:.2f}",
+        **_qat_macros(res), "FPLatency": lat(fp), "OnnxFPLatency": lat(ox), "DynLatency": lat(q8),
+        "FPSixteenAcc": pct(f16["accuracy"]), "FPSixteenMB": f"{f16['size_mb']:.1f}",
+        "FPSixteenAgree": pct(f16["agreement"]),
+    }
+
+
+def qat_ran(res: Results) -> bool:
+    """Whether the run trained QAT (``qat.enabled``): without it, no QAT variant, macro or sentence."""
+    return res.train_qat.get("enabled", True)
+
+
+def _qat_macros(res: Results) -> dict:
+    """The numbers of QAT and its files; none, ``QatRan`` included, where the run had no QAT (every sentence about
+    QAT in the paper stands inside ``\\ifdefined\\QatRan``)."""
+    if not qat_ran(res):
+        return {}
+    e, sm = res.evaluate["variants"], res.quantize["variants"]["int8-qat"]["scales_match_qat"]
+    qa, qs, fq = e["onnx-int8-qat"], e["onnx-int8-qat-seed"], e["pytorch-qat-fakequant"]
+    lat = lambda v: f"{v['latency_b1']['median_ms']:.1f}"  # noqa: E731
+    return {
+        "QatRan": "QAT", "QatMinutes": f"{res.train_qat['train_seconds'] / 60:.1f}",
         "QatAcc": pct(qa["accuracy"]), "QatAccDiff": f"{100 * qa['accuracy_diff']:+.1f}",
         "QatSeedAcc": pct(qs["accuracy"]), "QatSeedAccDiff": f"{100 * qs['accuracy_diff']:+.1f}",
-        "QatMB": f"{qa['size_mb']:.1f}", "QatRatio": f"{ox['size_mb'] / qa['size_mb']:.2f}",
+        "QatMB": f"{qa['size_mb']:.1f}", "QatRatio": f"{e['onnx-fp32']['size_mb'] / qa['size_mb']:.2f}",
         "QatAgreeFQ": pct(qa["agreement_with_qat_fakequant"], 2),
         "QatSeedAgreeFQ": pct(qs["agreement_with_qat_fakequant"], 2),
         "QatAgreeInt": pct(qa["agreement_with_qat_integer"], 2),
         "QatSeedAgreeInt": pct(qs["agreement_with_qat_integer"], 2),
         "QatScalesEqual": f"{sm['activation_scales_equal']}", "QatLayers": f"{sm['layers']}",
-        "FQMB": f"{fq['size_mb']:.1f}", "FQLatency": lat(fq), "FPLatency": lat(fp),
-        "OnnxFPLatency": lat(ox), "QatLatency": lat(qa), "DynLatency": lat(q8),
-        "FPSixteenAcc": pct(f16["accuracy"]), "FPSixteenMB": f"{f16['size_mb']:.1f}",
-        "FPSixteenAgree": pct(f16["agreement"]),
-    }
+        "FQMB": f"{fq['size_mb']:.1f}", "FQLatency": lat(fq), "QatLatency": lat(qa)}
 
 
 def model_config(res: Results) -> Optional[dict]:
@@ -408,7 +426,7 @@ def batching_macros(res: Results) -> dict:
            "InvMovedMax": str(max(max(mv(n), e[n]["batch_invariance"]["moved_batch1_vs_random"]) for n in inv)),
            "NInvariant": str(len(inv)), "NDependent": str(len(dep))}
     ctl = e.get("pytorch-fp32-plus-epoch")
-    if ctl and "vs_fp32_plus_epoch" in e["onnx-int8-qat"]:   # QAT's control: FP32 trained as long
+    if ctl and "vs_fp32_plus_epoch" in e.get("onnx-int8-qat", {}):   # QAT's control: FP32 trained as long
         for key, n in (("Qat", "onnx-int8-qat"), ("FQ", "pytorch-qat-fakequant")):
             c = e[n]["vs_fp32_plus_epoch"]
             out.update({f"{key}VsControl": f"{100 * c['accuracy_diff']:+.1f}",
@@ -440,15 +458,17 @@ def explain_macros(res: Results) -> dict:
         "ExplainDisagree": str(r["selection"]["n_disagreement"]), "ExplainMinutes": f"{r['total_seconds'] / 60:.1f}",
         "ExplainNoiseSeeds": str(len(r["noise_seeds"])),
         "ExplainSpearmanNoise": sp("noise-floor"), "ExplainSpearmanDyn": sp("onnx-int8-dynamic"),
-        "ExplainSpearmanQat": sp("onnx-int8-qat"), "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
+        "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
         "ExplainTopFiveDyn": sp("onnx-int8-dynamic", "top5_overlap"),
-        "ExplainTopFiveQat": sp("onnx-int8-qat", "top5_overlap"),
+        **({"ExplainSpearmanQat": sp("onnx-int8-qat"), "ExplainTopFiveQat": sp("onnx-int8-qat", "top5_overlap")}
+           if "onnx-int8-qat" in a else {}),
         "ExplainBestInt": short(best or "--"),
         "ExplainBestIntSpeedup": f"{c[best]['throughput_vs_baseline']:.2f}" if best else "--",
         "ExplainBaseline": r["throughput_baseline"],
+        "ExplainCompare": tex_escape(short(r["compare"])),
         "ExplainCompFP": f"{r['faithfulness'][r['reference']]['comprehensiveness']['mean']:.2f}",
-        "ExplainCompQat": (f"{r['faithfulness']['onnx-int8-qat']['comprehensiveness']['mean']:.2f}"
-                           if "onnx-int8-qat" in r["faithfulness"] else "--"),
+        **({"ExplainCompQat": f"{r['faithfulness']['onnx-int8-qat']['comprehensiveness']['mean']:.2f}"}
+           if "onnx-int8-qat" in r["faithfulness"] else {}),
         "ExplainCompRandom": f"{r['faithfulness'][r['reference']]['random_comprehensiveness']['mean']:.2f}",
         **_explain_control_macros(r), **_shap_macros(r),
     }
@@ -525,7 +545,7 @@ def claim_macros(res: Results) -> dict:
     e = res.evaluate["variants"]
     out = {}
     for prefix, name in (("Dyn", "onnx-int8-dynamic"), ("Qat", "onnx-int8-qat")):
-        ci = e[name].get("accuracy_diff_ci")
+        ci = e.get(name, {}).get("accuracy_diff_ci")
         if ci:
             out.update({f"{prefix}DiffLo": f"{100 * ci[0]:+.2f}", f"{prefix}DiffHi": f"{100 * ci[1]:+.2f}",
                         f"{prefix}Verdict": verdict(ci, below="below FP32's", within="indistinguishable from FP32's",

@@ -559,7 +559,8 @@ def original_table(res: Results) -> Table:
         "PyTorch QAT (fake quantization)": (
             f"{q['size_mb']} MB, {q['latency_ms']} ms, accuracy {q['accuracy_diff_pt']:+.2f} pt",
             f"{e[fq]['size_mb']:.0f} MB (FP32: {e[fp]['size_mb']:.0f}), {ms(fq):.1f} ms (FP32: {ms(fp):.1f}), "
-            f"accuracy {diff(fq)}" if fq in head else f"{e[fq]['size_mb']:.0f} MB, accuracy {diff(fq)}"),
+            f"accuracy {diff(fq)}" if fq in head else f"{e[fq]['size_mb']:.0f} MB, accuracy {diff(fq)}"
+            if fq in e else "not run (qat.enabled: false)"),
         "dynamic INT8 file size": (
             f"{s['fp32_mb']} MB to {s['int8_mb']} MB ({s['fp32_mb'] / s['int8_mb']:.2f}x smaller)",
             f"{e['onnx-fp32']['size_mb']:.1f} MB to {e['onnx-int8-dynamic']['size_mb']:.1f} MB "
