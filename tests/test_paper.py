@@ -53,6 +53,33 @@ def test_unguarded_drops_nested_ifdefined_blocks_only():
     assert {"a", "f", "g", "h"} <= set(out.split())
 
 
+def test_typeset_keeps_the_branch_of_each_ifdefined():
+    tex = r"a \ifdefined\X b \ifdefined\Y c \else d \fi e \else f \fi g \ifx\p\q h \fi i"
+    words = lambda defined: [w for w in PA.typeset(tex, defined).split() if not w.startswith("\\")]  # noqa: E731
+    assert words({"X"}) == ["a", "b", "d", "e", "g", "h", "i"]     # \ifx: not decided, kept
+    assert words({"X", "Y"}) == ["a", "b", "c", "e", "g", "h", "i"]
+    assert words(set()) == ["a", "f", "g", "h", "i"]
+
+
+def test_a_run_without_qat_leaves_no_qat_sentence_in_the_paper():
+    """main.tex typeset with the default's macros less every one of QAT (what a run with qat.enabled: false
+    generates): no sentence of the abstract or of the run's own sections names QAT; with them, they do."""
+    tex = (ROOT / "paper" / "main.tex").read_text()
+    defined = PA.macros_defined((ROOT / "paper" / "tables" / "default" / "numbers.tex").read_text())
+    assert "QatRan" in defined and len(PA.qat_sentences(tex, defined)) > 10
+    # QAT's own numbers, its control's, and the symmetric LIME test (explain.cross_seed: QAT INT8 by default)
+    without = {m for m in defined if not any(k in m for k in ("Qat", "FQ", "Control", "ExplainSym"))}
+    assert PA.qat_sentences(tex, without) == []
+    # a sentence that names QAT outside a guard is caught
+    tex_bad = tex.replace(r"\paragraph{Data.}", r"\paragraph{Data.} The QAT model was trained. ", 1)
+    assert [x.split("} ")[-1] for x in PA.qat_sentences(tex_bad, without)] == ["The QAT model was trained."]
+    problems = PA.source_problems(tex_bad, (ROOT / "paper" / "references.bib").read_text(),
+                                  [(ROOT / "paper" / "tables" / "default" / "numbers.tex").read_text()
+                                   .replace(r"\newcommand{\QatRan}{QAT}", "")])
+    assert any("a sentence on QAT is typeset for a run without QAT" in p and "The QAT model was trained." in p
+               for p in problems)
+
+
 # lines as pdflatex, natbib and BibTeX write them
 LOG_BAD = r"""
 LaTeX Warning: Reference `tab:bench-default' on page 3 undefined on input line 212.

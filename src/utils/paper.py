@@ -5,8 +5,9 @@
   overfull boxes are counted. Returns the page count.
 * ``check_sources``: without TeX: every ``\\cite`` key is in references.bib, every entry of it carries an
   identifier a reader can check (doi, eprint or url), every macro the text uses is generated for the
-  profile (numbers.tex) or used only inside an ``\\ifdefined`` block, and every figure and table (main.tex's
-  and the generated tables it inputs) is referenced in the text.
+  profile (numbers.tex; the default's also its companion runs': seeds, base, drugs) or used only inside an
+  ``\\ifdefined`` block, every figure and table (main.tex's and the generated tables it inputs) is referenced in
+  the text, and a run without QAT (no ``QatRan``) has no sentence on QAT in the abstract or on its own run.
 
     python -m utils.paper check-log paper/main.log
     python -m utils.paper check-sources [profile]
@@ -100,6 +101,48 @@ def unguarded(tex: str) -> str:
     return "".join(out)
 
 
+def typeset(tex: str, defined: set) -> str:
+    """What of ``tex`` is typeset for a profile whose generated macros are ``defined``: every ``\\ifdefined\\X``
+    block kept or dropped (its ``\\else`` part the other way), nested blocks too; other conditionals kept whole."""
+    out, stack, i = [], [], 0     # stack: per open \if..., whether its current branch is typeset
+    token = re.compile(r"\\(ifdefined\\([A-Za-z]+)|if[a-zA-Z]*|else|fi)(?![a-zA-Z])")
+    for m in token.finditer(tex):
+        if all(x is not False for x in stack):
+            out.append(tex[i:m.start()])
+        word = m.group(1)
+        if word.startswith("ifdefined"):
+            stack.append(m.group(2) in defined)
+        elif word == "else":
+            if stack:
+                stack[-1] = not stack[-1] if stack[-1] is not None else None
+        elif word == "fi":
+            if stack:
+                stack.pop()
+        else:                     # \ifx and the like: not decided here, both branches kept
+            stack.append(None)
+        i = m.end()
+    if all(x is not False for x in stack):
+        out.append(tex[i:])
+    return "".join(out)
+
+
+# what a paper says of QAT, from the Data paragraph of its Setting to the other profiles' sections: its own run (the
+# introduction, related work and the study it reproduces name the method)
+QAT_WORDS = re.compile(r"QAT|int8-qat|qat-fp32|fake-quant|fake quant|fp32-plus-epoch")
+OWN_RUN = (r"\\paragraph{Data.}", r"\\section{At the original study's scale}")
+
+
+def qat_sentences(tex: str, defined: set) -> list:
+    """Sentences of the abstract and of the sections on the profile's own run that name QAT, as typeset with
+    ``defined``; for a run without QAT (no ``QatRan``) every one is a sentence left dangling."""
+    text = typeset(strip_comments(tex), defined)
+    start, end = (re.search(p, text) for p in OWN_RUN)
+    abstract = re.search(r"\\begin{abstract}(.*?)\\end{abstract}", text, re.S)
+    parts = [abstract.group(1) if abstract else "", text[start.start() if start else 0:end.start() if end else None]]
+    sentences = [x.strip() for part in parts for x in re.split(r"(?<=[.:;])\s+(?=[A-Z\\])", part)]
+    return [" ".join(x.split())[:160] for x in sentences if QAT_WORDS.search(x)]
+
+
 def macros_used(tex: str) -> set:
     return set(re.findall(r"\\([A-Z][A-Za-z]*)", tex)) - LATEX_COMMANDS
 
@@ -145,14 +188,17 @@ def source_problems(tex: str, bib: str, numbers: Iterable[str], tables: Iterable
     defined = set().union(*(macros_defined(n) for n in numbers))
     for name in sorted(macros_used(unguarded(tex)) - defined):
         problems.append(f"\\{name} is used outside an \\ifdefined block but not generated for this profile")
+    if "QatRan" not in defined:        # a run without QAT (qat.enabled: false): no sentence of it may name QAT
+        for sentence in qat_sentences(tex, defined):
+            problems.append(f"a sentence on QAT is typeset for a run without QAT: {sentence!r}")
     return problems
 
 
 def check_sources(root: str | Path = ".", profile: str = "default") -> None:
     paper = Path(root) / "paper"
-    numbers = [p.read_text() for p in (paper / "tables" / profile / "numbers.tex",
-                                       paper / "tables" / "seeds" / "numbers.tex",
-                                       paper / "tables" / "base" / "scale_numbers.tex") if p.is_file()]
+    companions = (paper / "tables" / "seeds" / "numbers.tex", paper / "tables" / "base" / "scale_numbers.tex",
+                  paper / "tables" / "drugs" / "scale_numbers.tex") if profile == "default" else ()
+    numbers = [p.read_text() for p in (paper / "tables" / profile / "numbers.tex", *companions) if p.is_file()]
     if not numbers:
         raise PaperError(f"paper/tables/{profile}/numbers.tex not found: run `make paper-figures "
                          f"PROFILE={profile}` first")
