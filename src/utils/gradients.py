@@ -121,6 +121,9 @@ def run_gradients(cfg, steps: int = 50, limit: Optional[int] = None, progress: b
     agreement (``PAIRS``) and each one's agreement with the LIME explanation of its file; writes
     results/<profile>/gradients.json."""
     t0 = time.perf_counter()
+    if not cfg.qat.enabled:
+        raise ValueError(f"profile {cfg.name!r} has qat.enabled: false; Integrated Gradients here compares QAT's "
+                         f"models with FP32 (their integer-evaluated PyTorch twins), so there is nothing to compare")
     ex = load_result(cfg, "explain")
     examples = ex["examples"][:limit]
     ref = ex["reference"]

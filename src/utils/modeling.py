@@ -189,8 +189,8 @@ def _head_tensor(name: str) -> bool:
 
 def adopt_checkpoint(mc: ModelConfig, out_dir: str | os.PathLike, root: Optional[str] = None) -> dict:
     """Copy a fine-tuned checkpoint into ``out_dir`` as it is (atomically): its safetensors weights and config
-    byte for byte, its tokenizer files; never pickles or code. Returns {file: (sha256 of the input, of the copy)}
-    and the folder it came from."""
+    byte for byte, its tokenizer files; never pickles or code. Returns the folder it came from (``from``) and,
+    per file copied, the SHA-256 of the input and of the copy (``files``)."""
     folder = model_folder(mc, root)
     check_weights(folder)
     if not (folder / WEIGHT_FILES[0]).is_file():
@@ -258,22 +258,21 @@ def new_classifier(cfg: Config, labels: list, attn: str = "sdpa"):
     head = [n for n, _ in model.named_parameters() if _head_tensor(n)]
     mismatched = {k[0] if isinstance(k, (tuple, list)) else k for k in info.get("mismatched_keys") or []}
     loaded = [n for n in head if n not in set(info.get("missing_keys") or []) | mismatched]
-    if set(head) & mismatched:
-        note = {"head": "replaced", "why": f"the checkpoint's head has another number of classes than the data's "
-                                           f"{len(labels)}: a new head"}
-        print(f"note: {note['why']}")
-    elif not loaded:
-        note = {"head": "new", "why": "the checkpoint has no classification head"}
-    else:
+    if loaded:        # a trained head (or a part of one, e.g. RoBERTa's dense layer) came with the weights
         set_seed(cfg.seed)
         for name, module in model.named_modules():
             if name.split(".")[0] in HEAD_MODULES and not list(module.children()):
                 _reset(module, model.config)
         note = {"head": "reinitialised", "why": (
-            f"the checkpoint carries a trained {len(labels)}-class head ({', '.join(loaded)}); the study fine-tunes "
-            f"a backbone with a new head, so it was initialised anew. To study the checkpoint as it is, head "
-            f"included, set model.finetuned: true")}
-        print(f"note: {note['why']}")
+            f"the checkpoint carries a trained classification head ({', '.join(loaded)}); the study fine-tunes a "
+            f"backbone with a new head for the data's {len(labels)} classes, so it was initialised anew. To study "
+            f"the checkpoint as it is, head included, set model.finetuned: true")}
+    elif set(head) & mismatched:
+        note = {"head": "replaced", "why": f"the checkpoint's head has another number of classes than the data's "
+                                           f"{len(labels)}: a new head"}
+    else:
+        return model, tok, {"head": "new", "why": "the checkpoint has no classification head"}
+    print(f"note: {note['why']}")
     return model, tok, note
 
 

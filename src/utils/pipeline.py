@@ -135,8 +135,8 @@ def _adopt_fp32(cfg: Config, splits: dict, labels: list, started: float, progres
     copied = M.adopt_checkpoint(cfg.model, out, cfg.root)
     model, tok = M.load_checkpoint(out, attn="sdpa")
     have = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    ck = M.reference_classes(cfg.model, cfg.root)
-    if (have if not ck.generic else labels) != labels:    # the data step matched the data to these names
+    generic = M.CheckpointLabels(copied["from"], tuple(have), ()).generic    # then data.labels named them
+    if (len(have) != len(labels)) if generic else have != labels:     # the data step matched the data to these
         raise M.ModelError(f"the adopted checkpoint's classes {have} are not the data step's {labels}: rerun the "
                            f"data step (the checkpoint changed since)")
     val = evaluate_split(model, tok, splits["validation"], cfg.model.max_length, cfg.eval.batch_size)
