@@ -321,3 +321,40 @@ def test_without_qat_the_qat_variants_leave_every_list():
     assert V.exports(cfg) == {"fp32": "fp32"} and V.without_qat(cfg) == {}
     assert V.without_qat(load_config("smoke")) == {}
 
+
+
+# --------------------------------------------------------------------------- through make, as a user runs it
+@pytest.mark.study
+def test_your_classifier_through_make_to_its_paper(own, tmp_path):
+    """The README's recipe in a copy of the repository: `make paper-figures PROFILE=mine.yaml` with the adopted
+    classifier (QAT from it too), every step, the report, and the paper's sources (and PDF where TeX is here)."""
+    from test_resume import _env, _repo_copy
+
+    csv, ckpt = own
+    root = _repo_copy(tmp_path / "repo")
+    (root / "paper").mkdir()      # the LaTeX sources and committed tables, no earlier build's output
+    for name in ("main.tex", "references.bib", "tables"):
+        (shutil.copytree if name == "tables" else shutil.copy2)(REPO / "paper" / name, root / "paper" / name)
+    shutil.copytree(REPO / "data", root / "data", ignore=shutil.ignore_patterns("processed", "packages"))
+    mine = root / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"extends": "smoke", "data": {"source": "file", "path": str(csv),
+                                                                 "text_column": "review", "label_column": "sentiment"},
+                                    "model": {"source": "local", "name_or_path": str(ckpt), "finetuned": True},
+                                    "eval": {"allow_chance": False}}))
+    venv = Path(sys.prefix)
+    run = lambda *a: subprocess.run(["make", *a, "PROFILE=mine.yaml", f"VENV={venv}", "-o", f"{venv}/.installed"],  # noqa: E731
+                                    cwd=root, env=_env(), capture_output=True, text=True, timeout=1800)
+    out = run("paper-figures")
+    assert out.returncode == 0, out.stderr[-3000:]
+    fp32 = read_json(root / "results" / "mine" / "train_fp32.json")
+    assert fp32["adopted"]["byte_identical"] and fp32["train_seconds"] == 0
+    assert read_json(root / "results" / "mine" / "evaluate.json")["labels"] == list(OC.ORDER)
+    numbers = (root / "paper" / "tables" / "mine" / "numbers.tex").read_text()
+    assert r"\newcommand{\Adopted}" in numbers and r"\newcommand{\QatRan}" in numbers
+    check = subprocess.run([sys.executable, "-m", "utils.paper", "check-sources", "mine"], cwd=root, env=_env(),
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    if shutil.which("latexmk"):
+        out = run("paper")
+        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+        assert (root / "paper" / "main-mine.pdf").is_file()

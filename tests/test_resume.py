@@ -47,10 +47,17 @@ def _env() -> dict:
 
 def _make(root: Path) -> subprocess.Popen:
     venv = Path(sys.prefix)
-    # -o: the shared environment counts as installed (make must never reinstall it from the copy)
+    # -o: the shared environment counts as installed (make must never reinstall it from the copy). Its stderr (papermill
+    # logs every cell's output there) goes to a file: a pipe nobody reads while _kill_during waits fills at 64 KB and
+    # stalls papermill until the wait times out (seen: a 10 ms cell "took" 765 s)
+    err = open(root / "make.stderr", "a")
     return subprocess.Popen(["make", "paper-figures", "PROFILE=smoke", f"VENV={venv}", "-o", f"{venv}/.installed"],
-                            cwd=root, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=err, text=True,
+                            start_new_session=True)
+
+
+def _stderr(root: Path) -> str:
+    return (root / "make.stderr").read_text(errors="replace")[-3000:]
 
 
 def _descendants(pid: int) -> set:
@@ -78,9 +85,10 @@ def _kill_during(root: Path, notebook: str, sig: int, after_s: float, timeout_s:
     t0 = time.time()
     while not marker.exists():
         if p.poll() is not None:
-            pytest.fail(f"make ended before {notebook} started: {p.stderr.read()[-2000:]}")
+            pytest.fail(f"make ended before {notebook} started: {_stderr(root)}")
         if time.time() - t0 > timeout_s:
-            pytest.fail(f"{notebook} did not start within {timeout_s} s")
+            os.killpg(p.pid, signal.SIGKILL)      # no make left running behind the failed test
+            pytest.fail(f"{notebook} did not start within {timeout_s} s: {_stderr(root)}")
         time.sleep(0.2)
     time.sleep(after_s)
     assert p.poll() is None, f"{notebook} finished within {after_s} s: the kill would test nothing"
@@ -96,11 +104,11 @@ def _kill_during(root: Path, notebook: str, sig: int, after_s: float, timeout_s:
 def _finish(root: Path, timeout_s: float = 1800) -> None:
     p = _make(root)
     try:
-        _, err = p.communicate(timeout=timeout_s)
+        p.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         pytest.fail("make did not finish")
-    assert p.returncode == 0, err[-3000:]
+    assert p.returncode == 0, _stderr(root)
 
 
 def _load(root: Path, step: str) -> dict:
