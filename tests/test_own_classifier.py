@@ -25,7 +25,7 @@ from utils import evaluate as E
 from utils import modeling as M
 from utils import pipeline as PL
 from utils import variants as V
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError, deep_merge, load_config
 from utils.preflight import preflight
 from utils.provenance import read_json, sha256
 
@@ -48,19 +48,12 @@ def own(tmp_path_factory):
     return d / "reviews.csv", OC.train_checkpoint(d / "checkpoint", df)
 
 
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def profile(repo: Path, csv: Path, ckpt, name: str = "mine", **sections):
     """A user's profile as the README shows it (checkpoint, CSV, columns, finetuned), written into ``repo``."""
     body = {"extends": "smoke",
             "data": {"source": "file", "path": str(csv), "text_column": "review", "label_column": "sentiment"},
             "model": {"source": "local", "name_or_path": str(ckpt), "finetuned": True}}
-    body = _merge(_merge(body, FAST), sections)
+    body = deep_merge(deep_merge(body, FAST), sections)
     path = repo / f"{name}.yaml"
     path.write_text(yaml.safe_dump(body))
     return load_config(path, root=repo)
@@ -137,7 +130,7 @@ def test_hub_checkpoint_from_the_cache_without_network(repo, own, tmp_path):
         shutil.copyfile(f, blob)
         (snap / f.name).symlink_to(os.path.relpath(blob, snap))
     path = repo / "hubmine.yaml"
-    body = _merge({"extends": "smoke",
+    body = deep_merge({"extends": "smoke",
                    "data": {"source": "file", "path": str(csv), "text_column": "review", "label_column": "sentiment"},
                    "model": {"source": "hub", "name_or_path": "someone/my-classifier", "finetuned": True}}, FAST)
     path.write_text(yaml.safe_dump(body))
@@ -305,7 +298,7 @@ def test_a_model_at_chance_fails_the_evaluation(repo, own, tmp_path):
                                             r".*eval.allow_chance: true"):
         PL.run_evaluate(cfg, progress=False)
     assert not (cfg.results_dir / "evaluate.json").exists()
-    allowed = profile(repo, csv, renamed, **_merge(ONLY_FP32, {"eval": {"allow_chance": True}}))
+    allowed = profile(repo, csv, renamed, **deep_merge(ONLY_FP32, {"eval": {"allow_chance": True}}))
     ev = PL.run_evaluate(allowed, progress=False)
     assert ev["chance"]["at_or_below_chance"] and ev["chance"]["allowed"]
 
