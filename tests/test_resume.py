@@ -50,10 +50,10 @@ def _make(root: Path) -> subprocess.Popen:
     # -o: the shared environment counts as installed (make must never reinstall it from the copy). Its stderr (papermill
     # logs every cell's output there) goes to a file: a pipe nobody reads while _kill_during waits fills at 64 KB and
     # stalls papermill until the wait times out (seen: a 10 ms cell "took" 765 s)
-    err = open(root / "make.stderr", "a")
-    return subprocess.Popen(["make", "paper-figures", "PROFILE=smoke", f"VENV={venv}", "-o", f"{venv}/.installed"],
-                            cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=err, text=True,
-                            start_new_session=True)
+    with open(root / "make.stderr", "a") as err:          # the child keeps its own copy of the descriptor
+        return subprocess.Popen(["make", "paper-figures", "PROFILE=smoke", f"VENV={venv}", "-o",
+                                 f"{venv}/.installed"], cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                text=True, start_new_session=True)
 
 
 def _stderr(root: Path) -> str:

@@ -28,7 +28,6 @@ def paper_macros(res: Results) -> dict:
     q = res.quantize["variants"]
     fp, ox, q8 = e["pytorch-fp32"], e["onnx-fp32"], e["onnx-int8-dynamic"]
     f16 = e["onnx-fp16"]
-    lat = lambda v: f"{v['latency_b1']['median_ms']:.1f}"  # noqa: E731
     macros = {}
     if res.has("bench"):
         b = res.bench
@@ -88,6 +87,11 @@ def paper_macros(res: Results) -> dict:
     }
 
 
+def lat(v: dict) -> str:
+    """A variant's batch-1 latency in the evaluation (median ms), as the paper prints it."""
+    return f"{v['latency_b1']['median_ms']:.1f}"
+
+
 def qat_ran(res: Results) -> bool:
     """Whether the run trained QAT (``qat.enabled``): without it, no QAT variant, macro or sentence."""
     return res.train_qat.get("enabled", True)
@@ -100,7 +104,6 @@ def _qat_macros(res: Results) -> dict:
         return {}
     e, sm = res.evaluate["variants"], res.quantize["variants"]["int8-qat"]["scales_match_qat"]
     qa, qs, fq = e["onnx-int8-qat"], e["onnx-int8-qat-seed"], e["pytorch-qat-fakequant"]
-    lat = lambda v: f"{v['latency_b1']['median_ms']:.1f}"  # noqa: E731
     return {
         "QatRan": "QAT", "QatMinutes": f"{res.train_qat['train_seconds'] / 60:.1f}",
         "QatAcc": pct(qa["accuracy"]), "QatAccDiff": f"{100 * qa['accuracy_diff']:+.1f}",
