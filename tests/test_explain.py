@@ -9,11 +9,13 @@ from utils.config import ConfigError, load_config, shap_variants
 from utils.explain import (
     Memo,
     agreement,
+    aopc_limits,
     explain,
     faithfulness,
     indexed,
     kernel_shap,
     mean_ci,
+    naopc,
     removal_sizes,
     segments,
     select_examples,
@@ -147,28 +149,58 @@ def test_removal_sizes():
     assert removal_sizes(2, [1.0, 0.01]) == [2, 1]
 
 
-def test_example_rule_takes_every_disagreement_then_a_stratified_fill():
+def test_example_rule_is_a_random_sample_then_disagreements_apart():
     rng = np.random.default_rng(0)
     words = ["good", "bad", "film", "plot", "cast", "score", "ending", "story"]
     texts = [" ".join(rng.choice(words, size=6)) for _ in range(300)]
     texts[5] = "good good"                              # one distinct word: left out
     ref = rng.integers(0, 3, 300)
     other = ref.copy()
-    flips = [3, 5, 40, 41, 200]
+    flips = [3, 5, 40, 41, 200, 201, 202]
     other[flips] = (other[flips] + 1) % 3
     conf = rng.uniform(0.34, 1.0, 300)
     preds = {"fp32": ref, "int8": other}
-    out = select_examples(texts, ref, preds, conf, "fp32", ["int8"], n_examples=28, bins=4, seed=1)
-    dis = [e["index"] for e in out if e["reason"] == "disagreement"]
-    assert dis == [3, 40, 41, 200]
-    assert len(out) == 28 and len({e["index"] for e in out}) == 28
-    strata = {(e["stratum"]["class"], e["stratum"]["confidence_bin"]) for e in out if e["reason"] == "stratified"}
-    assert strata == {(c, b) for c in range(3) for b in range(4)}      # 24 = 2 from each of 12 strata
-    again = select_examples(texts, ref, preds, conf, "fp32", ["int8"], n_examples=28, bins=4, seed=1)
-    assert again == out
-    assert len(select_examples(texts, ref, preds, conf, "fp32", [], n_examples=5, bins=4, seed=1)) == 12
+    out = select_examples(texts, ref, preds, conf, "fp32", ["int8"], n_examples=28, n_disagreements=3, seed=1)
+    rand = [e for e in out if e["reason"] == "random"]
+    extra = [e for e in out if e["reason"] == "disagreement"]
+    assert len(rand) == 28 and len({e["index"] for e in out}) == len(out) and 5 not in {e["index"] for e in out}
+    flagged = {e["index"] for e in out if e["disagreement"]}
+    assert flagged <= {3, 40, 41, 200, 201, 202} and {e["index"] for e in extra} <= flagged
+    # the random sample holds whatever disagreements it drew; 3 more (or every one left) come apart
+    assert len(extra) == min(3, len({3, 40, 41, 200, 201, 202} - {e["index"] for e in rand}))
+    assert all(e["with"] == ["int8"] for e in out if e["disagreement"])
+    # the sample does not depend on the disagreements: another variant's flips draw the same random texts
+    same = select_examples(texts, ref, {"fp32": ref, "int8": ref}, conf, "fp32", ["int8"], n_examples=28,
+                           n_disagreements=3, seed=1)
+    assert [e["index"] for e in same] == [e["index"] for e in rand]
+    assert select_examples(texts, ref, preds, conf, "fp32", ["int8"], n_examples=28, n_disagreements=3, seed=1) == out
     with pytest.raises(KeyError, match="int4"):
-        select_examples(texts, ref, preds, conf, "fp32", ["int4"], n_examples=5, bins=2, seed=1)
+        select_examples(texts, ref, preds, conf, "fp32", ["int4"], n_examples=5, n_disagreements=2, seed=1)
+
+
+def test_aopc_limits_bound_every_ranking_and_normalize(ort_pr):
+    """The limits found hold the AOPC of the explanation's ranking and of random ones nearly always (a search
+    finds limits some ranking reaches; the true ones lie beyond), and NAOPC maps into [0, 1]."""
+    fr = [0.1, 0.2, 0.5]
+    for beam in (0, 2):
+        lim = aopc_limits(ort_pr, TEXT, 1, fr, beam=beam)
+        assert lim["comprehensiveness"][0] < lim["comprehensiveness"][1]
+        assert lim["sufficiency"][0] < lim["sufficiency"][1]
+    g = aopc_limits(ort_pr, TEXT, 1, fr, beam=2)
+    o = aopc_limits(ort_pr, TEXT, 1, fr, beam=0)
+    # a wider search reaches at least as far on this text (greedy with look-ahead vs one step)
+    assert g["comprehensiveness"][1] >= o["comprehensiveness"][1] - 1e-6
+    d = len(indexed(TEXT).inverse_vocab)
+    inside = 0
+    for seed in range(20):
+        w = np.random.default_rng(seed).normal(size=d)
+        f = faithfulness(ort_pr, TEXT, w, label=1, fractions=fr, seed=seed)
+        lo, hi = g["comprehensiveness"]
+        inside += lo - 1e-6 <= f["comprehensiveness"] <= hi + 1e-6
+        v = naopc(f["comprehensiveness"], g["comprehensiveness"], [f["random_comprehensiveness"]])
+        assert 0.0 <= v <= 1.0
+    assert inside >= 18
+    assert naopc(0.5, [0.0, 1.0]) == 0.5 and naopc(2.0, [0.0, 1.0]) == 1.0 and np.isnan(naopc(0.3, [0.3, 0.3]))
 
 
 def test_mean_ci_leaves_undefined_values_out():
@@ -208,14 +240,14 @@ def test_explain_profile_is_validated(repo):
         load_config("smoke", {"explain": {"variants": ["onnx-int8-qat"]}}, root=repo)
     with pytest.raises(ConfigError, match="samples"):
         load_config("smoke", {"explain": {"samples": 5}}, root=repo)
-    with pytest.raises(ConfigError, match="explain.pairs / explain.cross_seed name"):
+    with pytest.raises(ConfigError, match="explain.pairs name"):
         load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"]}}, root=repo)
     with pytest.raises(ConfigError, match="pairs must be"):
         load_config("smoke", {"explain": {"pairs": [["onnx-int8-qat", "onnx-int8-qat"]]}}, root=repo)
     with pytest.raises(ConfigError, match="noise_seeds >= 1"):
         load_config("smoke", {"explain": {"noise_seeds": 0}}, root=repo)
     # the controls off: a profile explaining two variants says so, and loads
-    load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [], "cross_seed": []}},
+    load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": []}},
                 root=repo)
 
 
@@ -258,9 +290,9 @@ def test_shap_settings_are_checked(repo):
     with pytest.raises(ConfigError, match="shap_samples be >= 10"):
         load_config("smoke", {"explain": {"shap_samples": 5}}, root=repo)
     with pytest.raises(ConfigError, match="explain.shap_variants names"):
-        load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [], "cross_seed": [],
+        load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [],
                                           "shap_variants": ["onnx-fp32", "onnx-int8-dynamic"]}}, root=repo)
-    x = load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": [], "cross_seed": []}},
+    x = load_config("smoke", {"explain": {"variants": ["onnx-fp32", "onnx-int8-qat"], "pairs": []}},
                     root=repo).explain
     assert shap_variants(x, x.variants) == ["onnx-fp32", "onnx-int8-qat"]      # the default, where explained
     x.shap_variants = []

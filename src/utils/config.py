@@ -122,6 +122,9 @@ class EvalConfig:
     bootstrap: int = 1000
     confidence: float = 0.95
     latency_examples: int = 200       # batch-1 latency over this many test texts, variants interleaved
+    equivalence_margin: float = 0.005  # "as accurate as FP32" only where the 90% interval of the accuracy change
+                                      # lies inside +-this (TOST at 5%); over the seeds where a profile has them
+    alpha: float = 0.05               # family-wise error of the McNemar tests against FP32 (Holm's correction)
     allow_chance: bool = False        # the evaluation fails where the FP32 reference scores at or below the
                                       # majority class on the test split (a label-order or column mistake, an
                                       # untrained model); true: report it anyway
@@ -171,10 +174,9 @@ class ExplainConfig:
     variants: Optional[list] = field(   # agreement + faithfulness on every example; None: every evaluated one
         default_factory=lambda: ["onnx-fp32", "onnx-int8-dynamic", "onnx-qat-fp32", "onnx-int8-qat"])
     compare: str = "onnx-int8-qat"    # the INT8 variant shown beside the reference in the figure
-    pairs: list = field(              # [a, b]: b's explanations also compared with a's (a's predicted label):
-        default_factory=lambda: [["onnx-qat-fp32", "onnx-int8-qat"]])   # what quantization alone changed
-    cross_seed: list = field(         # also explained with the first noise seed: FP32 (seed A) vs this variant
-        default_factory=lambda: ["onnx-int8-qat"])   # (seed B) beside FP32 (A) vs FP32 (B): a symmetric floor
+    pairs: list = field(              # [a, b]: b's explanations also compared with a's (a's predicted label), both
+        default_factory=lambda: [["onnx-qat-fp32", "onnx-int8-qat"]])   # with the same perturbations: what
+                                      # quantization alone changed (identical explanations would score 1)
     shap_variants: Optional[list] = None   # also explained with KernelSHAP over the same words (the reference
                                       # among them); None: the reference and those of SHAP_DEFAULT explained; []: none
     shap_samples: int = 500           # coalitions per KernelSHAP explanation (all of them for short texts)
@@ -183,11 +185,18 @@ class ExplainConfig:
     cost_examples: int = 15           # spread evenly over the selected examples
     samples: int = 1000               # LIME perturbations per explanation
     batch_size: int = 64              # texts per forward pass inside LIME's classifier function
-    examples: int = 100               # every disagreement with the reference, then a stratified fill up to this many
+    examples: int = 100               # a simple random sample of test texts: the main result
+    disagreements: int = 20           # then up to this many texts where a variant of `disagreements_of` predicts
+                                      # another class than the reference, reported separately
     min_words: int = 3                # texts with fewer distinct words are not explained (no ranking to compare)
     disagreements_of: list = field(default_factory=lambda: ["onnx-int8-dynamic"])
-    confidence_bins: int = 4          # strata: predicted class x confidence quantile bins
-    noise_seeds: int = 2              # the reference explained again with this many other seeds
+    noise_seeds: int = 3              # the reference explained again with this many other seeds: every variant
+                                      # (seed A) is compared with these FP32 explanations, beside FP32 (seed A)
+    equivalence_margin: float = 0.05  # agreement minus the floor within +-this (90% interval, TOST): equivalent
+    naopc: bool = True                # normalized AOPC (Edin et al. 2025), comparable across models
+    naopc_beam: int = 0               # its limits: 0 ranks words by their effect alone (cheap); >= 1 beam search
+    convergence_examples: int = 10    # the floor at other LIME sample budgets, on this many random examples
+    convergence_samples: list = field(default_factory=lambda: [250, 500, 2000])   # ([] or 0 examples: none)
     top_k: list = field(default_factory=lambda: [5, 10])
     fractions: list = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.2, 0.5])   # ERASER's bins
     figure_examples: int = 3
@@ -487,6 +496,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"{k} must be > 0, got {v}")
     if not 0 < cfg.eval.confidence < 1:
         raise ConfigError(f"eval.confidence must be in (0, 1), got {cfg.eval.confidence}")
+    if not 0 < cfg.eval.equivalence_margin < 0.5 or not 0 < cfg.eval.alpha < 0.5:
+        raise ConfigError(f"eval.equivalence_margin and eval.alpha must be in (0, 0.5), got "
+                          f"{cfg.eval.equivalence_margin}, {cfg.eval.alpha}")
     for k, v in (("train.warmup_ratio", cfg.train.warmup_ratio), ("qat.warmup_ratio", cfg.qat.warmup_ratio)):
         if not 0 <= v < 1:
             raise ConfigError(f"{k} must be in [0, 1), got {v}")
@@ -505,10 +517,16 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"quantize.calibration_methods must be a non-empty subset of minmax, entropy, "
                           f"percentile; got {cfg.quantize.calibration_methods}")
     x = cfg.explain
-    if x.samples < 10 or x.batch_size < 1 or x.examples < 1 or x.confidence_bins < 1 or x.noise_seeds < 0:
-        raise ConfigError(f"explain: samples >= 10, batch_size, examples, confidence_bins >= 1 and "
-                          f"noise_seeds >= 0 required; got samples={x.samples}, batch_size={x.batch_size}, "
-                          f"examples={x.examples}, confidence_bins={x.confidence_bins}, noise_seeds={x.noise_seeds}")
+    if x.samples < 10 or x.batch_size < 1 or x.examples < 1 or x.disagreements < 0 or x.noise_seeds < 1:
+        raise ConfigError(f"explain: samples >= 10, batch_size >= 1, examples >= 1, disagreements >= 0 and "
+                          f"noise_seeds >= 1 (the other seeds every variant is compared with) required; got "
+                          f"samples={x.samples}, batch_size={x.batch_size}, examples={x.examples}, "
+                          f"disagreements={x.disagreements}, noise_seeds={x.noise_seeds}")
+    if not 0 < x.equivalence_margin < 1 or x.naopc_beam < 0 or x.convergence_examples < 0 \
+            or any(not isinstance(k, int) or k < 10 for k in x.convergence_samples):
+        raise ConfigError(f"explain: equivalence_margin in (0, 1), naopc_beam >= 0, convergence_examples >= 0 and "
+                          f"convergence_samples integers >= 10 required; got {x.equivalence_margin}, "
+                          f"{x.naopc_beam}, {x.convergence_examples}, {x.convergence_samples}")
     if not x.fractions or any(not 0 < f <= 1 for f in x.fractions):
         raise ConfigError(f"explain.fractions must be in (0, 1], got {x.fractions}")
     if not x.top_k or any(not isinstance(k, int) or k < 1 for k in x.top_k):
@@ -517,10 +535,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"explain.variants must include the reference {x.reference!r}")
     if any(not isinstance(p, list) or len(p) != 2 or p[0] == p[1] for p in x.pairs):
         raise ConfigError(f"explain.pairs must be [a, b] pairs of two different variant names, got {x.pairs}")
-    named = {n for p in x.pairs for n in p} | set(x.cross_seed)
+    named = {n for p in x.pairs for n in p}
     outside = sorted(named - set(x.variants)) if x.variants is not None else []
     if outside:
-        raise ConfigError(f"explain.pairs / explain.cross_seed name {outside}, which explain.variants does not "
+        raise ConfigError(f"explain.pairs name {outside}, which explain.variants does not "
                           f"explain; add them to explain.variants")
     if x.shap_samples < 10 or x.shap_variants and (x.reference not in x.shap_variants or len(x.shap_variants) < 2
                                                    or len(set(x.shap_variants)) != len(x.shap_variants)):
@@ -531,8 +549,6 @@ def _validate(cfg: Config) -> None:
     if outside:
         raise ConfigError(f"explain.shap_variants names {outside}, which explain.variants does not explain; add them "
                           f"to explain.variants")
-    if x.cross_seed and x.noise_seeds < 1:
-        raise ConfigError("explain.cross_seed needs explain.noise_seeds >= 1 (the other seed it is explained with)")
     if x.reference in x.cost_variants or x.cost_examples < 1:
         raise ConfigError(f"explain.cost_variants cannot hold the reference {x.reference!r}, and "
                           f"explain.cost_examples must be >= 1 (got {x.cost_examples})")

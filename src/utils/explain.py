@@ -4,18 +4,18 @@ Gradient explainers cannot run on an ONNX Runtime INT8 session, so explanations 
 perturbation-based: LIME's ``LimeTextExplainer`` (bag of words: a feature is a distinct
 word, removing it removes every occurrence).
 
-* **Same neighbourhood for every variant.** LIME draws its perturbations from its own
-  ``random_state`` before it calls the model, and the draws do not depend on the model's
-  answers; a fresh explainer with the same seed therefore sends the *same* perturbed texts
-  to every variant (``tests/test_explain.py`` checks it), so a difference between an FP32
-  and an INT8 explanation comes from the models, not from sampling.
-* **Seed-noise floor.** The reference (FP32) explained again with other seeds: how much
-  LIME disagrees with itself. Every FP32-vs-variant agreement is reported beside it.
+* **Symmetric comparison.** LIME draws its perturbations from its own ``random_state`` before it
+  calls the model, so a fresh explainer with the same seed sends the *same* perturbed texts to every
+  variant (``tests/test_explain.py`` checks it). Two explanations with one seed share their sampling
+  noise; the run's comparisons therefore always cross seeds: every variant (seed A) against FP32's
+  explanations under other seeds, beside FP32 (A) against the same ones (the **noise floor**), so that the
+  two sides differ only in the model (``pipeline.run_explain``).
 * **Agreement** of two explanations of the same text and label: top-k overlap, sign
   agreement on the shared top-k, Spearman and Kendall rank correlation of all word weights.
 * **Faithfulness** of a variant's own explanation, computed with that same variant:
   comprehensiveness and sufficiency (ERASER, DeYoung et al. 2020), each an AOPC over the
-  removal fractions, beside the same numbers for a random ranking of the words.
+  removal fractions, beside the same numbers for a random ranking of the words, and normalized by the
+  AOPC limits of that model on that text (NAOPC, Edin et al. 2025), so that models can be compared.
 * **Cost**: seconds per explanation with the same number of samples, variants interleaved.
 * **A second explainer**: KernelSHAP (``shap.KernelExplainer``, Lundberg & Lee 2017) over LIME's own
   features (a coalition keeps the words it names, the background removes every word), so the two
@@ -267,50 +267,95 @@ def faithfulness(predictor, text: str, weights: np.ndarray, label: int, fraction
     return out
 
 
+def aopc_limits(predictor, text: str, label: int, fractions: Sequence[float], beam: int = 0) -> dict:
+    """The lowest and highest AOPC a ranking of the words reaches with ``predictor``: the limits that
+    normalized AOPC divides by (NAOPC, Edin et al., ACL 2025: raw AOPC depends on the model, so it cannot be
+    compared across models; (AOPC - lower) / (upper - lower) can), for comprehensiveness (the ranking's first
+    words removed) and sufficiency (kept alone), scored on the removal sizes of ``fractions``.
+
+    ``beam`` >= 1: beam search over rankings, as their NAOPC_beam (1: greedy), one model call per step.
+    ``beam`` 0: the rankings a single step finds: every word removed (kept) alone once, the words ranked by
+    the drop each causes, both ways; about 2 x words + 4 x fractions texts where greedy asks about
+    words^2 / 2 per limit (the default: on the default's texts greedy costs more than the LIME explanation).
+    Either finds limits some ranking reaches, so the true limits lie at or beyond them: ``naopc`` widens them
+    by the explanation's and the random ranking's own AOPC."""
+    s = indexed(text)
+    d = s.num_words()
+    sizes = removal_sizes(d, fractions)
+    p0 = float(predictor.predict_proba([text])[0, label])
+
+    def perturbed(order, keep: bool) -> str:
+        return s.inverse_removing([j for j in range(d) if j not in set(order)] if keep else list(order))
+
+    out = {}
+    for name, keep in (("comprehensiveness", False), ("sufficiency", True)):
+        if beam < 1:
+            one = p0 - predictor.predict_proba([perturbed([j], keep) for j in range(d)])[:, label]
+            ranks = [np.argsort(-one, kind="stable"), np.argsort(one, kind="stable")]
+            texts = [perturbed(r[:k], keep) for r in ranks for k in sizes]
+            aopc = (p0 - predictor.predict_proba(texts)[:, label]).reshape(2, len(sizes)).mean(axis=1)
+            out[name] = [float(aopc.min()), float(aopc.max())]
+            continue
+        lim = []
+        for maximize in (False, True):
+            states = [((), ())]                    # (ranking so far, drop after each step)
+            for t in range(1, max(sizes) + 1):
+                cands = [(o + (j,), dr) for o, dr in states for j in range(d) if j not in o]
+                p = predictor.predict_proba([perturbed(o, keep) for o, _ in cands])[:, label]
+                scored = []
+                for (o, dr), pi in zip(cands, p):
+                    dr = dr + (p0 - float(pi),)
+                    # the sizes the AOPC averages over, reached so far, and this step's drop as a look-ahead
+                    score = sum(dr[k - 1] for k in sizes if k <= t) + (0.0 if t in sizes else dr[-1])
+                    scored.append((score, o, dr))
+                scored.sort(key=lambda x: x[0], reverse=maximize)
+                states = [(o, dr) for _, o, dr in scored[:beam]]
+            vals = [float(np.mean([dr[k - 1] for k in sizes])) for _, dr in states]
+            lim.append(max(vals) if maximize else min(vals))
+        out[name] = lim
+    return out
+
+
+def naopc(value: float, limits: Sequence[float], others: Sequence[float] = ()) -> float:
+    """Normalized AOPC: ``(value - lower) / (upper - lower)`` with the limits widened by every AOPC known to
+    be reached (``value`` and ``others``), so it lies in [0, 1]; NaN where no ranking changes the AOPC."""
+    lo, hi = min([limits[0], value, *others]), max([limits[1], value, *others])
+    return float((value - lo) / (hi - lo)) if hi - lo > 1e-9 else float("nan")
+
+
 # --------------------------------------------------------------------------- examples
 def select_examples(texts: Sequence[str], labels: Sequence[int], preds: dict, confidence: np.ndarray,
-                    reference: str, disagreement_variants: Sequence[str], n_examples: int, bins: int,
-                    seed: int, min_words: int = 3) -> list:
+                    reference: str, disagreement_variants: Sequence[str], n_examples: int,
+                    n_disagreements: int, seed: int, min_words: int = 3) -> list:
     """The examples to explain, by a stated rule.
 
-    1. every test text where a variant in ``disagreement_variants`` predicts a different class
-       than ``reference``;
-    2. filled up to ``n_examples`` (at least one per stratum) with a stratified sample:
-       strata = the reference's predicted class x ``bins`` quantile bins of its confidence
-       (computed per class), the same number from each stratum, drawn with ``seed``.
+    1. a simple random sample of ``n_examples`` test texts (drawn with ``seed``): the main result, which
+       stands for the test set;
+    2. then up to ``n_disagreements`` more texts where a variant in ``disagreement_variants`` predicts a
+       different class than ``reference`` (drawn at random among those the sample missed), reported
+       separately. Every example says whether such a variant disagrees on it (``disagreement``), whichever
+       way it was chosen.
     Texts with fewer than ``min_words`` distinct words are left out (no ranking to compare)."""
     ref = np.asarray(preds[reference])
-    n = len(ref)
     words = np.array([indexed(t).num_words() for t in texts])
     ok = words >= min_words
-    chosen: dict = {}
+    differs: dict = {}
     for v in disagreement_variants:
         if v not in preds:
             raise KeyError(f"explain.disagreements_of names {v!r}, which the evaluation has not run; "
                            f"known: {', '.join(preds)}")
         for i in np.flatnonzero((np.asarray(preds[v]) != ref) & ok):
-            chosen.setdefault(int(i), {"reason": "disagreement", "with": []})["with"].append(v)
-    conf = np.asarray(confidence, float)
-    strata = np.full(n, -1)
-    classes = sorted(set(ref.tolist()))
-    for c in classes:
-        idx = np.flatnonzero(ref == c)
-        edges = np.quantile(conf[idx], np.linspace(0, 1, bins + 1)[1:-1]) if bins > 1 else []
-        strata[idx] = classes.index(c) * bins + np.searchsorted(edges, conf[idx], side="right")
-    n_strata = len(classes) * bins
-    want = max(n_examples - len(chosen), n_strata)
-    per = [want // n_strata + (s < want % n_strata) for s in range(n_strata)]
+            differs.setdefault(int(i), []).append(v)
     rng = np.random.default_rng(seed)
-    for s in range(n_strata):
-        pool = np.flatnonzero((strata == s) & ok & ~np.isin(np.arange(n), list(chosen)))
-        for i in rng.choice(pool, size=min(per[s], len(pool)), replace=False):
-            c, b = divmod(s, bins)
-            chosen[int(i)] = {"reason": "stratified", "stratum": {"class": int(classes[c]), "confidence_bin": int(b)}}
-    out = []
-    for i in sorted(chosen):
-        out.append({"index": i, "text": texts[i], "label": int(labels[i]), "words": int(words[i]),
-                    "reference_pred": int(ref[i]), "reference_confidence": float(conf[i]), **chosen[i]})
-    return out
+    pool = np.flatnonzero(ok)
+    chosen = {int(i): "random" for i in rng.choice(pool, size=min(n_examples, len(pool)), replace=False)}
+    rest = [i for i in sorted(differs) if i not in chosen]
+    for i in rng.choice(np.asarray(rest, int), size=min(n_disagreements, len(rest)), replace=False):
+        chosen[int(i)] = "disagreement"
+    conf = np.asarray(confidence, float)
+    return [{"index": i, "text": texts[i], "label": int(labels[i]), "words": int(words[i]),
+             "reference_pred": int(ref[i]), "reference_confidence": float(conf[i]), "reason": chosen[i],
+             "disagreement": i in differs, "with": differs.get(i, [])} for i in sorted(chosen)]
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -339,15 +384,15 @@ def mean_ci(values, confidence: float = 0.95, reps: int = 1000, seed: int = 0) -
 
 
 def figure_examples(examples: list, compare_rows: list, n: int) -> list:
-    """Which examples the side-by-side figure shows: the most confident stratified example of
+    """Which examples the side-by-side figure shows: the most confident example of the random sample for
     each class, then the disagreement example whose explanations differ most (lowest Spearman
     between the reference and the compared variant); ``n`` at most."""
     picks: list = []
-    strat = [i for i, e in enumerate(examples) if e["reason"] == "stratified"]
+    strat = [i for i, e in enumerate(examples) if e["reason"] == "random" and not e.get("disagreement")]
     for c in sorted({examples[i]["reference_pred"] for i in strat}):
         cand = [i for i in strat if examples[i]["reference_pred"] == c]
         picks.append(max(cand, key=lambda i: examples[i]["reference_confidence"]))
-    dis = [i for i, e in enumerate(examples) if e["reason"] == "disagreement"]
+    dis = [i for i, e in enumerate(examples) if e.get("disagreement")]
     if compare_rows:
         dis = [i for i in dis if not np.isnan(compare_rows[i]["spearman"])]
         if dis:

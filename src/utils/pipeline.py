@@ -614,8 +614,16 @@ def run_bench(cfg, progress: bool = True) -> dict:
 
 # --------------------------------------------------------------------------- 08 explain
 def run_explain(cfg, progress: bool = True) -> dict:
-    """Explain the selected test examples with every configured variant (same neighbourhood),
-    the reference again with other seeds (noise floor), then agreement, faithfulness and cost.
+    """Explain the selected test examples with every configured variant, the reference again with other seeds,
+    then agreement (symmetric: always across seeds), faithfulness (raw and normalized AOPC) and cost.
+
+    Every variant, the reference included, is explained with the run's seed (A); the reference is explained
+    again with ``explain.noise_seeds`` other seeds (B1, B2, ...). A variant's agreement with FP32 is its
+    explanation (A) against FP32's (Bj), averaged over j; the noise floor is FP32 (A) against the same FP32
+    (Bj): the two sides differ only in the model, and neither shares its perturbations with the other
+    (``agreement_same_seed`` keeps the same-perturbation comparison, which the floor cannot be set beside).
+    KernelSHAP does the same with its own seeds. The main result is a simple random sample of test texts; the
+    texts where ``disagreements_of`` flips the prediction are summarised apart.
 
     LIME explains the function as deployed: a variant whose answers depend on the batch (declared in
     the registry, or measured so by the evaluation) predicts every perturbed text alone (batch 1); the
@@ -633,7 +641,7 @@ def run_explain(cfg, progress: bool = True) -> dict:
     variants.insert(0, ex.reference)
     cost_only = list(ex.cost_variants)
     V.check_names(cfg, variants + cost_only, "explain.variants")
-    for key, named in (("explain.pairs", [n for p in ex.pairs for n in p]), ("explain.cross_seed", ex.cross_seed),
+    for key, named in (("explain.pairs", [n for p in ex.pairs for n in p]),
                        ("explain.shap_variants", ex.shap_variants or [])):
         if set(named) - set(variants):
             raise KeyError(f"{key}: {sorted(set(named) - set(variants))} not among the explained variants "
@@ -642,7 +650,7 @@ def run_explain(cfg, progress: bool = True) -> dict:
     texts, y = test["text"].tolist(), test["label"].to_numpy()
     preds = {n: np.asarray(v["predictions"]) for n, v in ev.items()}
     select = lambda p: XP.select_examples(texts, y, p, np.asarray(ev[ex.reference]["confidence"]),  # noqa: E731
-                                          ex.reference, ex.disagreements_of, ex.examples, ex.confidence_bins,
+                                          ex.reference, ex.disagreements_of, ex.examples, ex.disagreements,
                                           cfg.seed, min_words=ex.min_words)
     examples = select(preds)
     dependent = [n for n in variants + cost_only
@@ -664,23 +672,25 @@ def run_explain(cfg, progress: bool = True) -> dict:
     # cost-only variants (e.g. a slow baseline) are explained on a few examples spread evenly
     cost_at = set(np.unique(np.linspace(0, len(examples) - 1, min(ex.cost_examples, len(examples))).round()
                             .astype(int)).tolist())
+    random_at = [i for i, e in enumerate(examples) if e["reason"] == "random"]
+    conv_at = set(random_at[:ex.convergence_examples]) if ex.convergence_samples else set()
 
     exps = {n: [] for n in variants + cost_only}
     exps_batched = {n: [] for n in batched}
-    cross = {n: [] for n in ex.cross_seed}
     noise = {s: [] for s in noise_seeds}
     faith = {n: [] for n in variants}
-    # the second explainer, KernelSHAP over the same words, on its own clock: the reference first, the variants
-    # in turns, the reference again with the first noise seed
+    conv = {k: {"a": [], "b": []} for k in ex.convergence_samples}
+    # the second explainer, KernelSHAP over the same words, on its own clock: the variants in turns, then the
+    # reference with the other seeds
     shap_names = shap_variants(ex, variants)
     shap_exps = {n: [] for n in shap_names}
-    shap_noise = []
+    shap_noise = {s: [] for s in noise_seeds} if shap_names else {}
     # every run of one example after a variant's first (other LIME seeds, faithfulness, KernelSHAP) recalls that
     # variant's predictions of texts already predicted for the example; the first run, whose seconds are the cost
     # reported, starts from an empty memory. Batch-dependent variants are wrapped only at batch 1 (``prs``), never
     # the batched predictors that show what batching did
     memo = {n: XP.Memo(prs[n]) for n in variants}
-    shap_total = 0.0
+    shap_total = naopc_total = conv_total = 0.0
     t0 = time.perf_counter()
     for i, e in enumerate(tqdm(examples, desc="examples (LIME, KernelSHAP)", disable=not progress)):
         ref_label = int(own[ex.reference][i])
@@ -691,130 +701,159 @@ def run_explain(cfg, progress: bool = True) -> dict:
             exps_batched[n].append(XP.explain(batched[n], e["text"], {ref_label}, ex.samples, cfg.seed))
         for s in noise_seeds:
             noise[s].append(XP.explain(memo[ex.reference], e["text"], {ref_label}, ex.samples, s))
-        for n in cross:
-            cross[n].append(XP.explain(memo[n], e["text"], {ref_label}, ex.samples, noise_seeds[0]))
+        t1 = time.perf_counter()
         for n in variants:
-            label = int(own[n][i])   # each variant's explanation of its own prediction
-            faith[n].append(XP.faithfulness(memo[n], e["text"], exps[n][-1].weights[label], label, ex.fractions,
-                                         seed=cfg.seed + i))
+            label = int(own[n][i])   # each variant's explanation of its own prediction, with that variant
+            f = XP.faithfulness(memo[n], e["text"], exps[n][-1].weights[label], label, ex.fractions, seed=cfg.seed + i)
+            if ex.naopc:
+                lim = XP.aopc_limits(memo[n], e["text"], label, ex.fractions, ex.naopc_beam)
+                f["limits"] = lim
+                for k in ("comprehensiveness", "sufficiency"):
+                    f[f"normalized_{k}"] = XP.naopc(f[k], lim[k], [f[f"random_{k}"]])
+                    f[f"random_normalized_{k}"] = XP.naopc(f[f"random_{k}"], lim[k], [f[k]])
+            faith[n].append(f)
+        naopc_total += time.perf_counter() - t1
+        t1 = time.perf_counter()
+        if i in conv_at:          # how the floor moves with LIME's sample budget
+            for k in conv:
+                for side, sd in (("a", cfg.seed), ("b", noise_seeds[0])):
+                    conv[k][side].append((i, XP.explain(memo[ex.reference], e["text"], {ref_label}, k, sd)))
+        conv_total += time.perf_counter() - t1
         t1 = time.perf_counter()
         for n in shap_exps:
             shap_exps[n].append(XP.kernel_shap(memo[n], e["text"], {ref_label}, ex.shap_samples, cfg.seed))
-        if shap_exps and noise_seeds:
-            shap_noise.append(XP.kernel_shap(memo[ex.reference], e["text"], {ref_label}, ex.shap_samples,
-                                             noise_seeds[0]))
+        for s in shap_noise:
+            shap_noise[s].append(XP.kernel_shap(memo[ex.reference], e["text"], {ref_label}, ex.shap_samples, s))
         shap_total += time.perf_counter() - t1
         for m in memo.values():
             m.clear()
-    total = time.perf_counter() - t0 - shap_total
+    total = time.perf_counter() - t0 - shap_total - naopc_total - conv_total
 
     ks = tuple(ex.top_k)
-    ref_w = [x.weights[int(own[ex.reference][i])] for i, x in enumerate(exps[ex.reference])]
-    per_example = {}
-    for n in variants[1:]:
-        per_example[n] = [XP.agreement(ref_w[i], exps[n][i].weights[int(own[ex.reference][i])], ks)
-                          for i in range(len(examples))]
     metrics = [f"top{k}_{m}" for k in ks for m in ("overlap", "sign")] + ["spearman", "kendall"]
-    floor = []        # per example: the mean agreement of the reference with itself under other seeds
-    for i in range(len(examples)):
-        label = int(own[ex.reference][i])
-        rows = [XP.agreement(ref_w[i], noise[s][i].weights[label], ks) for s in noise_seeds]
-        floor.append({m: XP.nanmean([r[m] for r in rows]) for m in metrics})
-    if noise_seeds:
-        per_example["noise-floor"] = floor
+    rl = [int(x) for x in own[ex.reference]]     # the label every explanation is compared on
+    n_ex = range(len(examples))
+    mean_rows = lambda rows: {m: XP.nanmean([r[m] for r in rows]) for m in metrics}  # noqa: E731
 
-    def summary(rows_of: list, mask: np.ndarray) -> dict:
-        return {m: XP.mean_ci([r[m] for r, k in zip(rows_of, mask) if k], cfg.eval.confidence,
+    def across(w_of, others: dict) -> list:
+        """Per example: the mean agreement of an explanation (seed A) with FP32's under each other seed."""
+        return [mean_rows([XP.agreement(others[s][i].weights[rl[i]], w_of(i), ks) for s in others]) for i in n_ex]
+
+    ref_w = [x.weights[rl[i]] for i, x in enumerate(exps[ex.reference])]
+    floor = across(lambda i: ref_w[i], noise)
+    per_example = {n: across(lambda i, n=n: exps[n][i].weights[rl[i]], noise) for n in variants[1:]}
+    per_example["noise-floor"] = floor
+    same_seed = {n: [XP.agreement(ref_w[i], exps[n][i].weights[rl[i]], ks) for i in n_ex] for n in variants[1:]}
+
+    is_random = np.array([e["reason"] == "random" for e in examples])
+    is_dis = np.array([bool(e["disagreement"]) for e in examples])
+    everywhere = np.ones(len(examples), bool)
+
+    def summary(rows_of: list, mask: np.ndarray, confidence: float = cfg.eval.confidence) -> dict:
+        return {m: XP.mean_ci([r[m] for r, k in zip(rows_of, mask) if k], confidence,
                            cfg.eval.bootstrap, cfg.seed) for m in metrics}
+
+    def versus_floor(rows: list, fl: list) -> dict:
+        """The paired difference (this variant's agreement minus the floor's, per example) on the random sample
+        and on the disagreement texts, with the equivalence verdict (TOST: the 90% interval inside +-margin)."""
+        diff = [{m: r[m] - f[m] for m in metrics} for r, f in zip(rows, fl)]
+        out = {"random": summary(diff, is_random), "disagreement": summary(diff, is_dis),
+               "equivalence": {}}
+        ci90 = summary(diff, is_random, 0.90)
+        for m in metrics:
+            lo, hi = ci90[m]["ci"]
+            out["equivalence"][m] = {"ci90": [lo, hi], "margin": ex.equivalence_margin,
+                                     "equivalent": bool(-ex.equivalence_margin < lo and hi < ex.equivalence_margin)}
+        return out
 
     same = {n: own[n] == own[ex.reference] for n in variants}
     agree = {}
     for n, rows in per_example.items():
-        mask_all = np.ones(len(examples), bool)
-        agree[n] = {"all": summary(rows, mask_all)}
+        agree[n] = {"random": summary(rows, is_random), "disagreement": summary(rows, is_dis),
+                    "all": summary(rows, everywhere)}
         if n != "noise-floor":
-            agree[n]["same_prediction"] = summary(rows, same[n])
+            agree[n]["same_prediction"] = summary(rows, same[n] & is_random)
             agree[n]["different_prediction"] = summary(rows, ~same[n])
-            if noise_seeds:   # paired: this variant's agreement minus LIME's own seed noise, per example
-                agree[n]["minus_noise_floor"] = {
-                    m: XP.mean_ci([r[m] - f[m] for r, f in zip(rows, floor)], cfg.eval.confidence,
-                               cfg.eval.bootstrap, cfg.seed) for m in metrics}
+            agree[n]["versus_floor"] = versus_floor(rows, floor)
+            agree[n]["same_seed"] = summary(same_seed[n], is_random)
 
-    everywhere = np.ones(len(examples), bool)
-    rl = [int(x) for x in own[ex.reference]]     # the label every explanation is compared on
-    # [a, b]: b's explanation against a's (e.g. QAT's weights unquantized vs its INT8 file), same label
+    # [a, b]: b's explanation against a's (e.g. QAT's weights unquantized vs its INT8 file), same perturbations
     pairs = {}
     for a, b in ex.pairs:
-        rows = [XP.agreement(exps[a][i].weights[rl[i]], exps[b][i].weights[rl[i]], ks) for i in range(len(examples))]
-        pairs[f"{b} vs {a}"] = {"reference": a, "variant": b, "per_example": rows, "all": summary(rows, everywhere),
-                                "same_prediction": summary(rows, own[a] == own[b])}
-    # the symmetric floor: FP32 (seed A) vs the variant explained with seed B, beside FP32 (A) vs FP32 (B)
-    cross_seed = {}
-    if noise_seeds:
-        b_seed = noise_seeds[0]
-        ref_b = [XP.agreement(ref_w[i], noise[b_seed][i].weights[rl[i]], ks) for i in range(len(examples))]
-        for n in cross:
-            rows = [XP.agreement(ref_w[i], cross[n][i].weights[rl[i]], ks) for i in range(len(examples))]
-            cross_seed[n] = {"seed_a": cfg.seed, "seed_b": b_seed, "per_example": rows,
-                             "variant_seed_b": summary(rows, everywhere),
-                             "reference_seed_b": summary(ref_b, everywhere),
-                             "difference": {m: XP.mean_ci([r[m] - f[m] for r, f in zip(rows, ref_b)],
-                                                          cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
-                                            for m in metrics}}
+        rows = [XP.agreement(exps[a][i].weights[rl[i]], exps[b][i].weights[rl[i]], ks) for i in n_ex]
+        pairs[f"{b} vs {a}"] = {"reference": a, "variant": b, "per_example": rows,
+                                "same_perturbations": True, "random": summary(rows, is_random),
+                                "all": summary(rows, everywhere),
+                                "same_prediction": summary(rows, (own[a] == own[b]) & is_random)}
+    # LIME's floor against its sample budget: FP32 (seed A) vs FP32 (seed B1) with k samples
+    convergence = None
+    if conv_at:
+        b1 = noise_seeds[0]
+        at = {i: j for j, (i, _) in enumerate(conv[next(iter(conv))]["a"])}
+        points = {}
+        for k in conv:
+            rows = [XP.agreement(x.weights[rl[i]], conv[k]["b"][j][1].weights[rl[i]], ks)
+                    for j, (i, x) in enumerate(conv[k]["a"])]
+            points[str(k)] = {m: XP.nanmean([r[m] for r in rows]) for m in metrics}
+        rows = [XP.agreement(ref_w[i], noise[b1][i].weights[rl[i]], ks) for i in at]
+        points[str(ex.samples)] = {m: XP.nanmean([r[m] for r in rows]) for m in metrics}
+        convergence = {"examples": sorted(at), "seeds": [cfg.seed, b1], "run_samples": ex.samples,
+                       "floor": dict(sorted(points.items(), key=lambda kv: int(kv[0]))),
+                       "seconds": conv_total}
     # what batching did to the batch-dependent variants' explanations (how they were computed before)
     sel_before = select({n: np.asarray(v.get("predictions_batched", v["predictions"])) for n, v in ev.items()})
     now_idx, before_idx = {e["index"] for e in examples}, {e["index"] for e in sel_before}
     batching = {"batch_dependent": dependent, "batch_size": ex.batch_size,
                 "deployed": "perturbed texts predicted alone (batch 1) for the batch-dependent variants",
-                "selection_before": {"n_disagreement": sum(e["reason"] == "disagreement" for e in sel_before),
+                "selection_before": {"n_disagreement": sum(e["disagreement"] for e in sel_before),
                                      "n_examples": len(sel_before), "shared_with_now": len(now_idx & before_idx)},
                 "variants": {}}
     for n in batched:
-        vs_ref = [XP.agreement(ref_w[i], exps_batched[n][i].weights[rl[i]], ks) for i in range(len(examples))]
-        vs_alone = [XP.agreement(exps[n][i].weights[rl[i]], exps_batched[n][i].weights[rl[i]], ks)
-                    for i in range(len(examples))]
+        vs_ref = across(lambda i, n=n: exps_batched[n][i].weights[rl[i]], noise)
+        vs_alone = [XP.agreement(exps[n][i].weights[rl[i]], exps_batched[n][i].weights[rl[i]], ks) for i in n_ex]
         batching["variants"][n] = {
             "prediction_changed": int(np.sum(own[n] != own_batched[n])),
             "prediction_batched": own_batched[n].tolist(),
-            "agreement_with_reference_batched": summary(vs_ref, everywhere),
-            "agreement_with_reference_alone": agree[n]["all"] if n in agree else None,
-            "batched_vs_alone": summary(vs_alone, everywhere),
+            "agreement_with_reference_batched": summary(vs_ref, is_random),
+            "agreement_with_reference_alone": agree[n]["random"] if n in agree else None,
+            "batched_vs_alone": summary(vs_alone, is_random),
             "per_example_batched_vs_alone": vs_alone}
 
     shap_result = None
     if shap_exps:
         ref_s = [x.weights[rl[i]] for i, x in enumerate(shap_exps[ex.reference])]
-        n_ex = range(len(examples))
-        per_s = {n: [XP.agreement(ref_s[i], shap_exps[n][i].weights[rl[i]], ks) for i in n_ex] for n in shap_names[1:]}
+        per_s = {n: across(lambda i, n=n: shap_exps[n][i].weights[rl[i]], shap_noise) for n in shap_names[1:]}
+        floor_s = across(lambda i: ref_s[i], shap_noise)
         lime_vs = {n: [XP.agreement(exps[n][i].weights[rl[i]], shap_exps[n][i].weights[rl[i]], ks) for i in n_ex]
                    for n in shap_names}
-        floor_s = [XP.agreement(ref_s[i], shap_noise[i].weights[rl[i]], ks) for i in n_ex] if shap_noise else []
         shap_result = {
             "method": "shap.KernelExplainer over LIME's words (a coalition keeps its words, the background removes "
                       "all), identity link, no L1 feature selection",
-            "samples": ex.shap_samples, "variants": shap_names, "seed": cfg.seed,
-            "noise_seed": noise_seeds[0] if shap_noise else None,
-            "agreement": {n: summary(rows, everywhere) for n, rows in per_s.items()},
-            "noise_floor": summary(floor_s, everywhere) if floor_s else None,
-            "minus_noise_floor": ({n: {m: XP.mean_ci([r[m] - f[m] for r, f in zip(rows, floor_s)], cfg.eval.confidence,
-                                                     cfg.eval.bootstrap, cfg.seed) for m in metrics}
-                                   for n, rows in per_s.items()} if floor_s else None),
-            "lime_vs_shap": {n: summary(rows, everywhere) for n, rows in lime_vs.items()},
-            "per_example": {**per_s, **({"noise-floor": floor_s} if floor_s else {})},
+            "samples": ex.shap_samples, "variants": shap_names, "seed": cfg.seed, "noise_seeds": noise_seeds,
+            "agreement": {n: summary(rows, is_random) for n, rows in per_s.items()},
+            "agreement_disagreement": {n: summary(rows, is_dis) for n, rows in per_s.items()},
+            "noise_floor": summary(floor_s, is_random),
+            "versus_floor": {n: versus_floor(rows, floor_s) for n, rows in per_s.items()},
+            "lime_vs_shap": {n: summary(rows, is_random) for n, rows in lime_vs.items()},
+            "per_example": {**per_s, "noise-floor": floor_s},
             "cost": {n: {"median_s": float(np.median([x.seconds for x in xs])),
                          "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in xs]))}
                      for n, xs in shap_exps.items()},
             "total_seconds": shap_total,
             "explanations": {n: [x.to_dict() for x in xs] for n, xs in shap_exps.items()},
-            "noise_explanations": [x.to_dict() for x in shap_noise]}
+            "noise_explanations": {str(s): [x.to_dict() for x in xs] for s, xs in shap_noise.items()}}
 
     faithful = {}
+    keys = ["comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency"]
+    if ex.naopc:
+        keys += ["normalized_comprehensiveness", "normalized_sufficiency", "random_normalized_comprehensiveness",
+                 "random_normalized_sufficiency"]
     for n in variants:
-        faithful[n] = {k: XP.mean_ci([f[k] for f in faith[n]], cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
-                       for k in ("comprehensiveness", "sufficiency", "random_comprehensiveness",
-                                 "random_sufficiency")}
-        faithful[n]["local_r2"] = XP.mean_ci([x.score for x in exps[n]], cfg.eval.confidence, cfg.eval.bootstrap,
-                                          cfg.seed)
+        rows = [f for f, k in zip(faith[n], is_random) if k]
+        faithful[n] = {k: XP.mean_ci([f[k] for f in rows], cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
+                       for k in keys}
+        faithful[n]["local_r2"] = XP.mean_ci([x.score for x, k in zip(exps[n], is_random) if k],
+                                             cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
     cost = {}
     for n in variants + cost_only:
         secs = np.array([x.seconds for x in exps[n]])
@@ -838,27 +877,37 @@ def run_explain(cfg, progress: bool = True) -> dict:
         "reference": ex.reference, "variants": variants, "samples": ex.samples, "batch_size": ex.batch_size,
         "kernel_width": XP.KERNEL_WIDTH, "split_expression": XP.SPLIT, "bow": True, "feature_selection": "none",
         "seed": cfg.seed, "noise_seeds": noise_seeds, "fractions": list(ex.fractions), "top_k": list(ks),
-        "selection": {"rule": (f"every test text where {', '.join(ex.disagreements_of) or 'no variant'} "
-                               f"predicts differently from {ex.reference}, then a stratified sample "
-                               f"(predicted class x {ex.confidence_bins} confidence bins) up to {ex.examples}; "
-                               f"texts with fewer than {ex.min_words} distinct words left out"),
+        "design": ("symmetric: every variant (seed A) against FP32 under the other seeds, beside FP32 (A) against "
+                   "the same FP32 explanations (the noise floor); paired per example"),
+        "selection": {"rule": (f"a simple random sample of {ex.examples} test texts (the main result), then up to "
+                               f"{ex.disagreements} texts where {', '.join(ex.disagreements_of) or 'no variant'} "
+                               f"predicts differently from {ex.reference} (reported apart); texts with fewer than "
+                               f"{ex.min_words} distinct words left out"),
                       "disagreements_of": list(ex.disagreements_of),
-                      "n_disagreement": sum(e["reason"] == "disagreement" for e in examples),
-                      "n_stratified": sum(e["reason"] == "stratified" for e in examples)},
+                      "n_random": int(is_random.sum()), "n_disagreement": int(is_dis.sum()),
+                      "n_disagreement_in_random": int((is_dis & is_random).sum()),
+                      "n_disagreement_available": len(set(i for v in ex.disagreements_of
+                                                          for i in np.flatnonzero(preds[v] != preds[ex.reference])))},
         "n_examples": len(examples), "examples": examples,
         "cost_variants": cost_only, "cost_examples": sorted(cost_at) if cost_only else [],
         "predictions": {n: own[n].tolist() for n in variants},
         "explanations": {n: [x.to_dict() for x in exps[n]] for n in variants},
         "noise_explanations": {str(s): [x.to_dict() for x in noise[s]] for s in noise_seeds},
-        "agreement_per_example": per_example, "agreement": agree,
+        "agreement_per_example": per_example, "agreement_same_seed_per_example": same_seed, "agreement": agree,
+        "equivalence_margin": ex.equivalence_margin,
         "faithfulness_per_example": faith, "faithfulness": faithful,
-        "pairs": pairs, "cross_seed": cross_seed, "batching": batching,
-        "cross_seed_explanations": {n: [x.to_dict() for x in xs] for n, xs in cross.items()},
+        "naopc": ({"beam": ex.naopc_beam, "seconds": naopc_total,
+                   "method": "Edin et al. (2025): (AOPC - lower) / (upper - lower) per example, the limits over "
+                             "rankings on the removal fractions (" + ("the words ranked by their effect alone, both "
+                             "ways" if ex.naopc_beam < 1 else f"beam search, width {ex.naopc_beam}") + "), widened "
+                             "by the AOPC of the explanation's and the random ranking"} if ex.naopc else None),
+        "convergence": convergence,
+        "pairs": pairs, "batching": batching,
         "cost": cost, "throughput_baseline": base, "total_seconds": total, "shap": shap_result,
         "recall": {"rule": "a variant's runs of one example after its first (other LIME seeds, faithfulness, "
                            "KernelSHAP) recall its predictions of texts already predicted for that example; the "
                            "first run, whose seconds are the cost, predicts every text",
-                   "share_recalled": _recalled_share(exps, noise, cross, shap_exps, shap_noise, ex.reference)},
+                   "share_recalled": _recalled_share(exps, noise, shap_exps, shap_noise, ex.reference)},
         "figure_examples": XP.figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
         "compare": ex.compare, **({"left_out_without_qat": left_out} if left_out else {}),
     }
@@ -866,9 +915,9 @@ def run_explain(cfg, progress: bool = True) -> dict:
     return payload
 
 
-def _recalled_share(exps: dict, noise: dict, cross: dict, shap_exps: dict, shap_noise: list, reference: str) -> dict:
+def _recalled_share(exps: dict, noise: dict, shap_exps: dict, shap_noise: dict, reference: str) -> dict:
     """Per variant, the share of the distinct texts its later runs asked for that its memory answered."""
-    later = {n: [x for xs in [cross.get(n, []), shap_exps.get(n, [])] for x in xs] for n in exps}
-    later[reference] += [x for xs in noise.values() for x in xs] + list(shap_noise)
+    later = {n: list(shap_exps.get(n, [])) for n in exps}
+    later[reference] += [x for xs in list(noise.values()) + list(shap_noise.values()) for x in xs]
     asked = {n: sum(x.texts_evaluated for x in xs) for n, xs in later.items()}
     return {n: sum(x.texts_recalled for x in later[n]) / k for n, k in asked.items() if k}

@@ -369,7 +369,7 @@ def check_names(cfg: Config, given, key: str) -> None:
 # the profile's lists of variant names: those naming a variant that needs QAT are narrowed where qat.enabled is
 # false, so a profile extending one that names them (smoke's bench.variants) runs without QAT as it is
 NAME_LISTS = (("bench", "variants"), ("bench", "headline_only"), ("eval", "variants"), ("explain", "variants"),
-              ("explain", "cost_variants"), ("explain", "disagreements_of"), ("explain", "cross_seed"),
+              ("explain", "cost_variants"), ("explain", "disagreements_of"),
               ("explain", "shap_variants"))
 
 
@@ -416,7 +416,7 @@ def check_profile(cfg: Config) -> None:
                        ("explain.reference", [x.reference]), ("explain.compare", [x.compare]),
                        ("explain.variants", x.variants), ("explain.cost_variants", x.cost_variants),
                        ("explain.disagreements_of", x.disagreements_of),
-                       ("explain.pairs", [n for p in x.pairs for n in p]), ("explain.cross_seed", x.cross_seed)):
+                       ("explain.pairs", [n for p in x.pairs for n in p])):
         check_names(cfg, given, key)
     if cfg.eval.variants is not None:
         check_names(cfg, cfg.eval.variants, "eval.variants")

@@ -401,18 +401,31 @@ def explain_agreement_figure(res: Results):
     sns.boxplot(df, x="metric", y="value", hue="variant", hue_order=order, ax=axes[0], fliersize=2,
                 palette=[colors[v] for v in order], showmeans=True,
                 meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 4})
-    axes[0].set(ylabel="agreement with " + r["reference"] + "'s explanation", xlabel="",
-                title=f"{r['n_examples']} test examples, {r['samples']} LIME samples, same perturbations")
-    axes[0].legend(fontsize=7, loc="lower left")
+    n_random = r.get("selection", {}).get("n_random", r["n_examples"])
+    axes[0].set(ylabel="agreement with " + r["reference"] + "\n(other LIME seeds)", xlabel="",
+                title=f"{n_random} random test texts, {r['samples']} LIME samples")
+    axes[0].legend(loc="lower left")
     d = fr["minus_noise"]
     if len(d):
-        axes[1].barh(d["variant"], d["mean"], xerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], capsize=3,
-                     color=[colors[v] for v in d["variant"]])
+        names = list(dict.fromkeys(d["variant"]))
+        y = np.arange(len(names))
+        for where, off, fill in (("random", -0.18, True), ("disagreement", 0.18, False)):
+            dd = d[d["texts"] == where].set_index("variant").reindex(names)
+            ok = dd["mean"].notna().to_numpy()
+            if not ok.any():
+                continue
+            err = [(dd["mean"] - dd["lo"])[ok], (dd["hi"] - dd["mean"])[ok]]
+            axes[1].errorbar(dd["mean"][ok], y[ok] + off, xerr=err,
+                             fmt="o" if fill else "s", mfc=None if fill else "white", color="k", capsize=3,
+                             label="random sample" if fill else "flipped texts")
+        axes[1].set_yticks(y, names)
         axes[1].axvline(0, color="k", lw=1, ls="--")
+        m = r.get("equivalence_margin")
+        if m:
+            axes[1].axvspan(-m, m, color="0.9", zorder=0)
         conf = 100 * res.confidence("explain")
-        axes[1].set(xlabel="Spearman with the reference minus the noise floor's Spearman",
-                    title=f"Beyond LIME's own noise? ({conf:g}% interval)")
-        axes[1].tick_params(axis="y", labelsize=8)
+        axes[1].set(xlabel="Spearman minus the floor's, paired", title=f"Against the floor ({conf:g}% interval)")
+        axes[1].legend(loc="lower left")
     else:
         axes[1].set_axis_off()
     fig.tight_layout()
@@ -427,17 +440,19 @@ def explain_faithfulness_figure(res: Results):
     f = r["faithfulness"]
     names = list(f)
     colors = _explain_colors(r)
+    pre = "normalized_" if r.get("naopc") else ""
     for ax, key in ((axes[0], "comprehensiveness"), (axes[1], "sufficiency")):
         better = metric(key).better
-        m = np.array([f[n][key]["mean"] for n in names])
-        lo = np.array([f[n][key]["ci"][0] for n in names])
-        hi = np.array([f[n][key]["ci"][1] for n in names])
+        m = np.array([f[n][pre + key]["mean"] for n in names])
+        lo = np.array([f[n][pre + key]["ci"][0] for n in names])
+        hi = np.array([f[n][pre + key]["ci"][1] for n in names])
         ax.barh(names, m, xerr=[m - lo, hi - m], capsize=3, color=[colors[n] for n in names],
                 label=f"LIME ranking ({100 * res.confidence('explain'):g}% interval)")
-        ax.scatter([f[n]["random_" + key]["mean"] for n in names], names, marker="x", color="k", zorder=3,
+        ax.scatter([f[n]["random_" + pre + key]["mean"] for n in names], names, marker="x", color="k", zorder=3,
                    label="random ranking")
         ax.axvline(0, color="k", lw=0.8)
-        ax.set(xlabel=f"AOPC {key} ({better} is more faithful)", title=key.capitalize())
+        kind = "normalized AOPC" if r.get("naopc") else "AOPC"
+        ax.set(xlabel=f"{kind} ({better} is more faithful)", title=key.capitalize())
         ax.legend(fontsize=7)
     c = r["cost"]
     cn = sorted(c, key=lambda n: c[n]["throughput_vs_baseline"])

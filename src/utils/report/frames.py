@@ -140,18 +140,26 @@ def explain_agreement_frames(res: Results) -> dict:
     minus LIME's own seed noise with its interval."""
     r = res.explain
     df = agreement_frame(r)
-    rows = [{"variant": v, "mean": a["minus_noise_floor"]["spearman"]["mean"],
-             "lo": a["minus_noise_floor"]["spearman"]["ci"][0], "hi": a["minus_noise_floor"]["spearman"]["ci"][1]}
-            for v, a in r["agreement"].items() if "minus_noise_floor" in a]
-    return {"per_example": df[df["metric"].isin(AGREEMENT_SHOWN)], "minus_noise": pd.DataFrame(rows)}
+    rows = []
+    for v, a in r["agreement"].items():
+        for where in ("random", "disagreement"):
+            d = (a.get("versus_floor") or {}).get(where, {}).get("spearman")
+            if d and d["n"]:
+                rows.append({"variant": v, "texts": where, "mean": d["mean"], "lo": d["ci"][0], "hi": d["ci"][1]})
+    shown = df[df["metric"].isin(AGREEMENT_SHOWN)]
+    random_at = {i for i, e in enumerate(r["examples"]) if e.get("reason") == "random"}
+    return {"per_example": shown[shown["example"].isin(random_at)] if random_at else shown,
+            "minus_noise": pd.DataFrame(rows)}
 
 
 def explain_faithfulness_frames(res: Results) -> dict:
     """Comprehensiveness and sufficiency (mean, interval, random ranking) per variant, and the cost."""
     r = res.explain
     f, c = r["faithfulness"], r["cost"]
-    rows = [{"variant": n, "metric": k, "mean": f[n][k]["mean"], "lo": f[n][k]["ci"][0], "hi": f[n][k]["ci"][1],
-             "random": f[n]["random_" + k]["mean"]} for k in ("comprehensiveness", "sufficiency") for n in f]
+    pre = "normalized_" if r.get("naopc") else ""
+    rows = [{"variant": n, "metric": k, "mean": f[n][pre + k]["mean"], "lo": f[n][pre + k]["ci"][0],
+             "hi": f[n][pre + k]["ci"][1], "random": f[n]["random_" + pre + k]["mean"], "normalized": bool(pre)}
+            for k in ("comprehensiveness", "sufficiency") for n in f]
     cost = [{"variant": n, "throughput_vs_baseline": c[n]["throughput_vs_baseline"],
              "explanations_per_s": c[n]["explanations_per_s"], "examples": c[n]["examples"]}
             for n in sorted(c, key=lambda n: c[n]["throughput_vs_baseline"])]

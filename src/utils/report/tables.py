@@ -336,85 +336,97 @@ def gpu_table(res: Results) -> Optional[Table]:
                         f"integer products, the rest in fp16); graph: one CUDA graph replay of the same forward pass.")
 
 
-def _mci(rec: dict, digits: int = 2) -> str:
-    if rec["n"] == 0:
+def _mci(rec: dict, digits: int = 2, sign: bool = False) -> str:
+    """Mean [interval]; an interval of zero width is printed once, as exact."""
+    if rec["n"] == 0 or rec["mean"] != rec["mean"]:
         return "--"
-    return f"{rec['mean']:.{digits}f} [{rec['ci'][0]:.{digits}f}, {rec['ci'][1]:.{digits}f}]"
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    m, lo, hi = (f.format(x) for x in (rec["mean"], *rec["ci"]))
+    return m + " (exact)" if lo == hi else f"{m} [{lo}, {hi}]"
 
 
 def _agreement_row(al: dict) -> dict:
-    return {"top-5 overlap": _mci(al["top5_overlap"]), "top-10 overlap": _mci(al["top10_overlap"]),
-            "sign (top-10)": _mci(al["top10_sign"]), "Spearman": _mci(al["spearman"]), "Kendall": _mci(al["kendall"])}
+    return {"top-5 overlap": _mci(al["top5_overlap"]), "Spearman": _mci(al["spearman"])}
 
 
-def explain_agreement_table(res: Results) -> Table:
+def symmetric(r: dict) -> bool:
+    """Whether an explain result compares every variant across seeds (the symmetric design), or is an older one
+    whose variants shared FP32's perturbations while its floor did not (then it is reported as such, not set
+    beside the floor)."""
+    return "design" in r and all("versus_floor" in a for n, a in r["agreement"].items() if n != "noise-floor")
+
+
+def _floor_cells(vf: dict, margin: float) -> dict:
+    eq = vf["equivalence"]["spearman"]
+    lo, hi = eq["ci90"]
+    verdict = "--" if lo != lo else ("equivalent" if eq["equivalent"] else
+                                      ("below" if hi < -margin else ("above" if lo > margin else "undecided")))
+    return {"Spearman $-$ floor": _mci(vf["random"]["spearman"], sign=True),
+            f"within $\\pm${margin:g}": verdict,
+            "on flipped texts": _mci(vf["disagreement"]["spearman"], sign=True)}
+
+
+def explain_agreement_table(res: Results) -> Optional[Table]:
+    """LIME, symmetric: each variant's explanation (seed A) against FP32's under other seeds, beside FP32 (A)
+    against the same (the floor); the paired difference on the random sample with its equivalence verdict, and
+    on the texts whose prediction a variant flips, apart."""
     r = res.explain
+    if not symmetric(r):
+        return None
+    m = r["equivalence_margin"]
     rows = {}
     for v, a in r["agreement"].items():
-        al = a["all"]
-        rows[v] = {**_agreement_row(al),
-                   "Spearman - noise": _mci(a["minus_noise_floor"]["spearman"]) if "minus_noise_floor" in a else "--",
-                   "texts (same / other class)": (f"{a['same_prediction']['spearman']['n']} / "
-                                                  f"{a['different_prediction']['spearman']['n']}"
-                                                  if "same_prediction" in a else str(al["spearman"]["n"]))}
+        if v == "noise-floor":
+            continue
+        rows[v] = {**_agreement_row(a["random"]), **_floor_cells(a["versus_floor"], m)}
+    fl = r["agreement"]["noise-floor"]
+    rows["noise floor (FP32)"] = {**_agreement_row(fl["random"]), "Spearman $-$ floor": "--",
+                                  f"within $\\pm${m:g}": "--", "on flipped texts": _mci(fl["disagreement"]["spearman"])}
     for name, p in r.get("pairs", {}).items():          # e.g. QAT's INT8 file against QAT's own weights
-        rows[name] = {**_agreement_row(p["all"]), "Spearman - noise": "--",
-                      "texts (same / other class)": str(p["all"]["spearman"]["n"])}
-    for v, c in r.get("cross_seed", {}).items():         # the symmetric floor: other seed on both sides
-        rows[f"{v}, seed {c['seed_b']}"] = {**_agreement_row(c["variant_seed_b"]),
-                                            "Spearman - noise": _mci(c["difference"]["spearman"]),
-                                            "texts (same / other class)": str(c["variant_seed_b"]["spearman"]["n"])}
-        rows[f"noise-floor, seed {c['seed_b']}"] = {**_agreement_row(c["reference_seed_b"]), "Spearman - noise": "--",
-                                                    "texts (same / other class)":
-                                                    str(c["reference_seed_b"]["spearman"]["n"])}
-    df = pd.DataFrame(rows).T
-    extra = ""
-    if r.get("pairs"):
-        extra += (" Rows ``b vs a'': b's explanation against a's instead of the reference's (" +
-                  "; ".join(f"{p['variant']} against {p['reference']}" for p in r["pairs"].values()) + ").")
-    if r.get("cross_seed"):
-        c0 = next(iter(r["cross_seed"].values()))
-        extra += (f" Rows ``seed {c0['seed_b']}'': the variant explained with LIME seed {c0['seed_b']} against the "
-                  f"reference with seed {c0['seed_a']}, beside the reference with seed {c0['seed_b']} (the symmetric "
-                  f"floor); their Spearman - noise is the paired difference of the two.")
+        rows[f"{name} (same perturbations)"] = {**_agreement_row(p["random"]), "Spearman $-$ floor": "--",
+                                                 f"within $\\pm${m:g}": "--", "on flipped texts": "--"}
+    sel = r["selection"]
     lvl = int(100 * res.confidence("explain"))
-    return Table("explain_agreement", df, label=f"tab:explain-agreement-{res.name}",
-                caption=(f"Agreement of each variant's LIME explanation with {r['reference']}'s on "
-                         f"{r['n_examples']} test texts ({r['samples']} samples, the same perturbed texts for "
-                         f"every variant); noise-floor: {r['reference']} against itself under "
-                         f"{len(r['noise_seeds'])} other seeds. Mean [{lvl}\\% bootstrap interval]; "
-                         f"Spearman - noise: paired per text. Top-k: texts with more than k words." + extra))
+    return Table("explain_agreement", pd.DataFrame(rows).T, label=f"tab:explain-agreement-{res.name}",
+                 caption=(f"LIME ({r['samples']} samples): each variant's explanation (seed {r['seed']}) against "
+                          f"{tex_escape(r['reference'])}'s under {len(r['noise_seeds'])} other seeds, on a random "
+                          f"sample of {sel['n_random']} test texts; noise floor: {tex_escape(r['reference'])} "
+                          f"(seed {r['seed']}) against the same explanations, so the two sides differ only in the "
+                          f"model. Spearman $-$ floor: paired per text, mean [{lvl}\\% bootstrap interval]; within "
+                          f"$\\pm${m:g}: equivalence (TOST, the 90\\% interval inside the margin), below or "
+                          f"above the floor, or undecided. On flipped texts: the {sel['n_disagreement']} texts where "
+                          f"{tex_escape(', '.join(sel['disagreements_of']))} predicts another class, apart. "
+                          f"Same perturbations: two variants explained with one seed (identical explanations "
+                          f"score 1)."))
 
 
 def explain_shap_table(res: Results) -> Optional[Table]:
-    """The second explainer: KernelSHAP's agreement of each variant with the reference (and of the reference
-    with itself under another seed) beside LIME's on the same texts, and how far the two explainers agree on
-    one model."""
+    """The second explainer, the same symmetric design: KernelSHAP's agreement of each variant with the
+    reference under other seeds, beside its own floor, next to LIME's verdict on the same texts, and how far the
+    two explainers agree on one model."""
     r = res.explain
     s = r.get("shap")
-    if not s:
+    if not s or not symmetric(r) or "versus_floor" not in s:
         return None
+    m = r["equivalence_margin"]
+    rows = {}
+    for n, a in s["agreement"].items():
+        c = _floor_cells(s["versus_floor"][n], m)
+        lime = _floor_cells(r["agreement"][n]["versus_floor"], m) if n in r["agreement"] else {}
+        rows[n] = {"SHAP Spearman": _mci(a["spearman"]), "SHAP $-$ floor": c["Spearman $-$ floor"],
+                   "SHAP verdict": c[f"within $\\pm${m:g}"], "LIME verdict": lime.get(f"within $\\pm${m:g}", "--"),
+                   "LIME vs SHAP": _mci(s["lime_vs_shap"][n]["spearman"])}
+    rows["noise floor (FP32)"] = {"SHAP Spearman": _mci(s["noise_floor"]["spearman"]), "SHAP $-$ floor": "--",
+                                  "SHAP verdict": "--", "LIME verdict": "--",
+                                  "LIME vs SHAP": _mci(s["lime_vs_shap"][r["reference"]]["spearman"])}
     lvl = int(100 * res.confidence("explain"))
-    lime = {n: v["all"] for n, v in r["agreement"].items()}
-
-    def row(shap_rec: dict, minus: Optional[dict], lime_rec: Optional[dict], lime_vs_shap: dict) -> dict:
-        return {"SHAP top-5 overlap": _mci(shap_rec["top5_overlap"]), "SHAP Spearman": _mci(shap_rec["spearman"]),
-                "SHAP Spearman - noise": _mci(minus["spearman"]) if minus else "--",
-                "LIME Spearman": _mci(lime_rec["spearman"]) if lime_rec else "--",
-                "LIME vs SHAP": _mci(lime_vs_shap["spearman"])}
-
-    rows = {n: row(a, (s.get("minus_noise_floor") or {}).get(n), lime.get(n), s["lime_vs_shap"][n])
-            for n, a in s["agreement"].items()}
-    if s.get("noise_floor"):
-        rows["noise-floor"] = row(s["noise_floor"], None, lime.get("noise-floor"), s["lime_vs_shap"][r["reference"]])
     return Table("explain_shap", pd.DataFrame(rows).T, label=f"tab:explain-shap-{res.name}",
-                 caption=(f"A second explainer on the same {r['n_examples']} texts and words: KernelSHAP "
-                          f"({s['samples']} coalitions, the background every word removed) of each variant against "
-                          f"{tex_escape(r['reference'])}'s, beside LIME's Spearman (Table~\\ref{{tab:explain-agreement-"
-                          f"{res.name}}}); noise-floor: {tex_escape(r['reference'])} against itself with KernelSHAP "
-                          f"seed {s['noise_seed']}; LIME vs SHAP: the two explainers' rank correlation on the same "
-                          f"model (noise-floor row: on {tex_escape(r['reference'])}). Mean [{lvl}\\% bootstrap "
-                          f"interval]."))
+                 caption=(f"KernelSHAP ({s['samples']} coalitions, the background every word removed) over LIME's "
+                          f"words, the same design as Table~\\ref{{tab:explain-agreement-{res.name}}}: each variant "
+                          f"(seed {s['seed']}) against {tex_escape(r['reference'])} under {len(s['noise_seeds'])} "
+                          f"other seeds, beside its floor; verdicts as there (margin $\\pm${m:g}). LIME vs SHAP: "
+                          f"the two explainers' rank correlation on the same model. Mean [{lvl}\\% bootstrap "
+                          f"interval], random sample."))
 
 
 def gradients_table(res: Results) -> Table:
@@ -463,34 +475,38 @@ def explain_batching_table(res: Results) -> Optional[Table]:
 
 
 def explain_faithfulness_table(res: Results) -> Table:
+    """Faithfulness comparable across models (normalized AOPC, where the result has it; raw AOPC otherwise, said
+    so) beside a random ranking, and what an explanation costs."""
     r = res.explain
+    norm = bool(r.get("naopc"))
+    pre = "normalized_" if norm else ""
     rows = {}
     for v in r["cost"]:
         f = r["faithfulness"].get(v)
         c = r["cost"][v]
-        rows[v] = {"comprehensiveness": _mci(f["comprehensiveness"]) if f else "--",
-                   "random": f"{f['random_comprehensiveness']['mean']:.2f}" if f else "--",
-                   "sufficiency": _mci(f["sufficiency"]) if f else "--",
-                   "random ": f"{f['random_sufficiency']['mean']:.2f}" if f else "--",
-                   "local $R^2$": f"{f['local_r2']['mean']:.2f}" if f else "--",
+        rows[v] = {"compr.": _mci(f[pre + "comprehensiveness"]) if f else "--",
+                   "random": f"{f['random_' + pre + 'comprehensiveness']['mean']:.2f}" if f else "--",
+                   "suff.": _mci(f[pre + "sufficiency"]) if f else "--",
+                   "random ": f"{f['random_' + pre + 'sufficiency']['mean']:.2f}" if f else "--",
                    "expl./s": f"{c['explanations_per_s']:.2f}",
-                   f"x {r['throughput_baseline']}": f"{c['throughput_vs_baseline']:.2f}",
+                   f"vs {r['throughput_baseline']}": f"{c['throughput_vs_baseline']:.2f}x",
                    "texts": str(c["examples"])}
     df = pd.DataFrame(rows).T
     alone = set((r.get("batching") or {}).get("batch_dependent", []))
     df.index = [f"{v} (alone)" if v in alone else v for v in df.index]
     fr = ", ".join(f"{100 * x:g}" for x in r["fractions"])
+    what = ("normalized AOPC (Edin et al.: (AOPC $-$ lower) / (upper $-$ lower), the limits of any ranking of the "
+            "words with that model, so that models can be compared)" if norm else
+            "raw AOPC, which depends on the model: compare each row with its random ranking, not rows with each other")
     return Table("explain_faithfulness", df, label=f"tab:explain-faithfulness-{res.name}",
-                caption=(f"Faithfulness of each variant's own LIME explanation, computed with that variant: "
-                         f"AOPC comprehensiveness ({COMP.better} is better) and sufficiency ({SUFF.better} is better) "
-                         f"over "
-                         f"removing or keeping the top {fr}\\% of the words, beside a random ranking; local "
-                         f"$R^2$ of LIME's ridge model; cost with {r['samples']} samples, variants interleaved "
-                         f"(rows without faithfulness were explained on {len(r['cost_examples'])} texts for "
-                         f"their cost only)"
-                         + (f"; (alone): a batch-dependent variant, every perturbed text predicted alone (batch 1) "
-                            f"where the others take batches of {r['batch_size']}, which its cost includes"
-                            if alone else "") + "."))
+                 caption=(f"Faithfulness of each variant's own LIME explanation, computed with that variant on the "
+                          f"random sample: {what}; comprehensiveness ({COMP.better} is better) and sufficiency "
+                          f"({SUFF.better} is better) over removing or keeping the top {fr}\\% of the words, beside "
+                          f"a random ranking. Cost with {r['samples']} samples, variants interleaved (rows without "
+                          f"faithfulness were explained on {len(r['cost_examples'])} texts for their cost only)"
+                          + (f"; (alone): a batch-dependent variant, every perturbed text predicted alone (batch 1) "
+                             f"where the others take batches of {r['batch_size']}, which its cost includes"
+                             if alone else "") + "."))
 
 
 def seeds_table(res: Results) -> Table:
