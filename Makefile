@@ -195,7 +195,8 @@ paper-figures: build/$(P).report
 # the paper PDF with latexmk and BibTeX, from the tables and figures already in paper/tables/<profile>/ and
 # figures/<profile>/ (committed for the default; `make paper-figures` rewrites them): no study is rerun.
 # TeX Live comes from the distribution's packages where latexmk is missing (`make tex`). Fails on an
-# undefined reference, citation or macro, a missing figure or a float that never found a place.
+# undefined reference, citation or macro, a missing figure or a float that never found a place, and on a table
+# printed below 85% of its size or a figure whose smallest font prints below 8 pt (utils.paper check-print).
 JOB   := $(if $(filter default,$(P)),main,main-$(P))
 paper: | $(STAMP)
 	$(BIN)/python -m utils.paper check-sources '$(P)'
@@ -203,6 +204,7 @@ paper: | $(STAMP)
 	cd paper && latexmk -g -pdf -bibtex -interaction=nonstopmode -halt-on-error -jobname=$(JOB) \
 	  -usepretex='\def\profile{$(P)}' main.tex >/dev/null || { tail -40 $(JOB).log; exit 1; }
 	$(BIN)/python -m utils.paper check-log paper/$(JOB).log
+	$(BIN)/python -m utils.paper check-print paper/$(JOB).log '$(P)'
 	@echo "paper/$(JOB).pdf"
 
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \

@@ -93,7 +93,7 @@ CASES = [
     ("unknown-extends", None, None, "unknown profile 'smok'"),
     ("unknown-bench-variant", "bench: {variants: [onnx-int9]}\n", None,
      "bench.variants: unknown variant(s) ['onnx-int9']"),
-    ("unknown-explain-variant", "explain: {variants: [onnx-fp32, onnx-int9], pairs: [], cross_seed: []}\n", None,
+    ("unknown-explain-variant", "explain: {variants: [onnx-fp32, onnx-int9], pairs: []}\n", None,
      "explain.variants: unknown variant(s) ['onnx-int9']"),
     ("unknown-pair", "explain: {pairs: [[onnx-fp32, onnx-int9]]}\n", None, "explain.pairs"),
     ("missing-group-column", FILE.replace("}", ", group_column: film}"), _csv(REVIEWS),

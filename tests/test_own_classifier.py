@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = {"eval": {"bootstrap": 50, "latency_examples": 5, "allow_chance": False}, "qat": {"enabled": False}}
 ONLY_FP32 = {"eval": {"variants": ["pytorch-fp32", "onnx-fp32"]},
              "explain": {"variants": ["onnx-fp32"], "disagreements_of": [], "cost_variants": [], "pairs": [],
-                         "cross_seed": [], "compare": "onnx-fp32", "shap_variants": []},
+                         "compare": "onnx-fp32", "shap_variants": []},
              "bench": {"variants": ["pytorch-fp32", "onnx-fp32"], "headline_only": []}}
 
 
@@ -309,7 +309,7 @@ def test_without_qat_the_qat_variants_leave_every_list():
     assert "onnx-int8-qat" in cfg.bench.variants      # smoke names it; without QAT it leaves the list
     left = V.without_qat(cfg)
     assert left["bench.variants"] == ["onnx-int8-qat"] and "explain.compare" in left
-    assert cfg.explain.compare == "onnx-int8-dynamic" and cfg.explain.pairs == [] and cfg.explain.cross_seed == []
+    assert cfg.explain.compare == "onnx-int8-dynamic" and cfg.explain.pairs == []
     assert not any(V.get(n).needs_qat for n in V.names(cfg, baselines=True))
     assert V.exports(cfg) == {"fp32": "fp32"} and V.without_qat(cfg) == {}
     assert V.without_qat(load_config("smoke")) == {}

@@ -22,6 +22,7 @@ from utils.config import ConfigError, for_seed, load_config
 from utils.provenance import read_json
 from utils.report import Results, render_all
 from utils.report.frames import seeds_frame
+from utils.report.writer import tex_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 EVALUATED = ["pytorch-fp32", "pytorch-fp32-plus-epoch", "onnx-fp32", "onnx-qat-fp32", "onnx-int8-dynamic",
@@ -96,7 +97,8 @@ def test_the_report_of_a_seeds_profile_draws_the_summary_only(seeds_study, capsy
     numbers = (cfg.tables_dir / "numbers.tex").read_text()
     assert "\\newcommand{\\SeedsN}{2}" in numbers and "\\SeedsQatVsControl" in numbers
     q = out["variants"]["onnx-int8-dynamic"]["accuracy_diff"]
-    assert f"\\newcommand{{\\SeedsDynDiff}}{{{100 * q['mean']:+.2f}}}" in numbers
+    diff = tex_numbers(f"{100 * q['mean']:+.2f}")           # the number typeset: a minus sign, no sign on a zero
+    assert f"\\newcommand{{\\SeedsDynDiff}}{{{diff}}}" in numbers
     assert (cfg.figures_dir / "seeds.png").is_file()
     f = seeds_frame(Results(cfg)).set_index("variant")
     qat = out["variants"]["onnx-int8-qat"]

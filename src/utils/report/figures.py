@@ -4,6 +4,7 @@ them. Colours come from the variants' families in the registry, so a variant kee
 figure; what a figure plots is a frame of ``frames``, testable without drawing."""
 from __future__ import annotations
 
+import re
 import textwrap
 
 import matplotlib.pyplot as plt
@@ -19,7 +20,13 @@ from . import frames as F
 from .readers import Results, short
 from .writer import Drawn
 
-sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+# print: every figure the paper includes is drawn at the width it is printed at (the text width of an A4 page
+# with 2.3 cm margins, 6.46 in; ``PRINT_WIDTH``, or a fraction of it) in fonts of 8 pt or more, so that it reads
+# at 100% (``utils.paper check-print`` measures both in the PDF)
+PRINT_WIDTH = 6.2
+FONT_PT = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+           "legend.fontsize": 8, "legend.title_fontsize": 8, "figure.titlesize": 9}
+sns.set_theme(context="paper", style="whitegrid", rc=FONT_PT)
 
 
 # variant families and the seaborn palette each draws its shades from, so that 17 lines stay apart:
@@ -128,38 +135,38 @@ def evaluation_figure(res: Results):
 
 def batching_figure(res: Results):
     """Whether a variant's answer depends on its batch: the test predictions that move between each text
-    alone and in batches; and why, for the dynamic INT8 files: each activation scale in the batch over the
-    text's own (1: the same scale)."""
+    alone and in batches (top); and why, for the dynamic INT8 files: each activation scale of the texts that moved,
+    in the batch over alone (1: the same scale)."""
     fr = F.batching_frames(res)
     if fr is None:
         return None
     m, sc = fr["moves"], fr["scales"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1, 1.2]})
+    sc = sc[sc["group"] == "moved"]
+    rows = 2 if len(sc) else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(PRINT_WIDTH, 0.2 * len(m) + 1.3 + (2.6 if rows == 2 else 0)),
+                             gridspec_kw={"height_ratios": [0.2 * len(m) + 1.0, 2.0][:rows]}, squeeze=False)
+    axes = axes[:, 0]
     colours = variant_palette(m["variant"])
     y = np.arange(len(m))
     for off, key, hatch, label in ((-0.2, "moved_batch1_vs_sorted", None, "alone vs length-sorted batches"),
                                    (0.2, "moved_batch1_vs_random", "//", "alone vs a random batching")):
         axes[0].barh(y + off, m[key], height=0.4, color=[colours[v] for v in m["variant"]], hatch=hatch,
                      edgecolor="0.3", lw=0.4, label=label)
-    for yy, (a, b) in zip(y, zip(m["moved_batch1_vs_sorted"], m["moved_batch1_vs_random"])):
-        if not a and not b:
-            axes[0].annotate(" none moved", (0, yy), va="center", fontsize=7, color="0.4")
-    axes[0].set_yticks(y, m["variant"], fontsize=8)
+    for yy, (a_, b_) in zip(y, zip(m["moved_batch1_vs_sorted"], m["moved_batch1_vs_random"])):
+        if not a_ and not b_:
+            axes[0].annotate(" none", (0, yy), va="center", fontsize=8, color="0.4")
+    axes[0].set_yticks(y, [short(v) for v in m["variant"]])
     axes[0].set_xlim(0, max(1, int(m[["moved_batch1_vs_sorted", "moved_batch1_vs_random"]].to_numpy().max())) * 1.25)
     axes[0].invert_yaxis()
     n = res.evaluate["n_test"]
-    axes[0].set(xlabel=f"test predictions that change (of {n:,})", title="Answers that depend on the batch")
-    axes[0].legend(fontsize=7, loc="lower right")
-    if len(sc):
-        for (v, g), d in sc.groupby(["variant", "group"], sort=False):
-            axes[1].plot(d["node"], d["median_ratio"], "o-" if g == "moved" else "s--", ms=3, lw=1,
-                         color=colours[v], alpha=1.0 if g == "moved" else 0.5, label=f"{v}, {g} texts")
+    axes[0].set(xlabel=f"test predictions that change (of {n:,})")
+    axes[0].legend(loc="lower right")
+    if rows == 2:
+        for v, d in sc.groupby("variant", sort=False):
+            axes[1].plot(d["node"], d["median_ratio"], "o-", ms=3, lw=1, color=colours[v], label=short(v))
         axes[1].axhline(1, color="k", lw=0.8)
-        axes[1].set(xlabel="DynamicQuantizeLinear node (graph order)", ylabel="scale in batch / scale alone (median)",
-                    title="Why: one activation scale over the whole batch")
-        axes[1].legend(fontsize=6, ncol=2)
-    else:
-        axes[1].set_axis_off()
+        axes[1].set(xlabel="DynamicQuantizeLinear node (graph order)", ylabel="scale in batch /\nscale alone")
+        axes[1].legend(ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.32), frameon=False)
     fig.tight_layout()
     return Drawn("batching", fig)
 
@@ -255,64 +262,74 @@ def op_time_figure(res: Results):
     return Drawn("op_times", fig)
 
 
+# a family's name in a legend that must stay short (the registry's label says more)
+FAMILY_SHORT = {"pytorch": "PyTorch", "onnx-float": "ONNX float", "int8-dynamic": "dynamic INT8",
+                "int8-static": "static INT8", "int8-qat": "INT8, QAT scales"}
+
+
+def _family_colour(name: str):
+    """One colour per family (its palette's middle shade), for figures that group variants by family."""
+    fam = V.family_of(name)
+    return sns.color_palette(fam.palette, 3)[1] if fam else (0.5, 0.5, 0.5)
+
+
+NICE_TICKS = [m * 10.0 ** e for e in range(-2, 5) for m in (1, 1.5, 2, 3, 4, 5, 6, 8)]
+
+
+def _plain_log_ticks(ax, axis: str = "x", most: int = 7) -> None:
+    """Log-scale ticks at round numbers inside the axis' range (3, 4, 6, 10, 20), written plainly, not as powers of
+    ten; at most ``most`` of them, evenly thinned."""
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    ticks = [t for t in NICE_TICKS if lo <= t <= hi]
+    if len(ticks) > most:
+        ticks = ticks[::int(np.ceil(len(ticks) / most))]
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    set_ticks(ticks, [f"{t:g}" for t in ticks])
+    (ax.xaxis if axis == "x" else ax.yaxis).set_minor_formatter(NullFormatter())
+
+
+def _minus(text: str) -> str:
+    """A number's minus sign as a minus sign (U+2212), not a hyphen."""
+    return re.sub(r"(?<![\w.])-(?=\d)", "\u2212", text)
+
+
 def tradeoff_figure(res: Results):
-    """Latency against the change in test accuracy (paired bootstrap interval against the evaluation's
-    FP32 reference), marker area for the file size, colour by variant family. A variant far below the
-    others (the every-op static file) is drawn below a break in the accuracy axis, on a scale of its own, so
-    that the rest stay readable."""
+    """The headline: test accuracy change (paired bootstrap interval, against the evaluation's FP32 reference)
+    against batch-1 latency, one colour per variant family (its legend), the accuracy / latency frontier drawn and
+    its variants named; a variant far below the others is written at the bottom edge with its value, off scale."""
     r, ref = res.bench, res.evaluate["reference"]
     df = F.tradeoff_frames(res)["points"].reset_index(drop=True)
-    core_mask = df["lo"] > -5 if (df["lo"] > -5).sum() >= 2 else df["lo"] > -np.inf   # the points a reader compares
-    core, low = df[core_mask], df[~core_mask]
-    colours = variant_palette(df["variant"])
-    if len(low):
-        fig, (ax, ax_low) = plt.subplots(2, 1, figsize=(8.5, 5.6), sharex=True,
-                                         gridspec_kw={"height_ratios": [5, 1.3], "hspace": 0.08})
-    else:
-        fig, ax = plt.subplots(figsize=(8.5, 5))
-        ax_low = None
-    smin, smax = df["MB"].min(), df["MB"].max()
-    area = lambda mb: 40 + 360 * (mb - smin) / ((smax - smin) or 1)  # noqa: E731
-    markers = ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*", "d", "8", "H"]
-    for i, row in df.iterrows():
-        a = ax if core_mask[i] else ax_low
-        c = colours[row["variant"]]
-        a.errorbar(row["ms"], row["diff"], yerr=[[row["diff"] - row["lo"]], [row["hi"] - row["diff"]]], color=c,
-                   lw=1, capsize=2, zorder=1)
-        a.scatter(row["ms"], row["diff"], s=area(row["MB"]), color=c, marker=markers[i % len(markers)],
-                  edgecolor="white", linewidth=0.6, zorder=2, label=row["variant"])
-        if not core_mask[i]:
-            a.annotate(f"{short(row['variant'])}: {row['diff']:+.1f} pt", (row["ms"], row["diff"]), fontsize=7,
-                       xytext=(6, 3), textcoords="offset points")
-    ax.axhline(0, color="k", lw=0.8, ls="--")
-    ax.set_ylim(min(core["lo"].min(), -1.0) - 0.4, max(core["hi"].max(), 0.5) + 0.4)
+    core = df[df["lo"] > -5] if (df["lo"] > -5).sum() >= 2 else df
+    off = df.drop(core.index)
+    fig, ax = plt.subplots(figsize=(PRINT_WIDTH, 3.9))
+    seen = set()
+    for _, row in core.iterrows():
+        fam = V.family_of(row["variant"])
+        label = FAMILY_SHORT.get(fam.name, fam.name) if fam and fam.name not in seen else None
+        seen.add(fam.name if fam else None)
+        c = _family_colour(row["variant"])
+        ax.errorbar(row["ms"], row["diff"], yerr=[[row["diff"] - row["lo"]], [row["hi"] - row["diff"]]], color=c,
+                    lw=0.8, capsize=2, zorder=1, alpha=0.7)
+        ax.scatter(row["ms"], row["diff"], s=30 if row["frontier"] else 18, color=c, edgecolor="k" if row["frontier"]
+                   else "white", linewidth=0.7, zorder=3, label=label)
+    fr = core[core["frontier"]].sort_values("ms")
+    ax.plot(fr["ms"], fr["diff"], color="k", lw=0.8, ls=":", zorder=2, label="frontier")
+    for k, (_, row) in enumerate(fr.iterrows()):     # labels alternate right-above and left-below their point
+        ax.annotate(short(row["variant"]), (row["ms"], row["diff"]), xytext=(6, 5) if k % 2 == 0 else (-6, -12),
+                    textcoords="offset points", fontsize=8, ha="left" if k % 2 == 0 else "right")
+    ax.axhline(0, color="k", lw=0.6, ls="--")
+    ax.set_ylim(min(core["lo"].min(), -1.0) - 0.3, max(core["hi"].max(), 0.5) + 0.3)
+    if len(off):
+        ax.text(0.99, 0.02, "off scale: " + ", ".join(_minus(f"{short(r_['variant'])} {r_['diff']:+.1f} pt")
+                                                      for _, r_ in off.iterrows()),
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.3")
+    ax.set_xscale("log")
+    _plain_log_ticks(ax)
     lvl = f"{100 * res.confidence():g}"
-    xlabel = f"median latency, batch 1, length {r['length']}, {r['provenance']['threads']} threads (ms)"
-    ax.set(xscale="log", ylabel=f"test accuracy minus {ref}'s (pt, {lvl}% CI)",
-           title="Accuracy / latency / size (marker area)")
-    if ax_low is not None:
-        ax_low.set_ylim(low["lo"].min() - 0.5, low["hi"].max() + 0.5)
-        ax.spines["bottom"].set_visible(False)
-        ax_low.spines["top"].set_visible(False)
-        ax.tick_params(axis="x", which="both", bottom=False)
-        d = 0.012        # the break: two short diagonals on each side, where the axis is cut
-        for a, y in ((ax, 0), (ax_low, 1)):
-            kw = dict(transform=a.transAxes, color="k", clip_on=False, lw=0.8)
-            a.plot((-d, d), (y - 4 * d, y + 4 * d), **kw)
-            a.plot((1 - d, 1 + d), (y - 4 * d, y + 4 * d), **kw)
-        ax_low.set(xscale="log", xlabel=xlabel)
-        ax_low.tick_params(axis="y", labelsize=7)
-    else:
-        ax.set_xlabel(xlabel)
-    handles, labels = ax.get_legend_handles_labels()
-    if ax_low is not None:
-        h2, l2 = ax_low.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    leg = ax.legend(handles, labels, fontsize=6.5, bbox_to_anchor=(1.02, 1), loc="upper left",
-                    title=f"variant (area: {smin:.0f}-{smax:.0f} MB)", title_fontsize=7)
-    for h in getattr(leg, "legend_handles", None) or leg.legendHandles:   # one marker size in the legend
-        h.set_sizes([36])
-    fig.subplots_adjust(right=0.72) if ax_low is not None else fig.tight_layout()
+    ax.set(xlabel=f"median latency, batch 1, {r['length']} tokens, {r['provenance']['threads']} threads (ms)",
+           ylabel=f"accuracy change vs\n{ref} (pt, {lvl}% CI)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+    fig.tight_layout()
     return Drawn("tradeoff", fig)
 
 
@@ -351,8 +368,8 @@ def explain_example_figure(res: Results):
     picks = r["figure_examples"]
     if cmp_ not in r["explanations"] or not picks:
         return None
-    fig = plt.figure(figsize=(12, 3.9 * len(picks)))
-    gs = fig.add_gridspec(2 * len(picks), 2, height_ratios=[2.2, 1.1] * len(picks), hspace=0.5, wspace=0.3)
+    fig = plt.figure(figsize=(PRINT_WIDTH, 2.8 * len(picks)))
+    gs = fig.add_gridspec(2 * len(picks), 2, height_ratios=[2.2, 1.2] * len(picks), hspace=0.75, wspace=0.45)
     for row, i in enumerate(picks):
         e = r["examples"][i]
         label = str(e["reference_pred"])
@@ -367,11 +384,10 @@ def explain_example_figure(res: Results):
             ax.barh([words[j] for j in order], w[order], color=["C2" if w[j] > 0 else "C3" for j in order])
             ax.axvline(0, color="k", lw=0.8)
             ax.set_xlim(-1.1 * lim, 1.1 * lim)
-            rho = "" if v == ref else f", Spearman vs {ref}: {r['agreement_per_example'][v][i]['spearman']:.2f}"
-            head = (f"test example {e['index']} (true: {names[e['label']]}; chosen as {e['reason']})" if col == 0
-                    else "")
-            ax.set_title(f"{head}\n{v}: predicts {names[x['pred']]} ({max(x['proba']):.2f}){rho}", fontsize=9,
-                         loc="left")
+            rho = ("" if v == ref else
+                   f"\nSpearman vs FP32 (other seeds): {r['agreement_per_example'][v][i]['spearman']:.2f}")
+            head = (f"text {e['index']} (true: {names[e['label']]}; {e['reason']})\n" if col == 0 else "\n")
+            ax.set_title(f"{head}{short(v)}: {names[x['pred']]} ({max(x['proba']):.2f}){rho}", fontsize=8, loc="left")
             ax.set_xlabel(f"LIME weight toward '{names[int(label)]}'", fontsize=8)
             ax.tick_params(labelsize=8)
             _draw_highlighted(fig.add_subplot(gs[2 * row + 1, col]), e["text"], w)
@@ -389,43 +405,45 @@ def _explain_colors(r: dict) -> dict:
 
 
 def explain_agreement_figure(res: Results):
-    """Per-example agreement with the reference's explanation, next to LIME's own seed noise."""
+    """Left: per text of the random sample, each variant's agreement with FP32's explanations under the other
+    seeds, beside FP32's own (the floor). Right: the paired difference to the floor with its interval, on the
+    random sample and on the flipped texts, the equivalence margin shaded."""
     r, fr = res.explain, F.explain_agreement_frames(res)
-    noise = f"{r['reference']}, other LIME seed (noise floor)"
-    # the metrics' own labels (metrics.METRICS), the noise floor said in words
+    noise = "FP32, other seeds (floor)"
     df = fr["per_example"].assign(metric=lambda d: d["metric"].map(lambda k: metric(k).LABEL),
-                                  variant=lambda d: d["variant"].replace({"noise-floor": noise}))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2, 1]})
-    order = [v for v in r["agreement_per_example"] if v != "noise-floor"] + [noise]
-    colors = {**_explain_colors(r), noise: "0.6"}
-    sns.boxplot(df, x="metric", y="value", hue="variant", hue_order=order, ax=axes[0], fliersize=2,
-                palette=[colors[v] for v in order], showmeans=True,
-                meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 4})
+                                  variant=lambda d: d["variant"].map(
+                                      lambda v: noise if v == "noise-floor" else short(v)))
+    fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH, 3.4), gridspec_kw={"width_ratios": [1.5, 1]})
+    order = [short(v) for v in r["agreement_per_example"] if v != "noise-floor"] + [noise]
+    colors = {**{short(k): v for k, v in _explain_colors(r).items()}, noise: "0.6"}
+    sns.boxplot(df, x="metric", y="value", hue="variant", hue_order=order, ax=axes[0], fliersize=1.5,
+                palette=[colors[v] for v in order], showmeans=True, linewidth=0.7,
+                meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 3})
     n_random = r.get("selection", {}).get("n_random", r["n_examples"])
-    axes[0].set(ylabel="agreement with " + r["reference"] + "\n(other LIME seeds)", xlabel="",
-                title=f"{n_random} random test texts, {r['samples']} LIME samples")
-    axes[0].legend(loc="lower left")
+    axes[0].set(ylabel=f"agreement with FP32\n({n_random} random texts)", xlabel="")
+    axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     d = fr["minus_noise"]
     if len(d):
         names = list(dict.fromkeys(d["variant"]))
         y = np.arange(len(names))
-        for where, off, fill in (("random", -0.18, True), ("disagreement", 0.18, False)):
+        for where, off, fill in (("random", -0.15, True), ("disagreement", 0.15, False)):
             dd = d[d["texts"] == where].set_index("variant").reindex(names)
             ok = dd["mean"].notna().to_numpy()
             if not ok.any():
                 continue
             err = [(dd["mean"] - dd["lo"])[ok], (dd["hi"] - dd["mean"])[ok]]
-            axes[1].errorbar(dd["mean"][ok], y[ok] + off, xerr=err,
-                             fmt="o" if fill else "s", mfc=None if fill else "white", color="k", capsize=3,
-                             label="random sample" if fill else "flipped texts")
-        axes[1].set_yticks(y, names)
-        axes[1].axvline(0, color="k", lw=1, ls="--")
+            axes[1].errorbar(dd["mean"][ok], y[ok] + off, xerr=err, fmt="o" if fill else "s",
+                             mfc=None if fill else "white", color="k", capsize=2, ms=4,
+                             label="random texts" if fill else "flipped texts")
+        axes[1].set_yticks(y, [short(v) for v in names])
+        axes[1].invert_yaxis()
+        axes[1].axvline(0, color="k", lw=0.8, ls="--")
         m = r.get("equivalence_margin")
         if m:
-            axes[1].axvspan(-m, m, color="0.9", zorder=0)
+            axes[1].axvspan(-m, m, color="0.88", zorder=0, label=f"margin $\\pm${m:g}")
         conf = 100 * res.confidence("explain")
-        axes[1].set(xlabel="Spearman minus the floor's, paired", title=f"Against the floor ({conf:g}% interval)")
-        axes[1].legend(loc="lower left")
+        axes[1].set(xlabel=f"Spearman minus floor\n(paired, {conf:g}% interval)")
+        axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1, frameon=False)
     else:
         axes[1].set_axis_off()
     fig.tight_layout()
@@ -433,38 +451,33 @@ def explain_agreement_figure(res: Results):
 
 
 def explain_faithfulness_figure(res: Results):
-    """Comprehensiveness (higher: more faithful), sufficiency (lower) against a random ranking,
-    and the cost of an explanation per variant."""
+    """Comprehensiveness (higher: more faithful) and sufficiency (lower), normalized where the result has it, against
+    a random ranking (crosses), and the cost of an explanation per variant."""
     r = res.explain
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(PRINT_WIDTH, 0.3 * len(r["cost"]) + 1.6), sharey=False)
     f = r["faithfulness"]
     names = list(f)
     colors = _explain_colors(r)
     pre = "normalized_" if r.get("naopc") else ""
+    labels = [short(n) for n in names]
     for ax, key in ((axes[0], "comprehensiveness"), (axes[1], "sufficiency")):
         better = metric(key).better
         m = np.array([f[n][pre + key]["mean"] for n in names])
         lo = np.array([f[n][pre + key]["ci"][0] for n in names])
         hi = np.array([f[n][pre + key]["ci"][1] for n in names])
-        ax.barh(names, m, xerr=[m - lo, hi - m], capsize=3, color=[colors[n] for n in names],
-                label=f"LIME ranking ({100 * res.confidence('explain'):g}% interval)")
-        ax.scatter([f[n]["random_" + pre + key]["mean"] for n in names], names, marker="x", color="k", zorder=3,
+        ax.barh(labels, m, xerr=[m - lo, hi - m], capsize=2, color=[colors[n] for n in names])
+        ax.scatter([f[n]["random_" + pre + key]["mean"] for n in names], labels, marker="x", color="k", zorder=3,
                    label="random ranking")
         ax.axvline(0, color="k", lw=0.8)
-        kind = "normalized AOPC" if r.get("naopc") else "AOPC"
-        ax.set(xlabel=f"{kind} ({better} is more faithful)", title=key.capitalize())
-        ax.legend(fontsize=7)
+        ax.set(xlabel=f"{'NAOPC' if pre else 'AOPC'} ({better}: better)", title=key.capitalize())
+        ax.invert_yaxis()
+    axes[1].set_yticklabels([])
+    axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     c = r["cost"]
     cn = sorted(c, key=lambda n: c[n]["throughput_vs_baseline"])
-    axes[2].barh(cn, [c[n]["throughput_vs_baseline"] for n in cn], color=[colors[n] for n in cn])
-    for p, n in zip(axes[2].patches, cn):
-        axes[2].annotate(f" {c[n]['explanations_per_s']:.2f}/s ({c[n]['examples']} texts)",
-                         (p.get_width(), p.get_y() + p.get_height() / 2), va="center", fontsize=7)
+    axes[2].barh([short(n) for n in cn], [c[n]["throughput_vs_baseline"] for n in cn], color=[colors[n] for n in cn])
     axes[2].axvline(1, color="k", lw=0.8, ls="--")
-    axes[2].set(xlabel=f"explanations per second / {r['throughput_baseline']}'s, same texts",
-                title=f"Cost of an explanation ({r['samples']} samples)")
-    for ax in axes:
-        ax.tick_params(axis="y", labelsize=8)
+    axes[2].set(xlabel=f"explanations/s vs {short(r['throughput_baseline'])}", title="Cost")
     fig.tight_layout()
     return Drawn("lime_faithfulness", fig)
 

@@ -7,11 +7,14 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from .. import bench_runs as R
+from .. import stats as S
 from .. import variants as V
 from ..explain import agreement_frame, indexed
+from ..provenance import read_json
 from .readers import Results, best_int
 
-AGREEMENT_SHOWN = ("top5_overlap", "top10_overlap", "spearman", "kendall")
+AGREEMENT_SHOWN = ("top5_overlap", "spearman", "kendall")
 
 
 def data_frames(res: Results) -> dict:
@@ -40,6 +43,56 @@ def evaluation_frame(res: Results) -> pd.DataFrame:
                      "diff": v.get("accuracy_diff"), "diff_ci": v.get("accuracy_diff_ci"),
                      "agreement": v.get("agreement"), "mcnemar_p": (v.get("mcnemar") or {}).get("p_value"),
                      "latency_ms": (v.get("latency_b1") or {}).get("median_ms")})
+    return pd.DataFrame(rows)
+
+
+def run_speedups(res: Results, name: str, key: str = "speedup_vs_onnx_fp32") -> dict:
+    """``name``'s speed-up over the benchmark runs measured alike on this host (bench_runs.jsonl; this run alone
+    where there is no other): median, range and count; {} where no run measured it."""
+    runs, this, _ = res.run_history()
+    v = [r[key][name] for r in (R.comparable(runs, this) or [this]) if name in r.get(key, {})]
+    return {"median": float(np.median(v)), "lo": float(min(v)), "hi": float(max(v)), "n": len(v)} if v else {}
+
+
+def companion_seeds(res: Results) -> Optional[dict]:
+    """The summary over training seeds that speaks for this profile's model: its own (``make seeds``), else, for the
+    embedded default, the ``seeds`` profile's where it was run on the same test split; None without one."""
+    if res.has("seeds"):
+        return res.seeds
+    path = res.cfg.path("results", "seeds", "seeds.json")
+    if res.cfg.name != "default" or not path.is_file():
+        return None
+    sd = read_json(path)
+    same = sd.get("test_split_sha256") == res.data["splits"]["test"].get("sha256")
+    return sd if same else None
+
+
+def accuracy_claims(res: Results) -> pd.DataFrame:
+    """Per variant against the evaluation's reference, the claims the paper may make of its accuracy: McNemar's p
+    with Holm's correction over the family of every variant's test (``eval.alpha``), the 90% paired bootstrap
+    interval of the change and its TOST verdict at ``eval.equivalence_margin`` on this one test set, and, where
+    the profile's companion seeds run has the variant, the verdict over the training seeds (Student's t, 90%)."""
+    ev, cfg = res.evaluate, res.cfg.eval
+    e, ref = ev["variants"], ev["reference"]
+    ps = {n: (v.get("mcnemar") or {}).get("p_value", float("nan")) for n, v in e.items() if n != ref}
+    adj = S.holm(ps)
+    sd = companion_seeds(res)
+    seeds = sd["variants"] if sd else {}
+    rows = []
+    for n, v in e.items():
+        if n == ref:
+            continue
+        mc = v["mcnemar"]
+        ci90 = S.paired_interval_from_counts(mc["a_wrong_b_right"], mc["a_right_b_wrong"], v["n"], 0.90, cfg.bootstrap)
+        row = {"variant": n, "diff": v["accuracy_diff"], "ci95": v["accuracy_diff_ci"], "mcnemar_p": ps[n],
+               "holm_p": adj[n], "rejected": bool(adj[n] < cfg.alpha), "ci90": ci90,
+               "verdict": S.tost_verdict(ci90, cfg.equivalence_margin), "margin": cfg.equivalence_margin}
+        d = (seeds.get(n) or {}).get("accuracy_diff")
+        if d and d["n"] >= 2:
+            si = S.seeds_interval(d["values"], 0.90)
+            row.update({"seeds_n": d["n"], "seeds_mean": d["mean"], "seeds_ci90": si,
+                        "seeds_verdict": S.tost_verdict(si, cfg.equivalence_margin)})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -113,7 +166,12 @@ def tradeoff_frames(res: Results) -> dict:
             continue
         rows.append({"variant": n, "ms": head[n]["median_ms"], "diff": 100 * d, "lo": 100 * ci[0], "hi": 100 * ci[1],
                      "MB": e[n]["size_mb"]})
-    return {"points": pd.DataFrame(rows)}
+    df = pd.DataFrame(rows)
+    # the accuracy / latency frontier at batch 1: no other variant is as fast or faster and as accurate or more
+    # (point estimates; each point's interval drawn beside it)
+    df["frontier"] = [not ((df["ms"] <= r_["ms"]) & (df["diff"] >= r_["diff"]) &
+                           ((df["ms"] < r_["ms"]) | (df["diff"] > r_["diff"]))).any() for _, r_ in df.iterrows()]
+    return {"points": df}
 
 
 def explain_example_frames(res: Results) -> Optional[dict]:

@@ -14,9 +14,11 @@ from .. import data as D
 from .. import packaged as PK
 from .. import packaged_data as PD
 from .. import variants as V
+from ..stats import tost_verdict
+from . import frames as F
 from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames, unfused_int8
 from .readers import BenchResult, Results, best_int, short
-from .tables import pct
+from .tables import pct, symmetric
 from .writer import tex_escape
 
 
@@ -448,60 +450,121 @@ def batching_macros(res: Results) -> dict:
     return out
 
 
+# the variants the paper's explanation sentences name, by the key their macros carry
+EXPLAIN_KEYS = (("Dyn", "onnx-int8-dynamic"), ("Qat", "onnx-int8-qat"), ("QatFP", "onnx-qat-fp32"))
+# the words of an equivalence verdict (``stats.tost_verdict``) in a sentence on explanations: "<variant>'s
+# explanations ... LIME's own sampling noise"
+EXPLAIN_VERDICT_WORDS = {"equivalent": "stay within the margin of", "below": "move further than",
+                         "above": "agree with FP32 better than", "lower": "move somewhat further than",
+                         "higher": "agree with FP32 somewhat better than",
+                         "undecided": "cannot be told apart, at this margin, from"}
+
+
+def explain_verdict(vf: dict, metric: str = "spearman") -> str:
+    """The verdict word of a ``versus_floor`` record (its 90% interval against the margin)."""
+    e = vf["equivalence"][metric]
+    return tost_verdict(e["ci90"], e["margin"])
+
+
+def _versus_macros(prefix: str, key: str, vf: dict) -> dict:
+    d, fl = vf["random"]["spearman"], vf["disagreement"]["spearman"]
+    v = explain_verdict(vf)
+    out = {f"{prefix}Diff{key}": f"{d['mean']:+.3f}", f"{prefix}Diff{key}Lo": f"{d['ci'][0]:+.3f}",
+           f"{prefix}Diff{key}Hi": f"{d['ci'][1]:+.3f}", f"{prefix}Verdict{key}": v,
+           f"{prefix}VerdictWords{key}": EXPLAIN_VERDICT_WORDS[v]}
+    if fl["n"]:
+        out.update({f"{prefix}FlipDiff{key}": f"{fl['mean']:+.3f}", f"{prefix}FlipDiff{key}Lo": f"{fl['ci'][0]:+.3f}",
+                    f"{prefix}FlipDiff{key}Hi": f"{fl['ci'][1]:+.3f}"})
+    return out
+
+
 def explain_macros(res: Results) -> dict:
+    """The explanation numbers the paper quotes: LIME and KernelSHAP in the symmetric design (each variant against
+    FP32 under other seeds, beside FP32 against the same), the equivalence verdicts, normalized faithfulness, the
+    sample budget's convergence, cost. An explain result of the earlier, asymmetric design defines only
+    ``ExplainAsymmetric`` and its size: its comparisons are not set beside a floor."""
     if not res.has("explain"):
         return {}
     r = res.explain
-    a, c = r["agreement"], r["cost"]
-    sp = lambda v, m="spearman": f"{a[v]['all'][m]['mean']:.2f}" if v in a else "--"  # noqa: E731
+    if not symmetric(r):
+        return {"ExplainAsymmetric": "asymmetric", "ExplainN": str(r["n_examples"])}
+    a, c, sel = r["agreement"], r["cost"], r["selection"]
+    sp = lambda v, m="spearman", w="random": f"{a[v][w][m]['mean']:.2f}"  # noqa: E731
     ints = [n for n in c if V.is_integer(n)]
     best = max(ints, key=lambda n: c[n]["throughput_vs_baseline"]) if ints else None
-    return {
-        "ExplainN": str(r["n_examples"]), "ExplainSamples": f"{r['samples']:,}",
-        "ExplainDisagree": str(r["selection"]["n_disagreement"]), "ExplainMinutes": f"{r['total_seconds'] / 60:.1f}",
-        "ExplainNoiseSeeds": str(len(r["noise_seeds"])),
-        "ExplainSpearmanNoise": sp("noise-floor"), "ExplainSpearmanDyn": sp("onnx-int8-dynamic"),
-        "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
-        "ExplainTopFiveDyn": sp("onnx-int8-dynamic", "top5_overlap"),
-        **({"ExplainSpearmanQat": sp("onnx-int8-qat"), "ExplainTopFiveQat": sp("onnx-int8-qat", "top5_overlap")}
-           if "onnx-int8-qat" in a else {}),
+    out = {
+        "ExplainN": str(sel["n_random"]), "ExplainFlipN": str(sel["n_disagreement"]),
+        "ExplainFlipAvailable": str(sel["n_disagreement_available"]),
+        "ExplainFlipInRandom": str(sel["n_disagreement_in_random"]),
+        "ExplainSamples": f"{r['samples']:,}", "ExplainMinutes": f"{r['total_seconds'] / 60:.1f}",
+        "ExplainNoiseSeeds": str(len(r["noise_seeds"])), "ExplainMargin": f"{r['equivalence_margin']:g}",
+        "ExplainSpearmanNoise": sp("noise-floor"), "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
         "ExplainBestInt": short(best or "--"),
         "ExplainBestIntSpeedup": f"{c[best]['throughput_vs_baseline']:.2f}" if best else "--",
         "ExplainBaseline": r["throughput_baseline"],
         "ExplainCompare": tex_escape(short(r["compare"])),
-        "ExplainCompFP": f"{r['faithfulness'][r['reference']]['comprehensiveness']['mean']:.2f}",
-        **({"ExplainCompQat": f"{r['faithfulness']['onnx-int8-qat']['comprehensiveness']['mean']:.2f}"}
-           if "onnx-int8-qat" in r["faithfulness"] else {}),
-        "ExplainCompRandom": f"{r['faithfulness'][r['reference']]['random_comprehensiveness']['mean']:.2f}",
-        **_explain_control_macros(r), **_shap_macros(r),
     }
+    for key, n in EXPLAIN_KEYS:
+        if n in a:
+            out.update({f"ExplainSpearman{key}": sp(n), f"ExplainTopFive{key}": sp(n, "top5_overlap"),
+                        f"ExplainSameSeed{key}": f"{a[n]['same_seed']['spearman']['mean']:.2f}",
+                        **_versus_macros("Explain", key, a[n]["versus_floor"])})
+    f = r["faithfulness"]
+    pre = "normalized_" if r.get("naopc") else ""
+    if pre:
+        out["ExplainNaopc"] = "normalized"
+        for key, n in (("FP", r["reference"]),) + EXPLAIN_KEYS:
+            if n in f:
+                out[f"ExplainNComp{key}"] = f"{f[n]['normalized_comprehensiveness']['mean']:.2f}"
+                out[f"ExplainNSuff{key}"] = f"{f[n]['normalized_sufficiency']['mean']:.2f}"
+        out["ExplainNCompRandom"] = f"{f[r['reference']]['random_normalized_comprehensiveness']['mean']:.2f}"
+        out["ExplainNaopcMinutes"] = f"{r['naopc']['seconds'] / 60:.1f}"
+    conv = r.get("convergence")
+    if conv:
+        fl = conv["floor"]
+        ks = sorted(fl, key=int)
+        out.update({"ExplainConvN": str(len(conv["examples"])), "ExplainConvLowSamples": f"{int(ks[0]):,}",
+                    "ExplainConvHighSamples": f"{int(ks[-1]):,}",
+                    "ExplainConvLow": f"{fl[ks[0]]['spearman']:.2f}",
+                    "ExplainConvHigh": f"{fl[ks[-1]]['spearman']:.2f}",
+                    "ExplainConvRun": f"{fl[str(conv['run_samples'])]['spearman']:.2f}"})
+    return {**out, **_explain_control_macros(r), **_shap_macros(r)}
 
 
 def _shap_macros(r: dict) -> dict:
-    """The second explainer (KernelSHAP) where explain.json has it: agreement with the reference, its own seed
-    noise, the two explainers against each other, and whether QAT INT8 moves SHAP's explanations more than
-    SHAP's own sampling does (the paired interval of the difference)."""
+    """The second explainer (KernelSHAP), the same design: agreement with FP32 under other seeds, its floor, the
+    verdicts, the two explainers against each other, and its cost."""
     s = r.get("shap")
-    if not s:
+    if not s or "versus_floor" not in s:
         return {}
-    a = s["agreement"]
-    sp = lambda rec: f"{rec['spearman']['mean']:.2f}"  # noqa: E731
     out = {"ExplainShapSamples": f"{s['samples']:,}", "ExplainShapMinutes": f"{s['total_seconds'] / 60:.1f}",
-           "ExplainShapVsLimeFP": sp(s["lime_vs_shap"][r["reference"]])}
-    for key, n in (("Dyn", "onnx-int8-dynamic"), ("Qat", "onnx-int8-qat")):
-        if n in a:
-            out[f"ExplainShapSpearman{key}"] = sp(a[n])
-    if s.get("noise_floor"):
-        out["ExplainShapSpearmanNoise"] = sp(s["noise_floor"])
-        d = (s.get("minus_noise_floor") or {}).get("onnx-int8-qat")
-        if d:
-            out["ExplainShapQatVerdict"] = verdict(d["spearman"]["ci"], below="more than", within="no more than",
-                                                   above="less than")
+           "ExplainShapVsLimeFP": f"{s['lime_vs_shap'][r['reference']]['spearman']['mean']:.2f}",
+           "ExplainShapSpearmanNoise": f"{s['noise_floor']['spearman']['mean']:.2f}",
+           "ExplainShapNoiseSeeds": str(len(s["noise_seeds"]))}
+    for key, n in EXPLAIN_KEYS:
+        if n in s["agreement"]:
+            out[f"ExplainShapSpearman{key}"] = f"{s['agreement'][n]['spearman']['mean']:.2f}"
+            out.update(_versus_macros("ExplainShap", key, s["versus_floor"][n]))
+    # LIME and KernelSHAP agree on the verdict for every variant both explained, or not
+    both = [key for key, n in EXPLAIN_KEYS if n in s["versus_floor"] and n in r["agreement"]]
+    if both:
+        same = all(explain_verdict(s["versus_floor"][dict(EXPLAIN_KEYS)[k]])
+                   == explain_verdict(r["agreement"][dict(EXPLAIN_KEYS)[k]]["versus_floor"]) for k in both)
+        out["ExplainVerdictsAgree"] = "agree with" if same else "differ from"
+    # where both explainers' intervals of a variant's difference lie on one side of zero: the direction they share
+    for key, n in EXPLAIN_KEYS:
+        if n in s["versus_floor"] and n in r["agreement"]:
+            cis = [s["versus_floor"][n]["random"]["spearman"]["ci"],
+                   r["agreement"][n]["versus_floor"]["random"]["spearman"]["ci"]]
+            if all(hi < 0 for _, hi in cis):
+                out[f"ExplainSameDirection{key}"] = "below"
+            elif all(lo > 0 for lo, _ in cis):
+                out[f"ExplainSameDirection{key}"] = "above"
     return out
 
 
 def _explain_control_macros(r: dict) -> dict:
-    """The LIME controls: batching before / after, quantization alone (pairs), the symmetric floor."""
+    """The LIME controls: batching before / after, quantization alone (pairs, the same perturbations)."""
     out = {}
     bt = (r.get("batching") or {}).get("variants", {}).get("onnx-int8-dynamic")
     if bt:
@@ -511,19 +574,7 @@ def _explain_control_macros(r: dict) -> dict:
                     "ExplainDisagreeBefore": str(r["batching"]["selection_before"]["n_disagreement"])})
     p = (r.get("pairs") or {}).get("onnx-int8-qat vs onnx-qat-fp32")
     if p:
-        out["ExplainSpearmanQatVsQatFP"] = f"{p['all']['spearman']['mean']:.2f}"
-    if "onnx-qat-fp32" in r["agreement"]:
-        out["ExplainSpearmanQatFP"] = f"{r['agreement']['onnx-qat-fp32']['all']['spearman']['mean']:.2f}"
-    c = (r.get("cross_seed") or {}).get("onnx-int8-qat")
-    if c:
-        d = c["difference"]["spearman"]
-        out.update({"ExplainSpearmanQatSeedB": f"{c['variant_seed_b']['spearman']['mean']:.2f}",
-                    "ExplainSpearmanNoiseSeedB": f"{c['reference_seed_b']['spearman']['mean']:.2f}",
-                    "ExplainSymDiff": f"{d['mean']:+.2f}", "ExplainSymDiffLo": f"{d['ci'][0]:+.2f}",
-                    "ExplainSymDiffHi": f"{d['ci'][1]:+.2f}",
-                    # INT8 (seed B) agreement minus FP32's with itself: below zero, INT8 moves more
-                    "ExplainSymVerdict": verdict(d["ci"], below="more than", within="no more than",
-                                                 above="less than")})
+        out["ExplainSpearmanQatVsQatFP"] = f"{p['random']['spearman']['mean']:.2f}"
     return out
 
 
@@ -543,16 +594,82 @@ def speed_verdict(ratio: float) -> str:
     return "faster" if r > 1 else "slower" if r < 1 else "as fast"
 
 
+# an accuracy verdict (``stats.tost_verdict`` at eval.equivalence_margin) in a sentence: "... accuracy is <words>"
+ACCURACY_VERDICT_WORDS = {"equivalent": "equivalent to FP32's", "below": "below FP32's by more than the margin",
+                          "above": "above FP32's by more than the margin",
+                          "lower": "lower than FP32's, by an amount the margin does not bound",
+                          "higher": "higher than FP32's, by an amount the margin does not bound",
+                          "undecided": "neither shown equivalent to FP32's nor different from it"}
+
+
 def claim_macros(res: Results) -> dict:
-    """Verdicts of the sentence-level claims about accuracy, from the paired intervals in evaluate.json."""
+    """Verdicts of the sentence-level claims about accuracy: the TOST verdict at the config's margin on this test
+    set and, where the companion seeds run has the variant, over the training seeds; Holm's correction over the
+    McNemar tests. "Indistinguishable" is never said: an interval covering zero is no evidence of equivalence."""
     e = res.evaluate["variants"]
-    out = {}
-    for prefix, name in (("Dyn", "onnx-int8-dynamic"), ("Qat", "onnx-int8-qat")):
+    cl = F.accuracy_claims(res).set_index("variant")
+    out = {"EqMargin": f"{100 * res.cfg.eval.equivalence_margin:g}", "HolmAlpha": f"{res.cfg.eval.alpha:g}",
+           "HolmN": str(len(cl)), "HolmRejected": str(int(cl["rejected"].sum()))}
+    for prefix, name in (("Dyn", "onnx-int8-dynamic"), ("Qat", "onnx-int8-qat"), ("DynOpt", "onnx-int8-dynamic-opt")):
         ci = e.get(name, {}).get("accuracy_diff_ci")
-        if ci:
+        if ci and name in cl.index:
+            c = cl.loc[name]
             out.update({f"{prefix}DiffLo": f"{100 * ci[0]:+.2f}", f"{prefix}DiffHi": f"{100 * ci[1]:+.2f}",
-                        f"{prefix}Verdict": verdict(ci, below="below FP32's", within="indistinguishable from FP32's",
-                                                    above="above FP32's")})
+                        f"{prefix}Verdict": ACCURACY_VERDICT_WORDS[c["verdict"]],
+                        f"{prefix}HolmP": f"{c['holm_p']:.2f}", f"{prefix}McNemarP": f"{c['mcnemar_p']:.3f}"})
+            if isinstance(c.get("seeds_verdict"), str):
+                out[f"{prefix}SeedsVerdict"] = ACCURACY_VERDICT_WORDS[c["seeds_verdict"]]
+    return {**out, **headline_macros(res, cl)}
+
+
+def headline_macros(res: Results, cl) -> dict:
+    """The article's headline, one variant throughout: the fastest INT8 file at batch 1 whose accuracy is shown
+    equivalent to FP32's (over the training seeds where they exist, else on this test set), with its speed-up as
+    the median over the benchmark runs measured alike on this host and their range; beside it the fastest INT8
+    file of all, with its own accuracy verdict; and the variants on the accuracy / latency frontier."""
+    if not res.has("bench"):
+        return {}
+    head = res.bench.all_threads["headline"]
+    runs, this, _ = res.run_history()
+    same = R.comparable(runs, this) or [this]
+    ints = sorted((n for n in head if V.is_onnx_int8(n) and n in cl.index), key=lambda n: head[n]["median_ms"])
+    if not ints:
+        return {}
+
+    def evidence(n: str) -> tuple:
+        c = cl.loc[n]
+        return (c["seeds_verdict"], f"over {int(c['seeds_n'])} training seeds") if isinstance(
+            c.get("seeds_verdict"), str) else (c["verdict"], "on this test set")
+
+    def speed(n: str, key: str) -> dict:
+        return F.run_speedups(res, n, key)
+
+    out = {}
+    for prefix, n in (("Head", next((n for n in ints if evidence(n)[0] == "equivalent"), None)), ("Fast", ints[0])):
+        if n is None:
+            continue
+        verdict_, where = evidence(n)
+        so, st = speed(n, "speedup_vs_onnx_fp32"), speed(n, "speedup_vs_pytorch_fp32")
+        e = res.evaluate["variants"][n]
+        out.update({f"{prefix}Int": short(n), f"{prefix}IntMs": f"{head[n]['median_ms']:.1f}",
+                    f"{prefix}IntAccDiff": f"{100 * e['accuracy_diff']:+.1f}",
+                    f"{prefix}IntVerdict": ACCURACY_VERDICT_WORDS[verdict_], f"{prefix}IntEvidence": where,
+                    f"{prefix}IntRatio": f"{e['size_ratio_to_onnx_fp32'] and 1 / e['size_ratio_to_onnx_fp32']:.2f}"})
+        if so:
+            out.update({f"{prefix}IntVsOnnx": f"{so['median']:.2f}", f"{prefix}IntVsOnnxLo": f"{so['lo']:.2f}",
+                        f"{prefix}IntVsOnnxHi": f"{so['hi']:.2f}", f"{prefix}IntRuns": str(so["n"])})
+        if st:
+            out.update({f"{prefix}IntVsTorch": f"{st['median']:.2f}", f"{prefix}IntVsTorchLo": f"{st['lo']:.2f}",
+                        f"{prefix}IntVsTorchHi": f"{st['hi']:.2f}"})
+        if n in cl.index and isinstance(cl.loc[n].get("seeds_verdict"), str):
+            out[f"{prefix}IntSeedsDiff"] = f"{100 * cl.loc[n]['seeds_mean']:+.2f}"
+    if out.get("HeadInt") == out.get("FastInt"):
+        out["HeadIsFast"] = "1"
+    pts = F.tradeoff_frames(res)["points"]
+    front = pts[pts["frontier"]].sort_values("ms")["variant"].tolist()
+    out["FrontierList"] = ", ".join(rf"\texttt{{{tex_escape(short(n))}}}" for n in front)
+    out["FrontierN"] = str(len(front))
+    out["RunsAlike"] = str(len(same))
     return out
 
 

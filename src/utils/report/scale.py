@@ -17,9 +17,9 @@ from typing import Optional
 import pandas as pd
 
 from .. import variants as V
-from .macros import data_name, gradients_macros, hostdrift_macros, model_config, model_name
+from .macros import data_name, explain_verdict, gradients_macros, hostdrift_macros, model_config, model_name
 from .readers import Results, best_int, short
-from .tables import ci, pct
+from .tables import ci, pct, symmetric
 from .writer import Table, tex_escape
 
 # the variants the comparison names (each row says which); rows of a variant a profile lacks read "--"
@@ -86,14 +86,23 @@ def scale_record(res: Results) -> dict:
         x = res.explain
         a, f = x["agreement"], x["faithfulness"]
         r.update({"explain_n": x["n_examples"], "explain_samples": x["samples"]})
-        for key, n in (("noise", "noise-floor"), ("dyn", DYN), ("qat", QAT)):
-            if n in a:
-                r[f"spearman_{key}"] = a[n]["all"]["spearman"]["mean"]
-                r[f"top5_{key}"] = a[n]["all"]["top5_overlap"]["mean"]
-        for key, n in (("fp", x["reference"]), ("qat", QAT)):
-            if n in f:
-                r[f"comp_{key}"] = f[n]["comprehensiveness"]["mean"]
-        r["comp_random"] = f[x["reference"]]["random_comprehensiveness"]["mean"]
+        if not symmetric(x):
+            # the earlier design: every variant on FP32's perturbations, the floor across seeds, raw AOPC; its
+            # numbers are not set beside the floor or across models (said so, not printed)
+            r["explain_asymmetric"] = True
+        else:
+            r["explain_n"] = x["selection"]["n_random"]
+            for key, n in (("noise", "noise-floor"), ("dyn", DYN), ("qat", QAT)):
+                if n in a:
+                    r[f"spearman_{key}"] = a[n]["random"]["spearman"]["mean"]
+                    r[f"top5_{key}"] = a[n]["random"]["top5_overlap"]["mean"]
+                    if n != "noise-floor":
+                        r[f"verdict_{key}"] = explain_verdict(a[n]["versus_floor"])
+            if x.get("naopc"):
+                for key, n in (("fp", x["reference"]), ("qat", QAT)):
+                    if n in f:
+                        r[f"comp_{key}"] = f[n]["normalized_comprehensiveness"]["mean"]
+                r["comp_random"] = f[x["reference"]]["random_normalized_comprehensiveness"]["mean"]
     minutes = study_minutes(res)
     if minutes is not None:
         r["study_minutes"] = minutes
@@ -146,12 +155,14 @@ ROWS = (
     ("  speed-up over PyTorch FP32", "best_int_vs_torch", lambda r: f"{r['best_int_vs_torch']:.2f}x"),
     ("  length, threads, INT8 GEMM path", "bench_length",
      lambda r: f"{r['bench_length']}, {r['bench_threads']}, {r['bench_gemm']}"),
-    ("LIME: texts x perturbations", "explain_n", lambda r: f"{r['explain_n']} x {r['explain_samples']:,}"),
-    ("  Spearman, FP32 vs FP32 other seed", "spearman_noise", lambda r: f"{r['spearman_noise']:.2f}"),
-    ("  Spearman, FP32 vs dynamic INT8", "spearman_dyn", lambda r: f"{r['spearman_dyn']:.2f}"),
-    ("  Spearman, FP32 vs QAT INT8", "spearman_qat", lambda r: f"{r['spearman_qat']:.2f}"),
-    ("  top-5 overlap, FP32 vs QAT INT8", "top5_qat", lambda r: f"{r['top5_qat']:.2f}"),
-    ("  comprehensiveness FP32 / QAT INT8 / random", "comp_fp",
+    ("LIME: texts x perturbations", "explain_n", lambda r: f"{r['explain_n']} x {r['explain_samples']:,}"
+                                                           + (" (earlier design)" if r.get("explain_asymmetric")
+                                                              else "")),
+    ("  Spearman, FP32 vs FP32 other seeds", "spearman_noise", lambda r: f"{r['spearman_noise']:.2f}"),
+    ("  Spearman, dynamic INT8 (verdict)", "spearman_dyn",
+     lambda r: f"{r['spearman_dyn']:.2f} ({r['verdict_dyn']})"),
+    ("  Spearman, QAT INT8 (verdict)", "spearman_qat", lambda r: f"{r['spearman_qat']:.2f} ({r['verdict_qat']})"),
+    ("  normalized compr. FP32 / QAT INT8 / random", "comp_fp",
      lambda r: f"{r['comp_fp']:.2f} / {r.get('comp_qat', float('nan')):.2f} / {r['comp_random']:.2f}"),
     ("minutes: FP32 training / whole study", "train_minutes",
      lambda r: f"{r['train_minutes']:.0f} / " + (f"{r['study_minutes']:.0f}" if "study_minutes" in r else "--")),
@@ -179,7 +190,8 @@ def scale_table(res: Results, other: Results) -> Table:
         "results. Accuracy changes are against PyTorch FP32 of the same profile, each text alone, with "
         "paired bootstrap intervals; the benchmark is batch 1 at all cores, each profile on the host that ran it "
         "(its INT8 GEMM path in the row). Speed-ups compare files within a profile, never across hosts."),
-        label=f"tab:{res.name}-scale", column_format="lrr")
+        label=f"tab:{res.name}-scale", column_format="".join(
+            rf">{{\raggedright\arraybackslash}}p{{{w}}}" for w in ("5.4cm", "4.6cm", "4.6cm")))
 
 
 def scale_macros(res: Results, other: Results) -> dict:
@@ -238,10 +250,16 @@ def _scale_macros(res: Results) -> dict:
         if f"spearman_{key}" in r:
             out[f"ScaleSpearman{k}"] = f"{r[f'spearman_{key}']:.2f}"
     if "explain_n" in r:
-        out.update({"ScaleExplainN": str(r["explain_n"]), "ScaleExplainSamples": f"{r['explain_samples']:,}",
-                    "ScaleCompFP": f"{r['comp_fp']:.2f}", "ScaleCompRandom": f"{r['comp_random']:.2f}"})
+        out.update({"ScaleExplainN": str(r["explain_n"]), "ScaleExplainSamples": f"{r['explain_samples']:,}"})
+        if r.get("explain_asymmetric"):
+            out["ScaleExplainAsymmetric"] = "1"
+        for key, k in (("dyn", "Dyn"), ("qat", "Qat")):
+            if f"verdict_{key}" in r:
+                out[f"ScaleExplainVerdict{k}"] = r[f"verdict_{key}"]
+        if "comp_fp" in r:
+            out.update({"ScaleNCompFP": f"{r['comp_fp']:.2f}", "ScaleNCompRandom": f"{r['comp_random']:.2f}"})
         if "comp_qat" in r:
-            out["ScaleCompQat"] = f"{r['comp_qat']:.2f}"
+            out["ScaleNCompQat"] = f"{r['comp_qat']:.2f}"
     if "study_minutes" in r:
         out["ScaleStudyMinutes"] = f"{r['study_minutes']:.0f}"
     # the profile's own measurements of why INT8 moves with the CPU and of Integrated Gradients, where it has them

@@ -10,10 +10,19 @@ import pandas as pd
 import yaml
 
 from .. import bench_runs as R
+from .. import stats as S
 from ..config import PACKAGE_ROOT
 from ..metrics import metric
 from ..ort_inspect import integer_op_count
-from .frames import batching_frames, evaluation_frame, seeds_frame, sizes_frames
+from .frames import (
+    accuracy_claims,
+    batching_frames,
+    companion_seeds,
+    evaluation_frame,
+    run_speedups,
+    seeds_frame,
+    sizes_frames,
+)
 from .readers import Results, best_int, short
 from .writer import Table, tex_escape
 
@@ -50,27 +59,44 @@ def data_table(res: Results) -> Table:
 
 
 def evaluation_table(res: Results) -> Table:
-    f = evaluation_frame(res)
-    r = res.evaluate
-    out = pd.DataFrame({
-        "runtime": f["runtime"],
-        "size (MB)": f["size_mb"].map(lambda x: f"{x:.1f}"),
-        "size / ONNX fp32": f["size_ratio"].map(lambda x: f"{x:.2f}"),
-        "accuracy (%)": [f"{pct(a)} {ci((lo, hi))}" for a, lo, hi in zip(f["accuracy"], f["acc_lo"], f["acc_hi"])],
-        "macro-F1 (%)": [f"{pct(a)} {ci((lo, hi))}" for a, lo, hi in zip(f["macro_f1"], f["f1_lo"], f["f1_hi"])],
-        "$\\Delta$acc (pt)": ["--" if _na(d) else f"{100 * d:+.1f} {ci(c)}" for d, c in zip(f["diff"], f["diff_ci"])],
-        "same as FP32": ["--" if _na(a) else f"{a:.1%}" for a in f["agreement"]],
-        "McNemar p": ["--" if _na(p) else f"{p:.2f}" for p in f["mcnemar_p"]],
-        "latency (ms)": ["--" if _na(x) else f"{x:.1f}" for x in f["latency_ms"]],
-    })
-    out.index = f["variant"]
-    out.index.name = None
-    return Table("evaluation", out, label=f"tab:evaluation-{res.name}", column_format="llrrrrrrrr",
-                caption=(f"Test split ({r['n_test']:,} examples) for every variant, each text alone (batch 1, "
-                         f"as deployed; batched: Table~\\ref{{tab:batching-{res.name}}}). Brackets: "
-                         f"{int(100 * res.cfg.eval.confidence)}\\% paired bootstrap intervals; "
-                         f"$\\Delta$ and McNemar against {r['reference']}. Latency: median, "
-                         f"{r.get('latency_note', '')}."))
+    """Every variant as deployed (batch 1): size, accuracy, its change against the reference with the paired
+    interval, McNemar's p after Holm's correction over the family, and the equivalence verdicts (TOST at the
+    config's margin) on this test set and, where the companion seeds run has the variant, over the seeds."""
+    f = evaluation_frame(res).set_index("variant")
+    cl = accuracy_claims(res).set_index("variant")
+    r, ec = res.evaluate, res.cfg.eval
+    m = 100 * ec.equivalence_margin
+    seeds = "seeds_verdict" in cl.columns and cl["seeds_verdict"].notna().any()
+    rows = {}
+    for n in f.index:
+        v, c = f.loc[n], (cl.loc[n] if n in cl.index else None)
+        row = {"MB": f"{v['size_mb']:.1f}", "accuracy (%)": f"{pct(v['accuracy'])} {ci((v['acc_lo'], v['acc_hi']))}"}
+        if c is None:
+            row.update({"$\\Delta$ (pt)": "--", "Holm $p$": "--", "this run": "--"})
+        else:
+            d = 100 * c["diff"]
+            same = c["ci95"][0] == c["ci95"][1] == c["diff"]
+            row["$\\Delta$ (pt)"] = f"{d:+.1f} (identical)" if same else f"{d:+.1f} {ci(c['ci95'])}"
+            hp = c["holm_p"]
+            row["Holm $p$"] = "--" if hp != hp else ("<0.001" if hp < 0.001 else
+                                                     f"{hp:.3f}" if hp < 0.1 else f"{hp:.2f}")
+            row["this run"] = c["verdict"]
+        if seeds:
+            row["over seeds"] = (c["seeds_verdict"] if c is not None and isinstance(c.get("seeds_verdict"), str)
+                                 else "--")
+        rows[n] = row
+    out = pd.DataFrame(rows).T
+    sd = companion_seeds(res)
+    nseeds = f"{len(sd['seeds'])} training seeds" if sd else ""
+    return Table("evaluation", out, label=f"tab:evaluation-{res.name}",
+                 caption=(f"Test split ({r['n_test']:,} texts), every variant each text alone (batch 1, as "
+                          f"deployed; batched: Table~\\ref{{tab:batching-{res.name}}}). Brackets: "
+                          f"{int(100 * ec.confidence)}\\% paired bootstrap intervals; $\\Delta$ and McNemar's "
+                          f"test against {tex_escape(r['reference'])}, $p$ adjusted by Holm's method over the "
+                          f"{len(cl)} tests. Verdicts at $\\pm${m:g} pt (TOST, 90\\% interval): equivalent, "
+                          f"below, above, or undecided (the data cannot tell)"
+                          + (f"; over seeds: Student's $t$ over the {nseeds} of the seeds profile (same split)"
+                             if seeds else "") + "."))
 
 
 def batching_table(res: Results) -> Optional[Table]:
@@ -175,30 +201,31 @@ def bench_table(res: Results) -> Table:
     all_t = r["provenance"]["threads"]
     cpu, one = r.all_threads, r["cpu"].get("threads_1", {}).get("headline", {})
     big = str(max(int(b) for b in cpu["batch_size"]))
-    rr = r.get("speedup_vs_onnx_fp32_rounds", {})
     n_rounds = len(next(iter(cpu["headline"].values()))["round_medians_ms"])
     rows = {}
     for n, v in cpu["headline"].items():
         mem = (r.get("memory") or {}).get(n, {})
-        rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}", "p99": f"{v['p99_ms']:.2f}",
+        sp = run_speedups(res, n)
+        rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}",
                    "spread": f"{v['spread']:.1%}",
                    "x ONNX fp32": f"{r['speedup_vs_onnx_fp32'].get(n, float('nan')):.2f}",
-                   "spread of x": f"{rr[n]['spread']:.1%}" if n in rr else "--",
+                   "over runs": f"{sp['median']:.2f} ({sp['lo']:.2f}-{sp['hi']:.2f})" if sp.get("n", 0) > 1 else "--",
                    "x PyTorch fp32": f"{r['speedup_vs_pytorch_fp32'].get(n, float('nan')):.2f}",
                    "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
                    f"texts/s (b{big})": (f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}"
                                          if n in cpu["batch_size"][big] else "--"),
-                   "model RSS (MB)": f"{mem['model_rss_mb']:.0f}" if mem else "--",
-                   "peak RSS (MB)": f"{mem['peak_rss_mb']:.0f}" if mem else "--",
-                   "load (s)": f"{mem['create_seconds']:.2f}" if mem else "--"}
+                   "peak RSS (MB)": f"{mem['peak_rss_mb']:.0f}" if mem else "--"}
     df = pd.DataFrame(rows).T
+    n_runs = max((run_speedups(res, n).get("n", 0) for n in rows), default=0)
     return Table("bench", df, label=f"tab:bench-{res.name}",
                 caption=(f"CPU benchmark, batch 1, length {r['length']}, {all_t} threads unless stated: "
                          f"{r['provenance']['cpu']}; {r.protocol_text()}; spread: range of the {n_rounds} round "
-                         f"medians over their median; spread of x: the same for the per-round speed-up over ONNX "
-                         f"fp32 (drift common to a round cancels in it); model RSS: resident memory a fresh "
-                         f"process adds when it loads the variant and predicts; peak RSS: that process's peak, "
-                         f"its imports (PyTorch, transformers, ONNX Runtime) included."
+                         f"medians over their median; x ONNX fp32: this run's speed-up; over runs: its median over "
+                         f"the {n_runs} runs measured alike on hosts of this CPU model (range), the number the text "
+                         f"quotes; peak "
+                         f"RSS: a fresh process's peak when it loads the variant and predicts, its imports "
+                         f"(PyTorch, transformers, ONNX Runtime) included. Every run, the interleaving checks and "
+                         f"the memory a model adds: results/{res.name}/summary.md."
                          + (f" Timed in the headline rounds only: {tex_escape(', '.join(only))}."
                             if (only := r.get("protocol", {}).get("headline_only")) else "")))
 
@@ -361,9 +388,9 @@ def _floor_cells(vf: dict, margin: float) -> dict:
     lo, hi = eq["ci90"]
     verdict = "--" if lo != lo else ("equivalent" if eq["equivalent"] else
                                       ("below" if hi < -margin else ("above" if lo > margin else "undecided")))
-    return {"Spearman $-$ floor": _mci(vf["random"]["spearman"], sign=True),
+    return {"Spearman $-$ floor": _mci(vf["random"]["spearman"], 3, sign=True),
             f"within $\\pm${margin:g}": verdict,
-            "on flipped texts": _mci(vf["disagreement"]["spearman"], sign=True)}
+            "on flipped texts": _mci(vf["disagreement"]["spearman"], 3, sign=True)}
 
 
 def explain_agreement_table(res: Results) -> Optional[Table]:
@@ -378,12 +405,12 @@ def explain_agreement_table(res: Results) -> Optional[Table]:
     for v, a in r["agreement"].items():
         if v == "noise-floor":
             continue
-        rows[v] = {**_agreement_row(a["random"]), **_floor_cells(a["versus_floor"], m)}
+        rows[v] = {"Spearman": _mci(a["random"]["spearman"]), **_floor_cells(a["versus_floor"], m)}
     fl = r["agreement"]["noise-floor"]
-    rows["noise floor (FP32)"] = {**_agreement_row(fl["random"]), "Spearman $-$ floor": "--",
+    rows["noise floor (FP32)"] = {"Spearman": _mci(fl["random"]["spearman"]), "Spearman $-$ floor": "--",
                                   f"within $\\pm${m:g}": "--", "on flipped texts": _mci(fl["disagreement"]["spearman"])}
     for name, p in r.get("pairs", {}).items():          # e.g. QAT's INT8 file against QAT's own weights
-        rows[f"{name} (same perturbations)"] = {**_agreement_row(p["random"]), "Spearman $-$ floor": "--",
+        rows[f"{name} (same seed)"] = {"Spearman": _mci(p["random"]["spearman"]), "Spearman $-$ floor": "--",
                                                  f"within $\\pm${m:g}": "--", "on flipped texts": "--"}
     sel = r["selection"]
     lvl = int(100 * res.confidence("explain"))
@@ -396,8 +423,8 @@ def explain_agreement_table(res: Results) -> Optional[Table]:
                           f"$\\pm${m:g}: equivalence (TOST, the 90\\% interval inside the margin), below or "
                           f"above the floor, or undecided. On flipped texts: the {sel['n_disagreement']} texts where "
                           f"{tex_escape(', '.join(sel['disagreements_of']))} predicts another class, apart. "
-                          f"Same perturbations: two variants explained with one seed (identical explanations "
-                          f"score 1)."))
+                          f"Same seed: two variants explained with the same perturbations (identical explanations "
+                          f"score 1). Top-k overlap and Kendall: results/{res.name}/explain.json."))
 
 
 def explain_shap_table(res: Results) -> Optional[Table]:
@@ -516,28 +543,29 @@ def seeds_table(res: Results) -> Table:
     n, lvl = len(r["seeds"]), int(100 * r["confidence"])
     pt = lambda x, digits=2: f"{100 * x:+.{digits}f}"  # noqa: E731
     na = lambda x, fmt: "--" if _na(x) else fmt(x)  # noqa: E731
+    m = res.cfg.eval.equivalence_margin
     out = pd.DataFrame({
         "acc. (%)": [f"{pct(a, 2)} $\\pm$ {pct(sd, 2)}" for a, sd in zip(f["accuracy"], f["accuracy_sd"])],
         "$\\Delta$acc (pt)": ["--" if _na(d) else f"{pt(d)} [{pt(lo)}, {pt(hi)}]"
                               for d, lo, hi in zip(f["diff"], f["diff_lo"], f["diff_hi"])],
-        "per seed (pt)": ["--" if xs is None else " ".join(f"{100 * x:+.1f}" for x in xs) for xs in f["per_seed"]],
-        "bootstrap $\\pm$ (pt)": [na(h, lambda x: f"{100 * x:.2f}") for h in f["boot_halfwidth"]],
-        "seeds $\\neq 0$": [na(k, lambda x: f"{int(x)}/{n}") for k in f["boot_excludes_zero"]],
-        "same as FP32": [na(a, lambda x: f"{x:.1%}") for a in f["agreement"]],
+        f"$\\pm${100 * m:g} pt": ["--" if xs is None or len(xs) < 2 else S.tost_verdict(S.seeds_interval(xs, 0.90), m)
+                                   for xs in f["per_seed"]],
+        "bootstrap $\\pm$": [na(h, lambda x: f"{100 * x:.2f}") for h in f["boot_halfwidth"]],
         "vs control (pt)": ["--" if _na(c) else f"{pt(c)} [{pt(ci_[0])}, {pt(ci_[1])}]"
                             for c, ci_ in zip(f["vs_control"], f["vs_control_ci"])],
     })
     out.index = f["variant"]
     out.index.name = None
     ref = r["reference"]
-    return Table("seeds", out, label=f"tab:seeds-{res.name}", column_format="lrrlrrrr",
+    return Table("seeds", out, label=f"tab:seeds-{res.name}", column_format="lrrlrr",
                  caption=(f"Accuracy over {n} training seeds ({', '.join(map(str, r['seeds']))}; the same split, "
                           f"{r['n_test']:,} test texts, each text alone): mean $\\pm$ standard deviation; "
                           f"$\\Delta$acc against {tex_escape(ref)} of the same seed, mean and {lvl}\\% Student-t "
-                          f"interval over the seeds, and each seed's value; bootstrap $\\pm$: the mean half-width of "
-                          f"one seed's {lvl}\\% paired bootstrap interval; seeds $\\neq 0$: seeds whose own interval "
-                          f"excludes 0; vs control: QAT's files against FP32 fine-tuned for QAT's extra epoch "
-                          f"without fake quantization (pytorch-fp32-plus-epoch), over the seeds."))
+                          f"interval over the seeds; $\\pm${100 * m:g} pt: the equivalence verdict over the seeds "
+                          f"(TOST, the 90\\% $t$ interval against the margin); bootstrap $\\pm$: the mean "
+                          f"half-width (pt) of one seed's {lvl}\\% paired bootstrap interval; vs control: QAT's files "
+                          f"against FP32 fine-tuned for QAT's extra epoch without fake quantization "
+                          f"(pytorch-fp32-plus-epoch)."))
 
 
 ORIGINAL_STUDY = "data/original_study.yaml"
@@ -561,7 +589,6 @@ def original_table(res: Results) -> Table:
     e, b = res.evaluate["variants"], res.bench
     conf = 100 * res.confidence()
     head = b.all_threads["headline"]
-    best = best_int(head)
     ms = lambda n: head[n]["median_ms"]  # noqa: E731
 
     def diff(n):
@@ -570,6 +597,8 @@ def original_table(res: Results) -> Table:
         return f"{100 * v['accuracy_diff']:+.2f} pt [{100 * lo:+.2f}, {100 * hi:+.2f}]"
 
     q, s, a, c, g, h = (o[k] for k in ("qat_pytorch", "size", "accuracy", "cpu_speed", "gpu_speed", "fp16"))
+    dyn = "onnx-int8-dynamic"           # like for like: the original's recipe, not the fastest of ours
+    sp = run_speedups(res, dyn) if dyn in head else {}
     fq, fp = "pytorch-qat-fakequant", "pytorch-fp32"
     rows = {
         "PyTorch QAT (fake quantization)": (
@@ -585,11 +614,11 @@ def original_table(res: Results) -> Table:
             f"{a['fp32_pct']:.2f}% to {a['int8_pct']:.2f}% ({a['int8_pct'] - a['fp32_pct']:+.2f} pt)",
             f"{100 * e[fp]['accuracy']:.2f}% to {100 * e['onnx-int8-dynamic']['accuracy']:.2f}% "
             f"({diff('onnx-int8-dynamic')}, paired {conf:g}%, batch 1)"),
-        "INT8 on the CPU": (
+        "dynamic INT8 on the CPU": (
             f"{c['fp32_ms']} ms to {c['int8_ms']} ms ({c['fp32_ms'] / c['int8_ms']:.2f}x)",
-            f"ONNX FP32 {ms('onnx-fp32'):.1f} ms to {best} {ms(best):.1f} ms "
-            f"({ms('onnx-fp32') / ms(best):.2f}x; batch 1, {b['length']} tokens, "
-            f"{b['provenance']['threads']} threads)"),
+            f"ONNX FP32 {ms('onnx-fp32'):.1f} ms to {ms(dyn):.1f} ms in this run; {sp['median']:.2f}x, the median "
+            f"over {sp['n']} runs ({sp['lo']:.2f}-{sp['hi']:.2f}; batch 1, {b['length']} tokens, "
+            f"{b['provenance']['threads']} threads)" if sp else "not benchmarked"),
     }
     cuda = ((res.bench_gpu or b["gpu"]).get("onnxruntime") or {}).get("CUDAExecutionProvider", {})
     gpu_pair = [cuda.get(n, {}).get("median_ms") for n in ("onnx-fp32", "onnx-int8-dynamic")]

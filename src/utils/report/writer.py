@@ -5,12 +5,14 @@ a dict; only this module writes, always atomically (a temporary sibling renamed 
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
+from matplotlib.text import Text
 
 from ..config import Config
 from ..provenance import atomic_path
@@ -43,17 +45,87 @@ def tex_escape(s) -> str:
     return s if "$" in s else re.sub(r"([&%$#_{}])", r"\\\1", s)
 
 
+def tex_numbers(s: str) -> str:
+    """Typeset the numbers of a (LaTeX-escaped) cell or macro: a minus sign where a hyphen stands before a
+    number, an en dash in a range of two numbers, the times sign after a ratio ("2.05x"), and no sign on a
+    zero ("-0.00" and "+0.00" are 0.00)."""
+    s = re.sub(r"(?<![\w.])[-+](0(?:\.0+)?)(?![\d.])", r"\1", s)                 # -0.00, +0.0: no sign
+    s = re.sub(r"(?<=\d\.\d)(\d*)-(?=\d)", r"\1--", s)                              # 2.30-2.55: a range
+    s = re.sub(r"(?<![\w.\-$])-(?=\.?\d)", r"\\ensuremath{-}", s)                  # -0.04: a minus sign
+    return re.sub(r"(?<=\d)x(?![\w])", r"\\ensuremath{\\times}", s)                 # 2.05x: times
+
+
+# the estimated width of a column set in \\small (lmodern at 10 pt: ~5.3 pt a character) and the text width it must
+# fit (an A4 page with 2.3 cm margins: 483 pt; a little less, for the estimate's error)
+PT_PER_CHAR, PT_PER_COLUMN, FIT_PT = 5.0, 9.0, 540.0      # calibrated on the default's tables; a part up to ~10%
+                                                          # wider than the text shrinks to it (above the 85% floor)
+
+
+def _shown(s: str) -> int:
+    """Characters a cell prints (its LaTeX commands and braces not counted)."""
+    s = re.sub(r"\\ensuremath\{(.)\}|\\ensuremath\{\\times\}", "x", str(s))
+    s = re.sub(r"\\[A-Za-z]+\s*", "", s)
+    return len(re.sub(r"[{}$]", "", s))
+
+
+def two_line_header(header: str, cells) -> str:
+    """A header much longer than its column's cells, broken at its middle space into two lines (a one-column
+    tabular), so that the header does not set the column's width."""
+    longest = max([_shown(v) for v in cells] + [1])
+    words = header.split(" ")
+    if _shown(header) <= longest + 4 or len(words) < 2 or "$" in header:
+        return header
+    cut = min(range(1, len(words)), key=lambda i: abs(_shown(" ".join(words[:i])) - _shown(" ".join(words[i:]))))
+    return ("\\begin{tabular}[b]{@{}c@{}}" + " ".join(words[:cut]) + " \\\\ " + " ".join(words[cut:])
+            + "\\end{tabular}")
+
+
+def _header_width(h: str) -> int:
+    m = re.match(r"\\begin\{tabular\}\[b\]\{@\{\}c@\{\}\}(.*) \\\\ (.*)\\end\{tabular\}$", h)
+    return max(_shown(m.group(1)), _shown(m.group(2))) if m else _shown(h)
+
+
+def column_groups(df: pd.DataFrame, fit_pt: float = FIT_PT) -> list:
+    """The columns of ``df`` in groups whose estimated width (with the index column) fits ``fit_pt``, in order: one
+    group for a table that fits, more for a wide one (each part repeats the index), so that no table is shrunk."""
+    width = lambda col: PT_PER_COLUMN + PT_PER_CHAR * max([_header_width(col)] + [_shown(v) for v in df[col]])  # noqa: E731
+    index = PT_PER_COLUMN + PT_PER_CHAR * max([_shown(i) for i in df.index] + [0])
+    groups, used = [[]], index
+    for col in df.columns:
+        w = width(col)
+        if groups[-1] and used + w > fit_pt:
+            groups.append([])
+            used = index
+        groups[-1].append(col)
+        used += w
+    return groups
+
+
 def latex(t: Table, profile: str) -> str:
-    """``t`` as a booktabs table (the file's text)."""
+    """``t`` as a booktabs table (the file's text), set in \\small; a table wider than the text (estimated) is split
+    into parts that each repeat the index, one under the other in the same float. Each part is set in a box and
+    measured: one still wider than the text shrinks to it (needs graphicx), and the log says by how much
+    (``utils.paper check-print`` fails a table printed below MIN_TABLE_SCALE of its size)."""
     df = t.df.copy()
     df.columns = [tex_escape(c) for c in df.columns]
     df.index = [tex_escape(i) for i in df.index]
-    df = df.map(lambda v: tex_escape(v) if isinstance(v, str) else v)
-    body = df.style.to_latex(hrules=True, column_format=t.column_format or "l" + "r" * df.shape[1],
-                             caption=t.caption, label=t.label, position="t", position_float="centering")
-    # wide tables shrink to the text width (needs graphicx); narrow ones keep their size
-    body = body.replace("\\begin{tabular}", "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
-                        "\\begin{tabular}").replace("\\end{tabular}", "\\end{tabular}}")
+    df = df.map(lambda v: tex_numbers(tex_escape(v)) if isinstance(v, str) else v)
+    df.columns = [two_line_header(c, df[c]) for c in df.columns]
+    fmt = t.column_format or "l" + "r" * df.shape[1]
+    groups = [list(df.columns)] if "p{" in fmt else column_groups(df)     # paragraph columns wrap: never split
+    parts = []
+    for k, cols in enumerate(groups):
+        pos = [df.columns.get_loc(c) for c in cols]
+        sub_fmt = fmt[0] + "".join(fmt[1 + p] for p in pos) if len(fmt) == df.shape[1] + 1 else None
+        tab = df[cols].style.to_latex(hrules=True, column_format=fmt if len(groups) == 1 else
+                                      sub_fmt or "l" + "r" * len(cols))
+        name = t.label if len(groups) == 1 else f"{t.label}/{k + 1}"
+        parts.append("\\setbox0=\\hbox{%\n" + tab.rstrip("\n") + "}%\n"
+                     f"\\typeout{{PRINTCHECK table {name} \\the\\dimexpr\\wd0\\relax\\space\\the\\linewidth}}%\n"
+                     "\\ifdim\\wd0>\\linewidth\\resizebox{\\linewidth}{!}{\\box0}\\else\\box0\\fi")
+    body = ("\\begin{table}[tbp]\n\\centering\n\\small\n"
+            f"\\caption{{{t.caption}}}\n\\label{{{t.label}}}\n"
+            + "\n\n\\medskip\n".join(parts) + "\n\\end{table}\n")
     return f"% generated by {GENERATED_BY} from results/{profile}/ -- do not edit\n{body}"
 
 
@@ -65,8 +137,29 @@ def write_table(t: Table, cfg: Config) -> Path:
     return path
 
 
+def print_facts(fig) -> dict:
+    """What decides whether a figure reads in print, independent of where it is included: its smallest font (pt at
+    its own size) and the most series one panel shows (legend entries, else labelled artists)."""
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    series = []
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        series.append(len(leg.get_texts()) if leg else len(ax.get_legend_handles_labels()[1]))
+    return {"min_font_pt": float(min(sizes)) if sizes else None, "max_series": max(series, default=0)}
+
+
+def pdf_width_in(data: bytes) -> float:
+    """The width of a one-page PDF (its MediaBox), in inches."""
+    m = re.search(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]", data)
+    if not m:
+        raise ValueError("no MediaBox in the PDF")
+    return (float(m.group(3)) - float(m.group(1))) / 72.0
+
+
 def save_figure(d: Drawn, cfg: Config) -> list:
-    """Save a drawn figure as figures/<profile>/<name>.pdf and .png."""
+    """Save a drawn figure as figures/<profile>/<name>.pdf and .png, and beside them <name>.print.json: the
+    figure's width as saved, its smallest font and its most series per panel, which ``utils.paper check-print``
+    sets against the width the paper prints it at."""
     paths = []
     for ext in ("pdf", "png"):
         path = cfg.figures_dir / f"{d.name}.{ext}"
@@ -74,7 +167,12 @@ def save_figure(d: Drawn, cfg: Config) -> list:
             d.fig.savefig(tmp, format=ext, bbox_inches="tight", dpi=150 if ext == "png" else None,
                           metadata={"CreationDate": None} if ext == "pdf" else None)
         paths.append(path)
-    return paths
+    facts = {"figure": d.name, "made_by": "src/utils/report/figures.py", "profile": cfg.name,
+             "width_in": round(pdf_width_in(paths[0].read_bytes()), 3), **print_facts(d.fig)}
+    path = cfg.figures_dir / f"{d.name}.print.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(facts, indent=1) + "\n")
+    return paths + [path]
 
 
 def macro_lines(macros: dict, profile: str) -> str:
@@ -83,6 +181,8 @@ def macro_lines(macros: dict, profile: str) -> str:
     for k, v in macros.items():
         if not re.fullmatch(r"[A-Za-z]+", k):
             raise ValueError(f"macro name {k!r} must be letters only")
+        if re.fullmatch(r"[+-]?[\d.]+", str(v)):     # a number alone: its minus sign, no sign on a zero
+            v = tex_numbers(str(v))
         lines.append(f"\\newcommand{{\\{k}}}{{{v}}}")
     return "\n".join(lines) + "\n"
 
