@@ -94,7 +94,8 @@ def evaluation_table(res: Results) -> Table:
                           f"{int(100 * ec.confidence)}\\% paired bootstrap intervals; $\\Delta$ and McNemar's "
                           f"test against {tex_escape(r['reference'])}, $p$ adjusted by Holm's method over the "
                           f"{len(cl)} tests. Verdicts at $\\pm${m:g} pt (TOST, 90\\% interval): equivalent, "
-                          f"below, above, or undecided (the data cannot tell)"
+                          f"below or above the margin, lower or higher (beyond zero, not bounded by the margin), or "
+                          f"undecided (the data cannot tell)"
                           + (f"; over seeds: Student's $t$ over the {nseeds} of the seeds profile (same split)"
                              if seeds else "") + "."))
 
@@ -384,10 +385,7 @@ def symmetric(r: dict) -> bool:
 
 
 def _floor_cells(vf: dict, margin: float) -> dict:
-    eq = vf["equivalence"]["spearman"]
-    lo, hi = eq["ci90"]
-    verdict = "--" if lo != lo else ("equivalent" if eq["equivalent"] else
-                                      ("below" if hi < -margin else ("above" if lo > margin else "undecided")))
+    verdict = S.tost_verdict(vf["equivalence"]["spearman"]["ci90"], margin)      # the words the text uses too
     return {"Spearman $-$ floor": _mci(vf["random"]["spearman"], 3, sign=True),
             f"within $\\pm${margin:g}": verdict,
             "on flipped texts": _mci(vf["disagreement"]["spearman"], 3, sign=True)}
@@ -420,8 +418,9 @@ def explain_agreement_table(res: Results) -> Optional[Table]:
                           f"sample of {sel['n_random']} test texts; noise floor: {tex_escape(r['reference'])} "
                           f"(seed {r['seed']}) against the same explanations, so the two sides differ only in the "
                           f"model. Spearman $-$ floor: paired per text, mean [{lvl}\\% bootstrap interval]; within "
-                          f"$\\pm${m:g}: equivalence (TOST, the 90\\% interval inside the margin), below or "
-                          f"above the floor, or undecided. On flipped texts: the {sel['n_disagreement']} texts where "
+                          f"$\\pm${m:g}: the verdict of the 90\\% interval (TOST): equivalent (inside the margin), "
+                          f"below or above it, lower or higher (beyond zero, not bounded by the margin), undecided. "
+                          f"On flipped texts: the {sel['n_disagreement']} texts where "
                           f"{tex_escape(', '.join(sel['disagreements_of']))} predicts another class, apart. "
                           f"Same seed: two variants explained with the same perturbations (identical explanations "
                           f"score 1). Top-k overlap and Kendall: results/{res.name}/explain.json."))

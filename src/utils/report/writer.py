@@ -57,7 +57,7 @@ def tex_numbers(s: str) -> str:
 
 # the estimated width of a column set in \\small (lmodern at 10 pt: ~5.3 pt a character) and the text width it must
 # fit (an A4 page with 2.3 cm margins: 483 pt; a little less, for the estimate's error)
-PT_PER_CHAR, PT_PER_COLUMN, FIT_PT = 5.0, 9.0, 540.0      # calibrated on the default's tables; a part up to ~10%
+PT_PER_CHAR, PT_PER_COLUMN, FIT_PT = 5.3, 9.0, 510.0      # calibrated on the default's tables; a part up to ~10%
                                                           # wider than the text shrinks to it (above the 85% floor)
 
 
