@@ -546,10 +546,10 @@ def _shap_macros(r: dict) -> dict:
             out[f"ExplainShapSpearman{key}"] = f"{s['agreement'][n]['spearman']['mean']:.2f}"
             out.update(_versus_macros("ExplainShap", key, s["versus_floor"][n]))
     # LIME and KernelSHAP agree on the verdict for every variant both explained, or not
-    both = [key for key, n in EXPLAIN_KEYS if n in s["versus_floor"] and n in r["agreement"]]
+    both = [n for _, n in EXPLAIN_KEYS if n in s["versus_floor"] and n in r["agreement"]]
     if both:
-        same = all(explain_verdict(s["versus_floor"][dict(EXPLAIN_KEYS)[k]])
-                   == explain_verdict(r["agreement"][dict(EXPLAIN_KEYS)[k]]["versus_floor"]) for k in both)
+        same = all(explain_verdict(s["versus_floor"][n]) == explain_verdict(r["agreement"][n]["versus_floor"])
+                   for n in both)
         out["ExplainVerdictsAgree"] = "agree with" if same else "differ from"
     # where both explainers' intervals of a variant's difference lie on one side of zero: the direction they share
     for key, n in EXPLAIN_KEYS:
@@ -576,16 +576,6 @@ def _explain_control_macros(r: dict) -> dict:
     if p:
         out["ExplainSpearmanQatVsQatFP"] = f"{p['random']['spearman']['mean']:.2f}"
     return out
-
-
-def verdict(ci, below: str, within: str, above: str) -> str:
-    """The words a sentence uses for an interval: ``below`` if it lies below zero, ``above`` if above,
-    ``within`` if it contains zero. The paper's claim sentences print these, so that a rerun whose interval
-    moves changes the sentence with the number."""
-    lo, hi = float(ci[0]), float(ci[1])
-    if lo > hi:
-        raise ValueError(f"interval [{lo}, {hi}] has its ends swapped")
-    return below if hi < 0 else above if lo > 0 else within
 
 
 def speed_verdict(ratio: float) -> str:
@@ -630,8 +620,6 @@ def headline_macros(res: Results, cl) -> dict:
     if not res.has("bench"):
         return {}
     head = res.bench.all_threads["headline"]
-    runs, this, _ = res.run_history()
-    same = R.comparable(runs, this) or [this]
     ints = sorted((n for n in head if V.is_onnx_int8(n) and n in cl.index), key=lambda n: head[n]["median_ms"])
     if not ints:
         return {}
@@ -641,15 +629,12 @@ def headline_macros(res: Results, cl) -> dict:
         return (c["seeds_verdict"], f"over {int(c['seeds_n'])} training seeds") if isinstance(
             c.get("seeds_verdict"), str) else (c["verdict"], "on this test set")
 
-    def speed(n: str, key: str) -> dict:
-        return F.run_speedups(res, n, key)
-
     out = {}
     for prefix, n in (("Head", next((n for n in ints if evidence(n)[0] == "equivalent"), None)), ("Fast", ints[0])):
         if n is None:
             continue
         verdict_, where = evidence(n)
-        so, st = speed(n, "speedup_vs_onnx_fp32"), speed(n, "speedup_vs_pytorch_fp32")
+        so, st = F.run_speedups(res, n), F.run_speedups(res, n, "speedup_vs_pytorch_fp32")
         e = res.evaluate["variants"][n]
         out.update({f"{prefix}Int": short(n), f"{prefix}IntMs": f"{head[n]['median_ms']:.1f}",
                     f"{prefix}IntAccDiff": f"{100 * e['accuracy_diff']:+.1f}",
@@ -661,7 +646,7 @@ def headline_macros(res: Results, cl) -> dict:
         if st:
             out.update({f"{prefix}IntVsTorch": f"{st['median']:.2f}", f"{prefix}IntVsTorchLo": f"{st['lo']:.2f}",
                         f"{prefix}IntVsTorchHi": f"{st['hi']:.2f}"})
-        if n in cl.index and isinstance(cl.loc[n].get("seeds_verdict"), str):
+        if isinstance(cl.loc[n].get("seeds_verdict"), str):
             out[f"{prefix}IntSeedsDiff"] = f"{100 * cl.loc[n]['seeds_mean']:+.2f}"
     if out.get("HeadInt") == out.get("FastInt"):
         out["HeadIsFast"] = "1"
@@ -669,7 +654,6 @@ def headline_macros(res: Results, cl) -> dict:
     front = pts[pts["frontier"]].sort_values("ms")["variant"].tolist()
     out["FrontierList"] = ", ".join(rf"\texttt{{{tex_escape(short(n))}}}" for n in front)
     out["FrontierN"] = str(len(front))
-    out["RunsAlike"] = str(len(same))
     return out
 
 

@@ -203,10 +203,11 @@ def bench_table(res: Results) -> Table:
     cpu, one = r.all_threads, r["cpu"].get("threads_1", {}).get("headline", {})
     big = str(max(int(b) for b in cpu["batch_size"]))
     n_rounds = len(next(iter(cpu["headline"].values()))["round_medians_ms"])
-    rows = {}
+    rows, n_runs = {}, 0
     for n, v in cpu["headline"].items():
         mem = (r.get("memory") or {}).get(n, {})
         sp = run_speedups(res, n)
+        n_runs = max(n_runs, sp.get("n", 0))
         rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}",
                    "spread": f"{v['spread']:.1%}",
                    "x ONNX fp32": f"{r['speedup_vs_onnx_fp32'].get(n, float('nan')):.2f}",
@@ -217,7 +218,6 @@ def bench_table(res: Results) -> Table:
                                          if n in cpu["batch_size"][big] else "--"),
                    "peak RSS (MB)": f"{mem['peak_rss_mb']:.0f}" if mem else "--"}
     df = pd.DataFrame(rows).T
-    n_runs = max((run_speedups(res, n).get("n", 0) for n in rows), default=0)
     return Table("bench", df, label=f"tab:bench-{res.name}",
                 caption=(f"CPU benchmark, batch 1, length {r['length']}, {all_t} threads unless stated: "
                          f"{r['provenance']['cpu']}; {r.protocol_text()}; spread: range of the {n_rounds} round "
