@@ -111,20 +111,21 @@ $(RES)/export.json $(ART)/onnx/fp32.onnx &: notebooks/04_export_onnx.ipynb $(RES
 	$(call notebook,04_export_onnx)
 
 $(RES)/quantize.json $(QUANT) &: notebooks/05_quantize.ipynb $(RES)/export.json \
-		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
+		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/ort_inspect.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
 	$(call notebook,05_quantize)
 
 $(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(QUANT) $(CFG) $(CORE) \
-		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py $(LIB)/qat.py | $(STAMP) $(PRE)
+		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py $(LIB)/qat.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
 	$(call notebook,06_evaluate)
 
 $(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(QUANT) $(CFG) $(CORE) \
-		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
+		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py $(LIB)/ort_inspect.py \
+		$(LIB)/openvino_rt.py | $(STAMP) $(PRE)
 	$(call notebook,07_benchmark)
 
 # LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
 $(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(QUANT) $(CFG) $(CORE) \
-		$(LIB)/explain.py $(LIB)/predict.py | $(STAMP) $(PRE)
+		$(LIB)/explain.py $(LIB)/predict.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
 	$(call notebook,08_explain)
 
 RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \

@@ -16,7 +16,8 @@ from utils.config import Config, load_config
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "utils"
 # (module, function) -> the only modules it may import inside a function: optional runtimes
-OPTIONAL_IMPORTS = {("data", "load_hub"): {"datasets"}, ("quantize", "convert_fp16"): {"onnxconverter_common"}}
+OPTIONAL_IMPORTS = {("data", "load_hub"): {"datasets"}, ("quantize", "convert_fp16"): {"onnxconverter_common"},
+                    ("openvino_rt", "nncf_int8"): {"nncf"}, ("openvino_rt", "_nncf_version"): {"nncf"}}
 
 
 def _modules() -> dict:

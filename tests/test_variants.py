@@ -145,8 +145,9 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert "onnx-int8-dynamic" in tables.explain_batching_table(res).df.index
         # the second explainer: KernelSHAP on the same texts, the deployed predictors, its own noise floor
         sh = x["shap"]
-        assert sh["variants"] == ["onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat"]
-        assert set(sh["agreement"]) == {"onnx-int8-dynamic", "onnx-int8-qat"} and sh["noise_floor"]["spearman"]["n"] > 0
+        assert sh["variants"] == ["onnx-fp32", "onnx-int8-dynamic", "onnx-int8-qat", "openvino-int8-nncf"]
+        assert set(sh["agreement"]) == {"onnx-int8-dynamic", "onnx-int8-qat", "openvino-int8-nncf"}
+        assert sh["noise_floor"]["spearman"]["n"] > 0
         assert len(sh["explanations"]["onnx-int8-qat"]) == x["n_examples"]
         assert [len(v) for v in sh["noise_explanations"].values()] == [x["n_examples"]] * len(x["noise_seeds"])
         ex0 = sh["explanations"]["onnx-fp32"][0]
@@ -154,7 +155,7 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert len(ex0["weights"][str(x["examples"][0]["reference_pred"])]) == len(
             x["explanations"]["onnx-fp32"][0]["weights"][str(x["examples"][0]["reference_pred"])])   # LIME's words
         t = tables.explain_shap_table(res)
-        assert list(t.df.index) == ["onnx-int8-dynamic", "onnx-int8-qat", "noise floor (FP32)"]
+        assert list(t.df.index) == ["onnx-int8-dynamic", "onnx-int8-qat", "openvino-int8-nncf", "noise floor (FP32)"]
         assert "ExplainShapSpearmanQat" in explain_macros(res) and "ExplainShapVerdictQat" in explain_macros(res)
     assert "onnx-int8-toy" not in V.REGISTRY
     # the gradient explainer on the same texts and words: the three PyTorch models, their pairs, IG against LIME

@@ -241,8 +241,8 @@ def peak_rss_mb() -> float:
 
 
 def _import_runtimes(cfg) -> None:
-    """Import what creating any variant's predictor imports on first use: ONNX Runtime, and the
-    transformers module of the checkpoint's architecture (transformers imports it lazily, which
+    """Import what creating any variant's predictor imports on first use (ONNX Runtime and OpenVINO come with the
+    registry): the transformers module of the checkpoint's architecture (transformers imports it lazily, which
     otherwise counts as PyTorch's load time: measured 1.7-1.8 s, against 0.2 s to create the model)."""
     for arch in transformers.AutoConfig.from_pretrained(str(V.checkpoint_dir(cfg))).architectures or []:
         getattr(transformers, arch)

@@ -172,7 +172,8 @@ class BenchConfig:                    # `make bench`: CPU always; GPU paths when
 class ExplainConfig:
     reference: str = "onnx-fp32"      # the FP32 explanations every variant is compared with
     variants: Optional[list] = field(   # agreement + faithfulness on every example; None: every evaluated one
-        default_factory=lambda: ["onnx-fp32", "onnx-int8-dynamic", "onnx-qat-fp32", "onnx-int8-qat"])
+        default_factory=lambda: ["onnx-fp32", "onnx-int8-dynamic", "onnx-qat-fp32", "onnx-int8-qat",
+                                 "openvino-int8-nncf"])
     compare: str = "onnx-int8-qat"    # the INT8 variant shown beside the reference in the figure
     pairs: list = field(              # [a, b]: b's explanations also compared with a's (a's predicted label), both
         default_factory=lambda: [["onnx-qat-fp32", "onnx-int8-qat"]])   # with the same perturbations: what
@@ -221,7 +222,8 @@ class SizesConfig:                    # `make sizes`: cost against model size (s
     profile_reps: int = 10            # profiled calls per file (operator times at the longest length, batch 1)
 
 
-SHAP_DEFAULT = ("onnx-int8-dynamic", "onnx-int8-qat")   # beside the reference, where explain.variants has them
+# beside the reference, where explain.variants has them
+SHAP_DEFAULT = ("onnx-int8-dynamic", "onnx-int8-qat", "openvino-int8-nncf")
 
 
 def shap_variants(x: "ExplainConfig", explained: list) -> list:

@@ -307,11 +307,13 @@ def load_checkpoint(path: str | os.PathLike, attn: str = "eager"):
 
 
 def file_size_mb(path: str | os.PathLike) -> float:
-    """Size in MB (10^6 bytes) of a file, or of all files in a folder."""
+    """Size in MB (10^6 bytes) of a file, or of all files in a folder; an OpenVINO IR's ``.xml`` with its ``.bin``."""
     path = Path(path)
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-    return path.stat().st_size / 1e6
+    weights = path.with_suffix(".bin")
+    extra = weights.stat().st_size if path.suffix == ".xml" and weights.is_file() else 0
+    return (path.stat().st_size + extra) / 1e6
 
 
 def forward_inputs(model) -> set:

@@ -28,6 +28,7 @@ from . import evaluate as E
 from . import explain as XP
 from . import modeling as M
 from . import onnx_export as X
+from . import openvino_rt as OR
 from . import predict as P
 from . import qat as QA
 from . import quantize as Q
@@ -310,21 +311,48 @@ def run_quantize(cfg: Config, progress: bool = True) -> dict:
     ctx = V.BuildContext(tok, cfg.model.max_length, cfg.quantize, calibration=calib, nodes=nodes,
                          qat_overrides=overrides, num_heads=hf.num_attention_heads, hidden_size=hf.hidden_size)
     built = [v for v in V.variants(cfg) if v.built]
-    records = {}
+    records, ov_built = {}, {}
     for v in tqdm(built, desc="ONNX variants", disable=not progress):
         rec = V.build(v, cfg, ctx)
+        if v.runtime == "openvino":      # an OpenVINO IR (NNCF): under quantize.json's "openvino"
+            ov_built[v.name] = _openvino_record(cfg, v, rec, fp32_mb)
+            continue
         path = onnx_path(cfg, v.stem)
         records[v.stem] = {"path": str(path.relative_to(cfg.root)), "seconds": rec.pop("seconds"),
                            "size_mb": M.file_size_mb(path), "size_ratio_to_fp32": M.file_size_mb(path) / fp32_mb,
                            "sha256": sha256(path), **rec, "graph": Q.graph_stats(path),
                            "ort_cpu_disabled_optimizers": disabled_optimizers(path), "session_ops": session_ops(path)}
     for v in built:
-        if isinstance(v.recipe, V.Static) and v.recipe.qat_scales:
+        if v.runtime == "onnxruntime" and isinstance(v.recipe, V.Static) and v.recipe.qat_scales:
             records[v.stem]["scales_match_qat"] = qat_scales_match(cfg, onnx_path(cfg, v.stem))
     payload = {"fp32_mb": fp32_mb, "calibration_split": "validation", "calibration_examples": len(calib),
-               "calibration_batch_size": ctx.calibration_batch_size, "variants": records}
+               "calibration_batch_size": ctx.calibration_batch_size, "variants": records,
+               "openvino": _openvino_runs(cfg, ov_built)}
     write_result(cfg, "quantize", payload, started=started)
     return payload
+
+
+def _openvino_record(cfg: Config, v, rec: dict, fp32_mb: float) -> dict:
+    """quantize.json's record of an OpenVINO IR the step built (NNCF): size (.xml and .bin), hashes, what it holds."""
+    path = v.path(cfg)
+    size = M.file_size_mb(path)
+    return {"path": str(path.relative_to(cfg.root)), "runtime": "openvino", "seconds": rec.pop("seconds"),
+            "size_mb": size, "size_ratio_to_fp32": size / fp32_mb, "sha256": sha256(path.with_suffix(".bin")),
+            "xml_sha256": sha256(path), **rec}
+
+
+def _openvino_runs(cfg: Config, built: dict) -> dict:
+    """Every OpenVINO variant as the CPU plugin compiles it (the profile's threads): the matrix-product nodes it runs
+    in int8 (the runtime model's precisions), its node types, the settings it took; with the OpenVINO version and
+    the records of the files the step ``built`` (NNCF's)."""
+    out = {}
+    for v in V.variants(cfg):
+        if v.runtime == "openvino":
+            compiled = OR.compile_model(v.path(cfg), cfg.threads)
+            out[v.name] = {"file": str(v.path(cfg).relative_to(cfg.root)), **OR.int8_nodes(compiled),
+                           "config": OR.effective_config(compiled)}
+            del compiled
+    return {"openvino": OR.version(), "built": built, "variants": out} if out else {}
 
 
 def qat_scales_match(cfg: Config, path: Path) -> dict:
@@ -588,6 +616,11 @@ def run_bench(cfg, progress: bool = True) -> dict:
             n: {"profiled_call_ms": p["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
                 "slowdown": p["profiled_call_ms"] / ref[n]["median_ms"] - 1}
             for n, p in prof.items() if n in ref and p["profiled_call_ms"]}
+    ov_files = {n: V.get(n).path(cfg) for n in names if V.get(n).runtime == "openvino"}
+    if ov_files:    # OpenVINO's per-node counters, as ONNX Runtime's operator profiles are taken (same threads, reps)
+            result["openvino_profile"] = {
+            f"threads_{t}": OR.perf_counts(ov_files, feed, min(b.reps, b.profile_reps), t, progress=progress)
+            for t in dict.fromkeys([b.profile_threads or all_threads, all_threads])}
     if chains:
         result["gpu"]["onnxruntime"] = gpu_latency
     if b.memory:

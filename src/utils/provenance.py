@@ -27,7 +27,7 @@ import numpy as np
 
 OUTPUTS = ("results", "figures", "paper/tables")   # generated, committed for the paper
 PACKAGES = ("torch", "transformers", "tokenizers", "onnx", "onnxruntime", "numpy", "scikit-learn",
-            "scipy", "pandas", "lime", "shap", "datasets", "safetensors")
+            "scipy", "pandas", "lime", "shap", "datasets", "safetensors", "openvino", "nncf")
 
 
 # --------------------------------------------------------------------------- atomic writes

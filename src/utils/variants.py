@@ -3,7 +3,7 @@
 A variant is one way to run the classifier (PyTorch FP32, an ONNX file of a given recipe ...).
 Its declaration says everything the steps and the report need to treat it alike:
 
-* ``name``, ``runtime`` (``pytorch`` | ``onnxruntime``) and ``family`` (its colour family in the
+* ``name``, ``runtime`` (``pytorch`` | ``onnxruntime`` | ``openvino``) and ``family`` (its colour family in the
   figures and its group in the paper: ``FAMILIES``);
 * whether it computes in integers (``integer``), and whether it is a baseline built in memory
   for the benchmark and explanation cost only (``baseline``: not evaluated);
@@ -30,6 +30,7 @@ from typing import Callable, ClassVar, Iterator, Optional
 import torch
 
 from . import modeling as M
+from . import openvino_rt as OR
 from . import qat as QA
 from . import quantize as Q
 from .config import Config, QuantizeConfig
@@ -52,7 +53,9 @@ FAMILIES = {f.name: f for f in (
     Family("int8-dynamic", "Greens_d", "dynamic INT8 (activation scales computed at run time)"),
     Family("int8-static", "Oranges_d", "static INT8 (calibrated activation scales)"),
     Family("int8-qat", "Purples_d", "static INT8 with the scales QAT learned"),
+    Family("openvino", "Reds_d", "OpenVINO (the same ONNX files, and NNCF's INT8 model)"),
 )}
+RUNTIMES = {"pytorch": "pytorch-", "onnxruntime": "onnx-", "openvino": "openvino-"}   # runtime -> name prefix
 
 
 # --------------------------------------------------------------------------- recipes
@@ -145,6 +148,45 @@ class FP16:
     """float16 weights and compute (onnxconverter-common), FP32 inputs and outputs."""
     block: tuple = Q.FP16_BLOCK
     batch_invariant: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class OpenVINOFile:
+    """An ONNX file the quantize step built (or step 04 exported), run as it is by OpenVINO's CPU plugin: ``onnx`` is
+    its stem; ``{calibration}`` in it stands for the profile's first calibration method (its static file)."""
+    onnx: str
+    builds: ClassVar[bool] = False
+
+    def stem(self, cfg: Config) -> str:
+        methods = cfg.quantize.calibration_methods
+        return self.onnx.format(calibration=methods[0] if methods else "minmax")
+
+    @property
+    def batch_invariant(self) -> Optional[bool]:
+        """As the file's own recipe declares (the calibrated static files: scales fixed in the file)."""
+        v = REGISTRY.get("onnx-" + self.onnx.format(calibration="minmax"))
+        return None if v is None else v.batch_invariant
+
+
+@dataclass(frozen=True)
+class NNCF:
+    """NNCF post-training quantization of the FP32 ONNX model into an OpenVINO IR (``openvino_rt.NNCF_OPTIONS``:
+    transformer model type, mixed preset, SmoothQuant on matrix products), calibrated on the validation texts the
+    static ONNX recipes are calibrated on."""
+    builds: ClassVar[bool] = True
+    batch_invariant: ClassVar[bool] = True      # static scales
+
+
+@register_recipe(OpenVINOFile)
+def _no_build(r, src, dst, ctx):      # pragma: no cover - nothing to build: the variant runs its ONNX file
+    raise RuntimeError("an OpenVINOFile variant runs an ONNX file as it is; nothing to build")
+
+
+@register_recipe(NNCF)
+def _build_nncf(r: NNCF, src: Path, dst: Path, ctx: BuildContext) -> dict:
+    feeds = [{k: v.astype("int64") for k, v in ctx.tokenizer(t, truncation=True, max_length=ctx.max_length,
+                                                             return_tensors="np").items()} for t in ctx.calibration]
+    return OR.nncf_int8(src, dst, feeds)
 
 
 @register_recipe(Optimize)
@@ -257,12 +299,15 @@ class Variant:
     control: bool = False
 
     def __post_init__(self):
-        if self.runtime not in ("pytorch", "onnxruntime"):
-            raise ValueError(f"variant {self.name!r}: runtime must be pytorch or onnxruntime, got {self.runtime!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"variant {self.name!r}: runtime must be one of {', '.join(RUNTIMES)}, "
+                             f"got {self.runtime!r}")
         if self.family not in FAMILIES:
             raise ValueError(f"variant {self.name!r}: unknown family {self.family!r}; known: {', '.join(FAMILIES)}")
         if self.runtime == "onnxruntime" and not self.name.startswith("onnx-"):
             raise ValueError(f"variant {self.name!r}: ONNX variants are named onnx-<file stem>")
+        if self.runtime == "openvino" and not self.name.startswith("openvino-"):
+            raise ValueError(f"variant {self.name!r}: OpenVINO variants are named openvino-<what they run>")
         if self.recipe is not None:
             handler(self.recipe)      # a recipe without a handler is refused at registration
 
@@ -273,12 +318,19 @@ class Variant:
 
     @property
     def built(self) -> bool:
-        """Built by the quantize step (an ONNX recipe)."""
-        return self.runtime == "onnxruntime" and self.recipe is not None
+        """Built by the quantize step (an ONNX recipe, or one that ``builds`` another runtime's file)."""
+        if self.runtime == "onnxruntime":
+            return self.recipe is not None
+        return bool(getattr(self.recipe, "builds", False))
 
     def path(self, cfg: Config) -> Path:
+        """The file it runs: an ONNX file, an OpenVINO IR (artifacts/<profile>/openvino/<name>.xml) or a checkpoint."""
         if self.runtime == "onnxruntime":
             return onnx_path(cfg, self.stem)
+        if self.runtime == "openvino":
+            if isinstance(self.recipe, OpenVINOFile):
+                return onnx_path(cfg, self.recipe.stem(cfg))
+            return cfg.artifacts_dir / "openvino" / f"{self.name[len('openvino-'):]}.xml"
         return cfg.artifacts_dir / (self.artifact or "fp32/model.safetensors")
 
     def active(self, cfg: Config) -> bool:
@@ -438,6 +490,13 @@ def is_onnx_int8(name: str) -> bool:
     return v is not None and v.runtime == "onnxruntime" and v.integer
 
 
+def is_file_int8(name: str) -> bool:
+    """An integer variant that runs a file (ONNX Runtime or OpenVINO): what 'the fastest INT8 deployment' of a runtime
+    is chosen among."""
+    v = REGISTRY.get(name)
+    return v is not None and v.runtime in ("onnxruntime", "openvino") and v.integer
+
+
 def is_batch_invariant(name: str) -> bool:
     """Declared batch-invariant (``Variant.batch_invariant`` is True); undeclared or unregistered: no."""
     v = REGISTRY.get(name)
@@ -501,6 +560,13 @@ _onnx("int8-qat-seed", "int8-dynamic", Dynamic(per_channel=True), source="qat-fp
       method="the seed's pipeline: QAT weights -> FP32 export -> quantize_dynamic")
 _onnx("int8-qat", "int8-qat", Static(qat_scales=True), source="qat-fp32")
 _onnx("fp16", "onnx-float", FP16(), integer=False)
+# OpenVINO's CPU plugin: the same FP32, QAT and calibrated static files as they are, and NNCF's INT8 model
+register_variant(Variant("openvino-fp32", "openvino", "openvino", recipe=OpenVINOFile("fp32")))
+register_variant(Variant("openvino-int8-qat", "openvino", "openvino", integer=True, recipe=OpenVINOFile("int8-qat")))
+register_variant(Variant("openvino-int8-static", "openvino", "openvino", integer=True,
+                         recipe=OpenVINOFile("int8-static-{calibration}"),
+                         enabled=lambda cfg: bool(cfg.quantize.calibration_methods)))
+register_variant(Variant("openvino-int8-nncf", "openvino", "openvino", integer=True, recipe=NNCF(), source="fp32"))
 REFERENCE = "pytorch-fp32"
 
 
@@ -508,6 +574,10 @@ def weights_of(name: str) -> str:
     """The checkpoint a variant's weights come from: ``fp32``, ``qat`` or ``fp32-plus-epoch`` (an ONNX file
     through its sources to the export it was built from; a PyTorch variant through its recipe)."""
     v = get(name)
+    if isinstance(v.recipe, OpenVINOFile):
+        v = get("onnx-" + v.recipe.onnx.format(calibration="minmax"))
+    elif v.runtime == "openvino":
+        v = get(f"onnx-{v.source}")
     if v.runtime == "onnxruntime":
         while v.source is not None:
             v = get(f"onnx-{v.source}")
@@ -547,7 +617,7 @@ def load_qat_model(cfg: Config, attn: str = "sdpa"):
 def build(v: Variant, cfg: Config, ctx: BuildContext) -> dict:
     """Build ``v``'s ONNX file from its source; its record for quantize.json (before the graph stats)."""
     t0 = time.perf_counter()
-    meta = handler(v.recipe)(v.recipe, onnx_path(cfg, v.source), onnx_path(cfg, v.stem), ctx)
+    meta = handler(v.recipe)(v.recipe, onnx_path(cfg, v.source), v.path(cfg), ctx)
     if v.method:
         meta["method"] = v.method
     return {"seconds": time.perf_counter() - t0, "source": v.source, **meta}
@@ -567,6 +637,9 @@ def make_predictor(cfg: Config, name: str, threads=None, batch_size=None, tokeni
         tok = tokenizer or M.load_tokenizer(str(checkpoint_dir(cfg)))
         return OrtPredictor(v.path(cfg), tok, cfg.model.max_length, bs, threads, name=name, spinning=spinning,
                             spin_stop=spin_stop)
+    if v.runtime == "openvino":
+        tok = tokenizer or M.load_tokenizer(str(checkpoint_dir(cfg)))
+        return OR.OvPredictor(v.path(cfg), tok, cfg.model.max_length, bs, threads, name=name)
     r = recipe or v.recipe
     model, tok = handler(r)(r, cfg)
     return TorchPredictor(model, tokenizer or tok, cfg.model.max_length, bs, threads, name=name)
