@@ -71,7 +71,8 @@ def test_sweep_over_two_tiny_configs(repo):
     out = S.run_sizes(cfg, progress=False)
     saved = read_json(cfg.results_dir / "sizes.json")
     assert saved["provenance"]["cpu_isa"]["int8_gemm"] and saved["random_init"] is True
-    names = ["pytorch-fp32", "onnx-fp32", "onnx-int8-dynamic", "onnx-int8-dynamic-opt", "onnx-fp16"]
+    names = ["pytorch-fp32", "onnx-fp32", "onnx-int8-dynamic", "onnx-int8-dynamic-opt", "onnx-fp16", "openvino-fp32",
+             "openvino-int8-nncf"]
     assert out["variants"] == names and [m["name"] for m in out["models"]] == ["t1", "t2"]
     for m, spec in zip(out["models"], TWO_TINY):
         ffn = spec.get("intermediate", 4 * spec["hidden"])
@@ -89,7 +90,12 @@ def test_sweep_over_two_tiny_configs(repo):
         assert m["speedup_vs_onnx_fp32"]["32"][m["best_int8"]] == pytest.approx(
             m["latency"]["32"]["onnx-fp32"]["median_ms"] / best)
         assert m["throughput"]["onnx-fp32"]["texts_per_s"] > 0
-        for n in names[1:]:
+        assert m["file_mb"]["openvino-int8-nncf"] < fp32 / 2.5              # NNCF's IR: int8 weights
+        # the CUDA provider's predicted placement of every ONNX file of the size
+        assert set(m["cuda_placement"]) == set(names[1:5])
+        assert m["cuda_placement"]["onnx-int8-dynamic"]["memcpy_predicted"] > \
+            m["cuda_placement"]["onnx-fp32"]["memcpy_predicted"]
+        for n in names[1:5]:
             p = m["profiles"][n]
             assert 0 < p["matmul_ms"] <= p["kernel_ms"]
         assert "MatMulInteger" in m["profiles"]["onnx-int8-dynamic"]["op_ms"] or \
@@ -105,10 +111,12 @@ def test_sweep_over_two_tiny_configs(repo):
     t = report.build(cfg, "sizes_table")
     assert list(t.df.index) == ["t1", "t2"] and {"ceiling", "INT8 products"} <= set(t.df.columns)
     assert "peak MB FP32 / INT8" not in t.df
+    assert {"OpenVINO INT8 vs ONNX @32", "CUDA Memcpy FP32 / dyn. INT8"} <= set(t.df.columns)
     assert t.df.loc["t2", "params (M)"] == f"{out['models'][1]['parameters'] / 1e6:.1f}"
     mac = sizes_macros(res)
     best = out["models"][1]["best_int8"]
     assert mac["SizesN"] == "2" and mac["SizesLargest"] == "t2" and mac["SizesLength"] == "32"
+    assert mac["SizesOvLargestX"] == f"{out['models'][1]['speedup_vs_onnx_fp32']['32']['openvino-int8-nncf']:.2f}"
     assert mac["SizesLargestX"] == f"{out['models'][1]['speedup_vs_onnx_fp32']['32'][best]:.2f}"
     assert mac["SizesTrendWord"] == trend_word(float(mac["SizesSmallestX"]), float(mac["SizesLargestX"]))
 
@@ -122,5 +130,6 @@ def test_trend_word(first, last, word):
 def test_fresh_process_memory_of_one_file(tiny_onnx, tiny_model_dir):
     onnx = S.fresh_process_memory(tiny_onnx[0], 1, 4, 16, str(tiny_onnx[0].parent))
     torch_ = S.fresh_process_memory(tiny_model_dir, 1, 4, 16, str(tiny_model_dir.parent))
-    for r in (onnx, torch_):
+    ov = S.fresh_process_memory(tiny_onnx[0], 1, 4, 16, str(tiny_onnx[0].parent), runtime="openvino")
+    for r in (onnx, torch_, ov):
         assert r["peak_rss_mb"] > r["model_rss_mb"] > 0 and r["create_seconds"] > 0

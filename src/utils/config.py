@@ -209,9 +209,11 @@ class SizesConfig:                    # `make sizes`: cost against model size (s
     models: list = field(default_factory=lambda: ["bert-tiny", "bert-mini", "bert-small", "minilm-l6", "bert-medium",
                                                   "bert-base", "bert-large"])
                                       # names of sizes.SIZES, or {name, layers, hidden, heads[, intermediate]}
-    variants: list = field(default_factory=lambda: ["onnx-int8-dynamic", "onnx-int8-dynamic-opt", "onnx-fp16"])
+    variants: list = field(default_factory=lambda: ["onnx-int8-dynamic", "onnx-int8-dynamic-opt", "onnx-fp16",
+                                                    "openvino-fp32", "openvino-int8-nncf"])
                                       # besides the references pytorch-fp32 and onnx-fp32: registry variants
-                                      # whose recipe needs no calibration data and no QAT
+                                      # whose recipe needs no calibration data and no QAT (OpenVINO: its FP32 run
+                                      # of the export, and NNCF's INT8 calibrated on the sweep's texts)
     lengths: list = field(default_factory=lambda: [64, 128])   # batch-1 latency at these lengths
     batch_size: int = 32              # throughput: this batch at the longest length
     reps: int = 40                    # timed batch-1 calls per variant, at most ...

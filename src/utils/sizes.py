@@ -14,7 +14,11 @@ texts concatenated to exact lengths, ``bench.fixed_length_batch``):
   many timed calls as fit ``sizes.budget_s`` (between ``sizes.min_reps`` and ``sizes.reps``);
 * the peak resident memory of a fresh process that loads the file and predicts one throughput batch;
 * ONNX Runtime's operator profile at the longest length (``bench.profile_threads``): the share of the
-  matrix products, from which the report draws Amdahl's bound as the model grows.
+  matrix products, from which the report draws Amdahl's bound as the model grows;
+* OpenVINO's variants named in ``sizes.variants`` (``openvino-fp32``: the same FP32 export; ``openvino-int8-nncf``:
+  NNCF post-training quantization of it, calibrated on ``NNCF_TEXTS`` of the texts: speed, not accuracy, is measured
+  here), timed in the same turns;
+* the CUDA provider's predicted placement and Memcpy nodes of every ONNX file (``cuda_placement``).
 
 The best INT8 file of a size is its fastest integer variant at batch 1 and the longest length; its
 speed-ups over ONNX FP32 and PyTorch FP32 are recorded per length. The files are deleted once a size is
@@ -36,9 +40,11 @@ from tqdm.auto import tqdm
 from transformers import BertConfig, BertForSequenceClassification
 
 from . import bench as B
+from . import cuda_placement as C
 from . import data as D
 from . import modeling as M
 from . import onnx_export as X
+from . import openvino_rt as OR
 from . import variants as V
 from .config import Config, ConfigError
 from .ort_inspect import operator_profiles
@@ -83,6 +89,8 @@ SIZES = {s.name: s for s in (
 SIZE_KEYS = ("name", "layers", "hidden", "heads", "intermediate")
 REFERENCES = ("pytorch-fp32", "onnx-fp32")
 BUILDABLE = (V.Dynamic, V.Optimize, V.FP16)      # recipes that need no calibration data and no QAT
+OPENVINO = ("openvino-fp32", "openvino-int8-nncf")   # OpenVINO variants the sweep builds from the FP32 export alone
+NNCF_TEXTS = 64                                  # calibration texts of NNCF's model (random weights: speed only)
 
 
 def resolve(cfg: Config) -> list:
@@ -115,6 +123,11 @@ def check_variants(cfg: Config) -> list:
     V.check_names(cfg, cfg.sizes.variants, "sizes.variants")
     for n in cfg.sizes.variants:
         v = V.get(n)
+        if v.runtime == "openvino":
+            if n not in OPENVINO:
+                raise ConfigError(f"sizes.variants: {n} runs a file built with calibration data or QAT scales; the "
+                                  f"sweep's OpenVINO variants are {', '.join(OPENVINO)}")
+            continue
         chain = v
         while chain.recipe is not None and chain.runtime == "onnxruntime":
             if not isinstance(chain.recipe, BUILDABLE):
@@ -171,16 +184,21 @@ probe_main(sys.argv[1:])
 
 
 def probe_main(argv) -> None:
-    """The child of ``fresh_process_memory``: argv = file (ONNX) or checkpoint folder, threads, batch, length.
-    Both runtimes are imported with this module, before the baseline; it loads the model, predicts one batch of
-    that shape and prints one JSON line: peak resident set, the resident memory the model added, load time."""
+    """The child of ``fresh_process_memory``: argv = file (ONNX, OpenVINO IR) or checkpoint folder, threads, batch,
+    length[, runtime]. The runtimes are imported with this module, before the baseline; it loads the model, predicts
+    one batch of that shape and prints one JSON line: peak resident set, the resident memory the model added, load
+    time."""
     path, threads, batch, length = Path(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
+    runtime = argv[4] if len(argv) > 4 else "onnxruntime"
     before = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
     if path.is_dir():
         model, _ = M.load_checkpoint(path, attn="sdpa")
         torch.set_num_threads(threads)
         forward = lambda feed: model(**{k: torch.from_numpy(v) for k, v in feed.items()})  # noqa: E731
+    elif runtime == "openvino":
+        req = OR.compile_model(path, threads).create_infer_request()
+        forward = lambda feed: req.infer(feed)  # noqa: E731
     else:
         sess = ort_session(path, threads=threads)
         inputs = {i.name for i in sess.get_inputs()}
@@ -194,9 +212,10 @@ def probe_main(argv) -> None:
                       "create_seconds": created}))
 
 
-def fresh_process_memory(path: Path, threads: int, batch: int, length: int, root: str) -> dict:
-    return B.run_probe(MEMORY_SNIPPET, [str(path), str(threads), str(batch), str(length)], root, path.name,
-                       timeout=1200)
+def fresh_process_memory(path: Path, threads: int, batch: int, length: int, root: str,
+                         runtime: Optional[str] = "onnxruntime") -> dict:
+    return B.run_probe(MEMORY_SNIPPET, [str(path), str(threads), str(batch), str(length), runtime or "onnxruntime"],
+                       root, path.name, timeout=1200)
 
 
 def measure_size(size: Size, cfg: Config, tok, texts: list, num_labels: int, work: Path,
@@ -224,7 +243,19 @@ def measure_size(size: Size, cfg: Config, tok, texts: list, num_labels: int, wor
                          hidden_size=size.hidden)
     files = {"pytorch-fp32": ckpt, "onnx-fp32": work / "fp32.onnx"}
     for n in names[2:]:
-        files[n] = _build_chain(n, work, ctx, built)
+        if n == "openvino-fp32":
+            files[n] = files["onnx-fp32"]
+        elif n == "openvino-int8-nncf":
+            t0 = time.perf_counter()
+            feeds = [{k: v.astype(np.int64) for k, v in
+                      tok(t, truncation=True, max_length=L, return_tensors="np").items()} for t in texts[:NNCF_TEXTS]]
+            files[n] = work / "int8-nncf.xml"
+            OR.nncf_int8(files["onnx-fp32"], files[n], feeds)
+            built[n] = time.perf_counter() - t0
+        else:
+            files[n] = _build_chain(n, work, ctx, built)
+    ort_names = [n for n in names[1:] if V.runtime_of(n) == "onnxruntime"]
+    placement = C.predict_files({n: files[n] for n in ort_names})
     sizes_mb = {n: M.file_size_mb(ckpt / "model.safetensors" if n == "pytorch-fp32" else p) for n, p in files.items()}
 
     torch.set_num_threads(threads)
@@ -232,7 +263,8 @@ def measure_size(size: Size, cfg: Config, tok, texts: list, num_labels: int, wor
     model, _ = M.load_checkpoint(ckpt, attn="sdpa")
     preds = {"pytorch-fp32": TorchPredictor(model, tok, L, z.batch_size, threads, name="pytorch-fp32")}
     preds.update({n: OrtPredictor(files[n], tok, L, z.batch_size, threads, name=n, spinning=b.spinning,
-                                  spin_stop=spin_stop) for n in names[1:]})
+                                  spin_stop=spin_stop) if n in ort_names else
+                  OR.OvPredictor(files[n], tok, L, z.batch_size, threads, name=n) for n in names[1:]})
     blocks = {"block": b.block, "block_warmup": b.block_warmup}
     latency, reps = {}, {}
     for length in z.lengths:
@@ -250,12 +282,12 @@ def measure_size(size: Size, cfg: Config, tok, texts: list, num_labels: int, wor
     reps["throughput"] = k
     del preds, model
     feed = B.fixed_length_batch(tok, texts, L, 1)
-    onnx_files = {n: files[n] for n in names[1:]}
+    onnx_files = {n: files[n] for n in ort_names}
     prof = operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=z.profile_reps,
                              threads=b.profile_threads, spinning=b.spinning, spin_stop=spin_stop)
     profiles = {n: {k2: p[k2] for k2 in ("kernel_ms", "matmul_ms", "op_ms", "profiled_call_ms", "threads")}
                 for n, p in prof.items()}
-    memory = ({n: fresh_process_memory(files[n], threads, z.batch_size, L, cfg.root)
+    memory = ({n: fresh_process_memory(files[n], threads, z.batch_size, L, cfg.root, V.runtime_of(n))
                for n in tqdm(names, desc=f"{size.name}: fresh-process memory", disable=not progress, leave=False)}
               if z.memory else None)
     ints = [n for n in names if V.is_onnx_int8(n)]
@@ -263,7 +295,8 @@ def measure_size(size: Size, cfg: Config, tok, texts: list, num_labels: int, wor
     rec = {**asdict(size), "intermediate": size.ffn, "parameters": params,
            "parity": {k2: parity[k2] for k2 in ("max_abs_diff", "argmax_identical")},
            "build_seconds": built, "file_mb": sizes_mb, "reps": reps, "latency": latency,
-           "throughput": throughput, "profiles": profiles, "memory": memory, "best_int8": best}
+           "throughput": throughput, "profiles": profiles, "memory": memory, "best_int8": best,
+           "cuda_placement": placement}
     for ref in REFERENCES:
         rec[f"speedup_vs_{ref.replace('-', '_')}"] = {
             ln: {n: v[ref]["median_ms"] / v[n]["median_ms"] for n in names} for ln, v in latency.items()}
