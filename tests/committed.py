@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from utils import variants as V
 from utils.provenance import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,3 +44,12 @@ def assert_one_clean_run(rec: dict, profile: str, *, packaged: dict) -> None:
             assert prov["config"][section]["packaged"] == name, (s, section)
     assert len({tuple(rec[s]["provenance"]["cpu_isa"]["features"]) for s in STEPS}) == 1, \
         f"the {profile} steps ran on several instruction sets"
+
+
+def expected_variants(cfg, rec: dict) -> set:
+    """The variants the committed run of ``cfg`` evaluated: the registry's, less OpenVINO's where the run predates them
+    (its quantize.json has no ``openvino`` record: they were added after it, and the run is not redone for them)."""
+    names = set(V.evaluated(cfg))
+    if "openvino" not in rec["quantize"]:
+        names = {n for n in names if V.runtime_of(n) != "openvino"}
+    return names

@@ -50,9 +50,13 @@ def test_every_artifact_of_the_report_is_built_from_the_fixture(rendered):
     # builds both tables from a real run); one host's evaluation only, so no hosts table (tests/test_eval_runs.py);
     # its steps predate the steps' recorded seconds, so no steps table (tests/test_variants.py builds it)
     # its explanations are of the earlier, asymmetric design: no agreement table is set beside the floor for them
+    # it predates OpenVINO's variants and the predicted CUDA placement: no deploy, runtime-profile or placement table
+    # (tests/test_variants.py builds them from the smoke study)
     assert set(done) == {a.name for a in ARTIFACTS} - {"gpu_table", "seeds_figure", "seeds_table", "hosts_table",
                                                        "explain_shap_table", "gradients_table", "steps_table",
-                                                       "explain_agreement_table"} | {"paper_macros", "explain_html"}
+                                                       "explain_agreement_table", "deploy_table",
+                                                       "runtime_profile_table", "cuda_placement_table"} | {
+        "paper_macros", "explain_html"}
     assert {p.stem for p in cfg.figures_dir.glob("*.png")} == set(FRAMES) - {"seeds"}
     numbers = out["tables/numbers.tex"]
     for macro in ("BestIntVsOnnxOneThread", "AmdahlX", "RunsN", "SLNSlowdown", "SymMs", "FusedIntGain",

@@ -7,7 +7,7 @@ differences between variants are *reported* with their intervals (several points
 asserted: a small test set is a finding, a broken run is a defect."""
 import pytest
 
-from committed import ROOT, assert_one_clean_run, load_run, skip_unless_run
+from committed import ROOT, assert_one_clean_run, expected_variants, load_run, skip_unless_run
 from utils import variants as V
 from utils.config import load_config
 from utils.ort_inspect import integer_op_count
@@ -47,7 +47,7 @@ def test_export_matches_pytorch_and_int8_files_are_integer(rec):
     par = rec["export"]["fp32"]["parity"]
     assert par["passed"] and par["argmax_identical"] == 1.0
     ev, built = rec["evaluate"]["variants"], rec["quantize"]["variants"]
-    assert set(ev) == set(V.evaluated(load_config("drugs")))
+    assert set(ev) == expected_variants(load_config("drugs"), rec)
     for name, row in ev.items():
         if V.is_onnx_int8(name):
             assert integer_op_count(built[V.get(name).stem]["graph"]["op_counts"]) > 0, name

@@ -19,7 +19,7 @@ from utils import pipeline as P
 from utils import quantize as Q
 from utils import variants as V
 from utils.config import load_config
-from utils.report import Results, tables
+from utils.report import Results, runtimes, tables
 from utils.report.figures import variant_palette
 from utils.report.macros import explain_macros, paper_macros
 
@@ -123,6 +123,18 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert tables.quantize_table(res).df.loc["int8-toy", "integer ops run"] != "0"
         assert "onnx-int8-toy" in tables.evaluation_table(res).df.index
         assert "onnx-int8-toy" in tables.bench_table(res).df.index
+        # OpenVINO beside ONNX Runtime: NNCF's IR built with its options, what the plugin ran in int8, its counters
+        nn = q["openvino"]["built"]["openvino-int8-nncf"]
+        assert nn["subset_size"] == q["calibration_examples"] and nn["fake_quantize_nodes"] > 0
+        runs = q["openvino"]["variants"]
+        assert runs["openvino-int8-nncf"]["int8_matmul_nodes"] == runs["openvino-int8-nncf"]["matmul_nodes"] > 0
+        assert runs["openvino-fp32"]["int8_matmul_nodes"] == 0 and runs["openvino-int8-qat"]["int8_matmul_nodes"] > 0
+        assert ev["variants"]["openvino-int8-qat"]["runtime"] == "openvino"
+        ovp = b["openvino_profile"][f"threads_{cfg.bench.profile_threads}"]
+        assert ovp["openvino-int8-nncf"]["int8_matmul_ms"] > 0 and ovp["openvino-fp32"]["int8_matmul_ms"] == 0
+        dep = runtimes.deploy_table(res).df
+        assert list(dep.index) == ["ONNX Runtime", "OpenVINO"] and dep.loc["OpenVINO", "file"].startswith("openvino-")
+        assert "openvino-int8-nncf" in runtimes.runtime_profile_table(res).df.index
         # its family's colours: a green like the other dynamic INT8 files
         c = variant_palette(list(b["cpu"][f"threads_{cfg.threads}"]["headline"]))["onnx-int8-toy"]
         assert c[1] == max(c)

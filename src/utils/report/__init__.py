@@ -36,6 +36,7 @@ from .figures import (
 from .frames import INT8_DOT_FACTOR
 from .macros import amdahl_bound, paper_macros, seeds_macros
 from .readers import MissingResult, Results
+from .runtimes import cuda_placement_table, deploy_table, runtime_profile_table
 from .scale import scale_macros, scale_table
 from .tables import (
     batching_table,
@@ -84,13 +85,14 @@ ARTIFACTS = [Artifact(fn, step) for step, fns in (
     ("quantize", (quantize_table,)),
     ("evaluate", (evaluation_figure, evaluation_table, batching_figure, batching_table, hosts_table)),
     ("bench", (bench_figure, tradeoff_figure, op_time_figure, bench_table, protocol_table, bench_runs_table,
-               placement_table, gpu_table, original_table)),
+               placement_table, gpu_table, original_table, deploy_table, runtime_profile_table)),
     ("explain", (explain_example_figure, explain_agreement_figure, explain_faithfulness_figure,
                  explain_agreement_table, explain_faithfulness_table, explain_batching_table, explain_shap_table,
                  steps_table)),
     ("seeds", (seeds_figure, seeds_table)),
     ("sizes", (sizes_figure, sizes_table)),
     ("gradients", (gradients_table,)),
+    ("cuda_placement", (cuda_placement_table,)),
 ) for fn in fns]
 
 

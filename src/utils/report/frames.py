@@ -275,6 +275,9 @@ def seeds_frames(res: Results) -> Optional[dict]:
     return {"variants": seeds_frame(res)} if res.has("seeds") else None
 
 
+OV_INT8 = "openvino-int8-nncf"     # the size sweep's OpenVINO INT8 model
+
+
 def sizes_frames(res: Results) -> Optional[dict]:
     """The model-size sweep (sizes.json): ``variants``, one row per size and variant (parameters, file size,
     batch-1 latency per length, throughput, peak memory); ``sizes``, one row per size: its fastest INT8 file,
@@ -304,7 +307,12 @@ def sizes_frames(res: Results) -> Optional[dict]:
                     "int8_file_ratio": m["file_mb"]["onnx-fp32"] / m["file_mb"][best],
                     "throughput_vs_onnx": m["throughput_speedup_vs_onnx_fp32"][best],
                     **{f"vs_onnx_{L}": m["speedup_vs_onnx_fp32"][L][best] for L in m["latency"]},
-                    **{f"vs_torch_{L}": m["speedup_vs_pytorch_fp32"][L][best] for L in m["latency"]}})
+                    **{f"vs_torch_{L}": m["speedup_vs_pytorch_fp32"][L][best] for L in m["latency"]},
+                    # OpenVINO's INT8 model of the same weights (sweeps from before it: none), and the CUDA
+                    # provider's predicted Memcpy nodes of the dynamic INT8 file and of FP32
+                    **{f"ov_vs_onnx_{L}": m["speedup_vs_onnx_fp32"][L].get(OV_INT8) for L in m["latency"]},
+                    **{f"memcpy_{k}": (m.get("cuda_placement") or {}).get(n, {}).get("memcpy_predicted")
+                       for k, n in (("dyn", "onnx-int8-dynamic"), ("fp32", "onnx-fp32"))}})
     return {"variants": pd.DataFrame(rows), "sizes": pd.DataFrame(per)}
 
 

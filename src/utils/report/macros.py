@@ -18,6 +18,7 @@ from ..stats import tost_verdict
 from . import frames as F
 from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames, unfused_int8
 from .readers import BenchResult, Results, best_int, short
+from .runtimes import runtime_macros
 from .tables import pct, symmetric
 from .writer import tex_escape
 
@@ -71,7 +72,7 @@ def paper_macros(res: Results) -> dict:
     return {**macros, **explain_macros(res), **batching_macros(res), **hosts_macros(res), **seeds_macros(res),
             **sizes_macros(res), **hostdrift_macros(res), **gradients_macros(res),
             **setup_macros(res),
-            **claim_macros(res),
+            **claim_macros(res), **runtime_macros(res),
         "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
         "NTrain": f"{d['splits']['train']['n']:,}",
         "MajorityAcc": pct(d["majority_class_test_accuracy"]),
@@ -792,4 +793,24 @@ def sizes_macros(res: Results) -> dict:
             "SizesBelowCeil": str(int((s[f"vs_onnx_{L}"] < s["free_matmul"]).sum())),
             **_sizes_products_macros(s),
             "SizesMinRatio": f"{s['int8_file_ratio'].min():.2f}", "SizesMaxRatio": f"{s['int8_file_ratio'].max():.2f}",
-            "SizesDotFactor": str(INT8_DOT_FACTOR), "SizesMinutes": f"{r['seconds'] / 60:.0f}"}
+            "SizesDotFactor": str(INT8_DOT_FACTOR), "SizesMinutes": f"{r['seconds'] / 60:.0f}",
+            **_sizes_runtime_macros(s, L)}
+
+
+def _sizes_runtime_macros(s, L) -> dict:
+    """OpenVINO's INT8 speed-up over ONNX Runtime FP32 at the largest size and at BERT-base's shape, and the predicted
+    CUDA Memcpy nodes there (sweeps from before OpenVINO and the prediction: none)."""
+    out = {}
+    col = f"ov_vs_onnx_{L}"
+    if col in s and s[col].notna().all():
+        hi = s.iloc[-1]
+        out.update({"SizesOvLargestX": f"{hi[col]:.2f}", "SizesOvSmallestX": f"{s.iloc[0][col]:.2f}"})
+    base = s[s["size"] == "bert-base"]
+    if len(base):
+        b = base.iloc[0]
+        out.update({"SizesBaseX": f"{b[f'vs_onnx_{L}']:.2f}"})
+        if col in s and b[col] == b[col] and b[col] is not None:
+            out["SizesBaseOvX"] = f"{b[col]:.2f}"
+        if "memcpy_dyn" in s and b["memcpy_dyn"] == b["memcpy_dyn"] and b["memcpy_dyn"] is not None:
+            out.update({"SizesBaseMemcpyDyn": f"{b['memcpy_dyn']:.0f}", "SizesBaseMemcpyFp": f"{b['memcpy_fp32']:.0f}"})
+    return out

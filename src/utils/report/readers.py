@@ -17,12 +17,12 @@ from ..config import Config
 from ..provenance import read_json
 
 STUDY_STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
-STEP_FILES = (*STUDY_STEPS, "seeds", "sizes", "hostdrift", "gradients")
+STEP_FILES = (*STUDY_STEPS, "seeds", "sizes", "hostdrift", "gradients", "cuda_placement")
 
 
 # steps run on their own (not by `make paper-figures`) on files the study made: each records the SHA-256 of the
 # files it measured (``inputs``; hostdrift.json of before: ``files``), checked against evaluate.json's
-DERIVED_STEPS = ("hostdrift", "gradients")
+DERIVED_STEPS = ("hostdrift", "gradients", "cuda_placement")
 
 
 class MissingResult(FileNotFoundError):
@@ -149,6 +149,7 @@ class Results:
     sizes = property(lambda self: self.load("sizes"))     # `make sizes`: cost against model size
     hostdrift = property(lambda self: self.load("hostdrift"))   # `make hostdrift`: why INT8 moves with the CPU
     gradients = property(lambda self: self.load("gradients"))   # `make gradients`: Integrated Gradients
+    cuda_placement = property(lambda self: self.load("cuda_placement"))   # predicted CUDA placement
 
     @property
     def bench(self) -> BenchResult:

@@ -668,6 +668,10 @@ def sizes_table(res: Results) -> Optional[Table]:
                                                           f"{at(n, b, 'texts_per_s'):.0f}")
         if mem:
             out["peak MB FP32 / INT8"] = f"{at(n, 'onnx-fp32', 'peak_rss_mb'):.0f} / {at(n, b, 'peak_rss_mb'):.0f}"
+        if row.get(f"ov_vs_onnx_{L}") is not None and row[f"ov_vs_onnx_{L}"] == row[f"ov_vs_onnx_{L}"]:
+            out[f"OpenVINO INT8 vs ONNX @{L}"] = f"{row[f'ov_vs_onnx_{L}']:.2f}x"
+        if row.get("memcpy_dyn") is not None and row["memcpy_dyn"] == row["memcpy_dyn"]:
+            out["CUDA Memcpy FP32 / dyn. INT8"] = f"{row['memcpy_fp32']:.0f} / {row['memcpy_dyn']:.0f}"
         out["matmul share (%)"] = f"{100 * row['matmul_share']:.0f}"
         out["INT8 products"] = "--" if row["int8_matmul_speedup"] is None else f"{row['int8_matmul_speedup']:.1f}x"
         out["ceiling"] = f"{row['free_matmul']:.1f}x"
