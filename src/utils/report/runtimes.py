@@ -198,6 +198,11 @@ def runtime_macros(res: Results) -> dict:
                             f"{key}DeployIntMs": f"{s['int8_matmul_ms']:.2f}"})
         if "OvDeploy" in out and "OrtDeploy" in out:
             out["OvOverOrtBest"] = f"{ms(d['onnxruntime']['best']) / ms(d['openvino']['best']):.2f}"
+            o, v = share.get(d["onnxruntime"]["best"]), share.get(d["openvino"]["best"])
+            if o and v:         # where OpenVINO's time saving (or loss) against ONNX Runtime's lies
+                gain_int, gain_rest = o["int8_matmul_ms"] - v["int8_matmul_ms"], o["other_ms"] - v["other_ms"]
+                out["OvGainWhere"] = ("outside the integer products" if abs(gain_rest) > abs(gain_int)
+                                      else "in the integer products")
         for key, n in (("OvFp", "openvino-fp32"), ("OvStatic", "openvino-int8-static"), ("OvQat", "openvino-int8-qat"),
                        ("OvNncf", "openvino-int8-nncf")):
             if n in head:
