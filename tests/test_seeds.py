@@ -26,7 +26,7 @@ from utils.report.writer import tex_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 EVALUATED = ["pytorch-fp32", "pytorch-fp32-plus-epoch", "onnx-fp32", "onnx-qat-fp32", "onnx-int8-dynamic",
-             "onnx-int8-qat"]
+             "onnx-int8-qat", "openvino-int8-nncf"]   # what the smoke profile explains is evaluated
 
 
 def write_profile(repo, name: str, body: dict):
@@ -146,9 +146,10 @@ def test_seed_settings_that_cannot_work_are_refused(repo):
     write_profile(repo, "bad", {**base, "eval": {"variants": ["pytorch-fp32", "onnx-int8-qat"]}})
     with pytest.raises(ConfigError, match="must include the FP32 references.*missing: onnx-fp32"):
         load_config("bad", root=repo)
-    ok = ["pytorch-fp32", "onnx-fp32", "onnx-int8-qat", "onnx-int8-dynamic", "onnx-qat-fp32"]
+    ok = ["pytorch-fp32", "onnx-fp32", "onnx-int8-qat", "onnx-int8-dynamic", "onnx-qat-fp32", "openvino-int8-nncf"]
     for names, msg in ((ok + ["pytorch-bf16"], "benchmark baselines"), (ok + ["onnx-int9"], "unknown variant"),
-                       (ok[:3], r"explain names \['onnx-int8-dynamic', 'onnx-qat-fp32'\], which eval.variants")):
+                       (ok[:3], r"explain names \['onnx-int8-dynamic', 'onnx-qat-fp32', 'openvino-int8-nncf'\], "
+                                r"which eval.variants")):
         write_profile(repo, "bad", {**base, "eval": {"variants": names}})
         with pytest.raises(KeyError, match=msg):
             V.check_profile(load_config("bad", root=repo))

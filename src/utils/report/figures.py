@@ -143,8 +143,9 @@ def batching_figure(res: Results):
     m, sc = fr["moves"], fr["scales"]
     sc = sc[sc["group"] == "moved"]
     rows = 2 if len(sc) else 1
-    fig, axes = plt.subplots(rows, 1, figsize=(PRINT_WIDTH, 0.2 * len(m) + 1.3 + (2.6 if rows == 2 else 0)),
-                             gridspec_kw={"height_ratios": [0.2 * len(m) + 1.0, 2.0][:rows]}, squeeze=False)
+    per = 0.2 if len(m) <= 20 else 0.16          # a row per variant: two runtimes' variants still fit a page
+    fig, axes = plt.subplots(rows, 1, figsize=(PRINT_WIDTH, per * len(m) + 1.3 + (2.6 if rows == 2 else 0)),
+                             gridspec_kw={"height_ratios": [per * len(m) + 1.0, 2.0][:rows]}, squeeze=False)
     axes = axes[:, 0]
     colours = variant_palette(m["variant"])
     y = np.arange(len(m))
@@ -264,7 +265,7 @@ def op_time_figure(res: Results):
 
 # a family's name in a legend that must stay short (the registry's label says more)
 FAMILY_SHORT = {"pytorch": "PyTorch", "onnx-float": "ONNX float", "int8-dynamic": "dynamic INT8",
-                "int8-static": "static INT8", "int8-qat": "INT8, QAT scales"}
+                "int8-static": "static INT8", "int8-qat": "INT8, QAT scales", "openvino": "OpenVINO"}
 
 
 def _family_colour(name: str):

@@ -80,8 +80,11 @@ def best_int(head: dict, names=None) -> str:
 
 
 def short(name: str) -> str:
-    """A variant's name as the paper's sentences write it: an ONNX file by its stem."""
+    """A variant's name as the paper's sentences and figures write it: an ONNX file by its stem, an OpenVINO variant as
+    ``OV <what it runs>``."""
     v = V.REGISTRY.get(name)
+    if v is not None and v.runtime == "openvino":
+        return "OV " + name[len("openvino-"):]
     return v.stem if v is not None and v.stem else name
 
 

@@ -9,7 +9,6 @@ import pandas as pd
 
 from .. import variants as V
 from ..stats import tost_verdict
-from .frames import run_speedups
 from .readers import Results
 from .tables import original_study
 from .writer import Table, tex_escape
@@ -60,15 +59,13 @@ def deploy_table(res: Results) -> Optional[Table]:
                 "accuracy", "ms", "x own fp32", "x ORT fp32", "MB", "RSS (MB)", "LIME $-$ floor")}}
             continue
         own = FP32_OF[rt]
-        sp = run_speedups(res, n)
         vf = _agreement(res, n)
         rows[RUNTIME_LABEL[rt]] = {
             "file": tex_escape(n),
             "accuracy": f"{100 * ev[n]['accuracy']:.2f} ({100 * ev[n]['accuracy_diff']:+.2f})",
             "ms": f"{head[n]['median_ms']:.2f}",
             "x own fp32": f"{head[own]['median_ms'] / head[n]['median_ms']:.2f}" if own in head else "--",
-            "x ORT fp32": (f"{sp['median']:.2f} ({sp['lo']:.2f}-{sp['hi']:.2f})" if sp.get("n", 0) > 1 else
-                           f"{b['speedup_vs_onnx_fp32'][n]:.2f}"),
+            "x ORT fp32": f"{b['speedup_vs_onnx_fp32'][n]:.2f}",
             "MB": f"{ev[n]['size_mb']:.1f}",
             "RSS (MB)": f"{mem[n]['peak_rss_mb']:.0f}" if n in mem else "--",
             "LIME $-$ floor": (f"{vf['random']['spearman']['mean']:+.3f}" if vf else "not explained")}
@@ -78,8 +75,8 @@ def deploy_table(res: Results) -> Optional[Table]:
                           f"batch 1, {b['length']} tokens): per runtime, the fastest INT8 file whose batch-1 test "
                           f"accuracy is within 0.5 pt of PyTorch FP32's (accuracy in \\%, change in pt); x own fp32: "
                           f"its speed-up over the same runtime running the FP32 ONNX file; x ORT fp32: over ONNX "
-                          f"Runtime FP32 (the median over the comparable runs and their range where there are "
-                          f"several, this run's otherwise); RSS: a fresh process's peak; LIME $-$ floor: its "
+                          f"Runtime FP32; both in this run (every variant of both runtimes timed in the same "
+                          f"interleaved turns); RSS: a fresh process's peak; LIME $-$ floor: its "
                           f"explanations' Spearman agreement with FP32's minus FP32's own across seeds (random "
                           f"sample). OpenVINO compiled with ONNX Runtime's thread count, the latency hint, one "
                           f"stream and FP32 inference precision."))
@@ -179,8 +176,9 @@ def runtime_macros(res: Results) -> dict:
         ms = lambda n: head[n]["median_ms"]  # noqa: E731
 
         def vs_ort(n: str) -> str:
-            sp = run_speedups(res, n)
-            return f"{sp['median']:.2f}" if sp.get("n", 0) > 1 else f"{b['speedup_vs_onnx_fp32'][n]:.2f}"
+            """This run's speed-up over ONNX Runtime FP32: OpenVINO's variants have one run, so both runtimes' numbers
+            come from the same run, never a median over runs beside one run."""
+            return f"{b['speedup_vs_onnx_fp32'][n]:.2f}"
 
         for key, rt in (("Ov", "openvino"), ("Ort", "onnxruntime")):
             n = d.get(rt, {}).get("best")
