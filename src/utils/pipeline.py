@@ -618,7 +618,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
             for n, p in prof.items() if n in ref and p["profiled_call_ms"]}
     ov_files = {n: V.get(n).path(cfg) for n in names if V.get(n).runtime == "openvino"}
     if ov_files:    # OpenVINO's per-node counters, as ONNX Runtime's operator profiles are taken (same threads, reps)
-            result["openvino_profile"] = {
+        result["openvino_profile"] = {
             f"threads_{t}": OR.perf_counts(ov_files, feed, min(b.reps, b.profile_reps), t, progress=progress)
             for t in dict.fromkeys([b.profile_threads or all_threads, all_threads])}
     if chains:

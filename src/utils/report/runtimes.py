@@ -27,7 +27,7 @@ def deployments(res: Results) -> dict:
     head, ev = res.bench.headline, res.evaluate["variants"]
     out = {}
     for rt in RUNTIME_LABEL:
-        ints = [n for n in head if V.runtime_of(n) == rt and V.is_integer(n) and n in ev]
+        ints = [n for n in head if V.runtime_of(n) == rt and V.is_file_int8(n) and n in ev]
         ok = [n for n in ints if abs(ev[n]["accuracy_diff"]) <= ACCURACY_WITHIN]
         if not ints:
             continue
