@@ -162,9 +162,15 @@ class OpenVINOFile:
         return self.onnx.format(calibration=methods[0] if methods else "minmax")
 
     @property
+    def kind(self) -> str:
+        """The ONNX variant whose recipe and weights the file has, whatever the profile's calibration method (every
+        calibrated static file is built alike from the FP32 export)."""
+        return "onnx-" + self.onnx.format(calibration="minmax")
+
+    @property
     def batch_invariant(self) -> Optional[bool]:
         """As the file's own recipe declares (the calibrated static files: scales fixed in the file)."""
-        v = REGISTRY.get("onnx-" + self.onnx.format(calibration="minmax"))
+        v = REGISTRY.get(self.kind)
         return None if v is None else v.batch_invariant
 
 
@@ -575,7 +581,7 @@ def weights_of(name: str) -> str:
     through its sources to the export it was built from; a PyTorch variant through its recipe)."""
     v = get(name)
     if isinstance(v.recipe, OpenVINOFile):
-        v = get("onnx-" + v.recipe.onnx.format(calibration="minmax"))
+        v = get(v.recipe.kind)
     elif v.runtime == "openvino":
         v = get(f"onnx-{v.source}")
     if v.runtime == "onnxruntime":

@@ -82,21 +82,20 @@ def deploy_table(res: Results) -> Optional[Table]:
                           f"stream and FP32 inference precision."))
 
 
-def int8_share(res: Results) -> dict:
-    """Per integer file of each runtime: kernel time per call, the part in integer matrix products and the rest (ms),
-    at the profiles' thread count. ONNX Runtime: its operator profile; OpenVINO: its performance counters."""
+def time_split(res: Results) -> dict:
+    """Per integer file of each runtime, and ONNX Runtime FP32: kernel time per call, the part in integer matrix
+    products and the rest (ms), at the profiles' thread count. ONNX Runtime: its operator profile; OpenVINO: its
+    performance counters (every OpenVINO variant profiled, its FP32 run included)."""
     b = res.bench
     out = {}
-    t = b.profile_threads
     for n, p in b.op_times.items():
-        if V.is_onnx_int8(n):
+        if V.is_onnx_int8(n) or n == FP32_OF["onnxruntime"]:
             im = sum(v for k, v in p["op_ms"].items() if k in ORT_INT_MATMUL)
             out[n] = {"runtime": "onnxruntime", "kernel_ms": p["kernel_ms"], "int8_matmul_ms": im,
                       "other_ms": p["kernel_ms"] - im}
-    for n, p in (b.get("openvino_profile") or {}).get(f"threads_{t}", {}).items():
+    for n, p in (b.get("openvino_profile") or {}).get(f"threads_{b.profile_threads}", {}).items():
         out[n] = {"runtime": "openvino", "kernel_ms": p["kernel_ms"], "int8_matmul_ms": p["int8_matmul_ms"],
-                  "other_ms": p["other_ms"], "int8_matmul_nodes": p["int8_matmul_nodes"],
-                  "matmul_nodes": p["matmul_nodes"]}
+                  "other_ms": p["other_ms"]}
     return out
 
 
@@ -106,24 +105,9 @@ def runtime_profile_table(res: Results) -> Optional[Table]:
     b = res.bench
     if not b.get("openvino_profile"):
         return None
-    share = int8_share(res)
     t = b.profile_threads
-    ovp = b["openvino_profile"][f"threads_{t}"]
     rows = {}
-    for n in [FP32_OF["onnxruntime"], *[k for k, v in share.items() if v["runtime"] == "onnxruntime"],
-              *ovp]:
-        if n == "onnx-fp32" and n in b.op_times:
-            p = b.op_times[n]
-            rec = {"runtime": "onnxruntime", "kernel_ms": p["kernel_ms"], "int8_matmul_ms": 0.0,
-                   "other_ms": p["kernel_ms"]}
-        elif n in share:
-            rec = share[n]
-        elif n in ovp:          # openvino-fp32
-            p = ovp[n]
-            rec = {"runtime": "openvino", "kernel_ms": p["kernel_ms"], "int8_matmul_ms": p["int8_matmul_ms"],
-                   "other_ms": p["other_ms"]}
-        else:
-            continue
+    for n, rec in time_split(res).items():
         k = rec["kernel_ms"]
         rows[tex_escape(n)] = {"runtime": RUNTIME_LABEL[rec["runtime"]], "kernel ms": f"{k:.2f}",
                                "int8 matmul ms": f"{rec['int8_matmul_ms']:.2f}", "rest ms": f"{rec['other_ms']:.2f}",
@@ -172,7 +156,7 @@ def runtime_macros(res: Results) -> dict:
         b, ev = res.bench, res.evaluate["variants"]
         head = b.headline
         d = deployments(res)
-        share = int8_share(res)
+        share = time_split(res)
         ms = lambda n: head[n]["median_ms"]  # noqa: E731
 
         def vs_ort(n: str) -> str:
