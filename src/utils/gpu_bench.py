@@ -16,7 +16,7 @@ same FP32 model) and the test texts into one folder to carry::
 replays), and ONNX Runtime's CUDA (and TensorRT) provider with I/O binding and the Memcpy count of
 every ONNX file (in the pack, or built there with ``--build-onnx DIR``) where onnxruntime-gpu is
 installed; without a GPU it writes nothing and says why. onnxruntime-gpu does not fit one call:
-``wheels`` splits it into parts here, ``install`` joins and installs them there (README).
+``wheels`` splits it into parts here, ``install`` joins and installs them there (docs/gpu.md).
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ from .figures import (
 from .frames import INT8_DOT_FACTOR
 from .macros import amdahl_bound, paper_macros, seeds_macros
 from .readers import MissingResult, Results
+from .readme import README_PROFILE, write_readme
 from .runtimes import cuda_placement_table, deploy_table, runtime_profile_table
 from .scale import scale_macros, scale_table
 from .tables import (
@@ -165,8 +166,11 @@ def render_all(cfg: Config) -> list:
             md.append((a.name.replace("_", " "), out))
         done.append(a.name)
     if res.has("evaluate") or summary_only:
-        write_macros(cfg, seeds_macros(res) if summary_only else paper_macros(res))
+        numbers = seeds_macros(res) if summary_only else paper_macros(res)
+        write_macros(cfg, numbers)
         done.append("paper_macros")
+        if cfg.name == README_PROFILE and not summary_only and write_readme(Path(cfg.root) / "README.md", numbers):
+            done.append("readme_findings")
     if res.has("explain"):
         explain_html(cfg)
         done.append("explain_html")

@@ -17,9 +17,8 @@ from matplotlib.text import Text
 from ..config import Config
 from ..provenance import atomic_path
 
-# the first line of every generated table says where it came from; kept as it was when the report was one
-# module (src/utils/report/ now), so that the committed tables stay byte-identical
-GENERATED_BY = "src/utils/report.py"
+# the first line of every generated table says which code wrote it (`python -m utils.report <profile>`)
+GENERATED_BY = "src/utils/report/"
 
 
 @dataclass
