@@ -1,6 +1,7 @@
 """Shared fixtures: real (small) models, real data, an isolated repository root."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,3 +98,10 @@ SENTENCES = [
 def sentences():
     return list(SENTENCES)
 
+
+
+def explain_record(**fields) -> dict:
+    """A whole explain.json record (the golden fixture's, a real smoke run's) with ``fields`` in place and no noise
+    explanations: what a test of one reader of explain results needs, typed as the step declares it."""
+    golden = Path(__file__).resolve().parent / "fixtures" / "golden" / "results" / "explain.json"
+    return {**json.loads(golden.read_text()), "noise_explanations": {}, **json.loads(json.dumps(fields))}

@@ -160,13 +160,13 @@ def test_the_headline_pairs_speed_and_accuracy_of_one_variant(default):
 def test_a_moved_interval_changes_the_verdict_words(default):
     res = Results(load_config("default", root=ROOT))
     ev = copy.deepcopy(default.evaluate)
-    v = ev["variants"]["onnx-int8-qat"]
+    v = ev.variants["onnx-int8-qat"]
     v["mcnemar"].update(a_right_b_wrong=80, a_wrong_b_right=0)
     v["accuracy_diff"] = -80 / v["n"]
     res._cache["evaluate"] = ev
     assert claim_macros(res)["QatVerdict"] == ACCURACY_VERDICT_WORDS["below"]
     ex = copy.deepcopy(default.explain)
-    if "versus_floor" in ex["agreement"].get("onnx-int8-qat", {}):
-        ex["agreement"]["onnx-int8-qat"]["versus_floor"]["equivalence"]["spearman"]["ci90"] = [-0.3, -0.2]
+    if "versus_floor" in ex.agreement.get("onnx-int8-qat", {}):
+        ex.agreement["onnx-int8-qat"]["versus_floor"]["equivalence"]["spearman"]["ci90"] = [-0.3, -0.2]
         res._cache["explain"] = ex
         assert explain_macros(res)["ExplainVerdictWordsQat"] == EXPLAIN_VERDICT_WORDS["below"]

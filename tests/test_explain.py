@@ -1,10 +1,10 @@
 """LIME over real predictors (a tiny real BERT in PyTorch and in ONNX Runtime), the metrics,
 the example rule and the browsable pages."""
-import json
 
 import numpy as np
 import pytest
 
+from conftest import explain_record
 from utils.config import ConfigError, load_config, shap_variants
 from utils.explain import (
     Memo,
@@ -226,7 +226,7 @@ def test_html_pages(tmp_path, ort_pr):
         "explanations": {v: [x.to_dict() for x in xs] for v in ("fp32", "int8")},
         "agreement_per_example": {"int8": [{"spearman": 1.0}] * 2},
     }
-    index = write_html(json.loads(json.dumps(result)), tmp_path / "html", ["neg", "neu", "pos"])
+    index = write_html(explain_record(**result), tmp_path / "html", ["neg", "neu", "pos"])
     page = (tmp_path / "html" / "example_1.html").read_text()
     assert "&lt;" in page and "<b>and" not in page          # the text is escaped, never interpreted
     assert page.count("<span title=") == 2 * occurrences == 14      # every word, in both variants' rows

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from utils.provenance import atomic_path, provenance, read_json, repo_relative, write_json, write_result
+from utils.provenance import atomic_path, provenance, read_json, repo_relative, write_json
+from utils.results import write_result
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -37,10 +38,10 @@ def test_atomic_folder_replaces_old_folder(tmp_path):
 
 
 def test_result_json_carries_provenance(smoke_cfg):
-    path = write_result(smoke_cfg, "unit", {"x": 1})
+    path = write_result(smoke_cfg, "cuda_placement", {"kernel_table": {}, "method": "m", "inputs": {}, "files": {}})
     obj = json.loads(path.read_text())
     prov = obj["provenance"]
-    assert obj["step"] == "unit" and obj["x"] == 1
+    assert obj["step"] == "cuda_placement" and obj["method"] == "m"
     for key in ("date", "git", "python", "cpu", "threads", "packages", "config", "profile"):
         assert key in prov
     assert prov["profile"] == "smoke" and prov["config"]["data"]["max_examples"] == 400

@@ -7,7 +7,7 @@ import pytest
 from utils import report
 from utils import variants as V
 from utils.bench import fixed_length_batch, iobinding_latency, torch_dtype_latency
-from utils.provenance import read_json, write_result
+from utils.provenance import read_json, write_json
 from utils.report import Table, variant_palette, write_macros, write_table
 
 
@@ -29,12 +29,17 @@ def test_macros_are_letters_only(smoke_cfg):
         write_macros(smoke_cfg, {"FP32Acc": "1"})
 
 
+def _bench_with_gpu(cfg, gpu: dict) -> None:
+    """The committed default's bench.json with ``gpu`` in place of its GPU record, as ``cfg``'s."""
+    rec = read_json(Path(__file__).resolve().parents[1] / "results" / "default" / "bench.json")
+    write_json(cfg.results_dir / "bench.json", {**rec, "length": 16, "gpu": gpu})
+
+
 def test_gpu_table_from_a_gpu_run_and_none_without(smoke_cfg, tiny_model_dir, tokenizer, sentences):
-    write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": False, "note": "no GPU"}})
+    _bench_with_gpu(smoke_cfg, {"torch_cuda": False, "note": "no GPU"})
     assert report.build(smoke_cfg, "gpu_table") is None
     run = torch_dtype_latency(tiny_model_dir, tokenizer, sentences, 16, [1], reps=2, device="cpu", warmup=1)
-    write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": True, "torch_device": "CPU stand-in",
-                                                            "pytorch": run}})
+    _bench_with_gpu(smoke_cfg, {"torch_cuda": True, "torch_device": "CPU stand-in", "pytorch": run})
     t = report.build(smoke_cfg, "gpu_table")
     df = t.df
     assert list(df.index) == list(run) and df.loc["pytorch-cpu-fp32", "same argmax"] == "100.0%"
@@ -44,8 +49,8 @@ def test_gpu_table_from_a_gpu_run_and_none_without(smoke_cfg, tiny_model_dir, to
 def test_gpu_table_lists_onnxruntime_gpu_rows(smoke_cfg, tiny_onnx, tokenizer, sentences):
     feed = fixed_length_batch(tokenizer, sentences, 16, 1)
     rec = iobinding_latency(tiny_onnx[0], feed, 2, ["CPUExecutionProvider"], device="cpu", warmup=1)
-    write_result(smoke_cfg, "bench", {"length": 16, "gpu": {"torch_cuda": True, "onnxruntime": {
-        "CUDAExecutionProvider": {"onnx-fp32": rec, "onnx-int8-dynamic": {"skipped": "no kernel"}}}}})
+    _bench_with_gpu(smoke_cfg, {"torch_cuda": True, "onnxruntime": {
+        "CUDAExecutionProvider": {"onnx-fp32": rec, "onnx-int8-dynamic": {"skipped": "no kernel"}}}})
     df = report.table(smoke_cfg, "gpu")
     assert df.loc["onnx-int8-dynamic [CUDA]", "b1 median (ms)"] == "skipped"
     assert float(df.loc["onnx-fp32 [CUDA]", "b1 median (ms)"]) == pytest.approx(rec["median_ms"], abs=0.01)

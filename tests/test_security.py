@@ -3,11 +3,11 @@ repository's output folders; the browsable explanation pages escape the texts th
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 import pytest
 
+from conftest import explain_record
 from utils.config import ConfigError, load_config
 from utils.explain import write_html
 
@@ -91,7 +91,7 @@ def test_explanation_pages_escape_the_texts_they_show(tmp_path):
               "examples": [{"index": 0, "text": text, "label": 0, "reference_pred": 0, "reference_confidence": 0.9,
                             "reason": "stratified"}],
               "explanations": {"a": [ex], "b": [ex]}, "agreement_per_example": {"b": [{"spearman": 1.0}]}}
-    write_html(json.loads(json.dumps(result)), tmp_path, ["<neg>", "pos"])
+    write_html(explain_record(**result), tmp_path, ["<neg>", "pos"])
     pages = [p.read_text() for p in tmp_path.glob("*.html")]
     assert len(pages) == 2
     for page in pages:

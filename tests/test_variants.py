@@ -103,7 +103,7 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert toy["batch_invariance"]["scales"]["nodes"] > 0 and toy["batched"]["batch_size"] == cfg.eval.batch_size
         assert toy["predictions"] != [] and len(toy["predictions_batched"]) == ev["n_test"]
         hist = ER.read_runs(cfg)                   # the evaluation's history, with its host (eval_runs.jsonl)
-        isa = P.load_result(cfg, "evaluate")["provenance"]["cpu_isa"]["int8_gemm"]
+        isa = P.load_result(cfg, "evaluate").provenance["cpu_isa"]["int8_gemm"]
         assert len(hist) == 1 and hist[0]["isa"] == isa
         assert hist[0]["variants"]["onnx-int8-toy"]["predictions"] == "".join(map(str, toy["predictions"]))
         b = P.run_bench(cfg, progress=False)
@@ -113,10 +113,10 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         assert "pytorch-fp32-plus-epoch" in ev["variants"] and "pytorch-fp32-plus-epoch" not in b["placement"]
         vs = ev["variants"]["onnx-int8-qat"]["vs_fp32_plus_epoch"]
         assert vs["accuracy_diff_ci"][0] <= vs["accuracy_diff"] <= vs["accuracy_diff_ci"][1]
-        arch = P.load_result(cfg, "train_fp32")["architecture"]     # a report needs no checkpoint to say it
-        mc = json.loads((cfg.path(P.load_result(cfg, "train_fp32")["checkpoint"]) / "config.json").read_text())
+        arch = P.load_result(cfg, "train_fp32").architecture     # a report needs no checkpoint to say it
+        mc = json.loads((cfg.path(P.load_result(cfg, "train_fp32").checkpoint) / "config.json").read_text())
         assert arch == {k: mc[k] for k in P.ARCHITECTURE_KEYS} and arch["num_hidden_layers"] == 2
-        ctl = P.load_result(cfg, "train_qat")["control"]
+        ctl = P.load_result(cfg, "train_qat").control
         assert len(ctl["history"]) == cfg.qat.epochs and ctl["checkpoint"].endswith("fp32-plus-epoch")
         res = Results(cfg)
         assert "int8-toy" in tables.quantize_table(res).df.index
@@ -149,7 +149,7 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
         # a variant's later runs of an example recall its predictions; its first run (the cost) predicts every text
         assert all(e["texts_recalled"] == 0 for xs in x["explanations"].values() for e in xs)
         assert 0 < x["recall"]["share_recalled"]["onnx-fp32"] < 1
-        assert all(P.load_result(cfg, s)["provenance"]["seconds"] > 0 for s in P.STEPS)   # each step's wall time
+        assert all(P.load_result(cfg, s).provenance["seconds"] > 0 for s in P.STEPS)   # each step's wall time
         steps = tables.steps_table(Results(cfg)).df
         assert list(steps.index) == [*P.STEPS, "study"] and "StudyMinutes" in paper_macros(Results(cfg))
         res = Results(cfg)

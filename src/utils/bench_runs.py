@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .history import add_to_history, cli, committed_versions, read_history
+from .results import Bench, as_result, from_dict
 from .variants import is_onnx_int8
 
 RUNS_FILE = "bench_runs.jsonl"
@@ -30,24 +31,25 @@ def relative_range(values) -> float:
     return float((v.max() - v.min()) / np.median(v))
 
 
-def summary(result: dict) -> dict:
+def summary(result: Bench) -> dict:
     """One run's line: its headline at all cores, how it was measured, and where it came from."""
-    prov = result["provenance"]
-    head = result["cpu"][f"threads_{prov['threads']}"]["headline"]
-    proto = result.get("protocol", {})
+    result = as_result("bench", result)
+    prov = result.provenance
+    head = result.cpu[f"threads_{prov['threads']}"]["headline"]
+    proto = result.protocol or {}
     return {"date": prov["date"], "commit": prov["git"]["commit"], "dirty": prov["git"]["dirty"],
             "cpu": prov["cpu"], "isa": (prov.get("cpu_isa") or {}).get("int8_gemm"),
-            "threads": prov["threads"], "length": result["length"],
+            "threads": prov["threads"], "length": result.length,
             "protocol": proto.get("description", UNRECORDED),
             "block": proto.get("block", 1), "block_warmup": proto.get("block_warmup", 0),
             "ort_spinning": proto.get("ort_spinning"), "ort_spin_stop": proto.get("ort_spin_stop"),
             "reps": proto.get("reps", prov.get("config", {}).get("bench", {}).get("reps")),
             "rounds": proto.get("rounds", prov.get("config", {}).get("bench", {}).get("rounds")),
-            "seconds": result.get("seconds"),
+            "seconds": result.seconds,
             "median_ms": {n: v["median_ms"] for n, v in head.items()},
             "round_medians_ms": {n: v["round_medians_ms"] for n, v in head.items() if "round_medians_ms" in v},
-            "speedup_vs_onnx_fp32": result.get("speedup_vs_onnx_fp32", {}),
-            "speedup_vs_pytorch_fp32": result.get("speedup_vs_pytorch_fp32", {})}
+            "speedup_vs_onnx_fp32": result.speedup_vs_onnx_fp32 or {},
+            "speedup_vs_pytorch_fp32": result.speedup_vs_pytorch_fp32 or {}}
 
 
 def label(run: dict) -> str:
@@ -73,14 +75,14 @@ def add_runs(cfg, new: list) -> int:
     return add_to_history(runs_path(cfg), new)
 
 
-def record(cfg, result: dict) -> int:
+def record(cfg, result: Bench) -> int:
     return add_runs(cfg, [summary(result)])
 
 
 def from_git(cfg) -> list:
     """The runs of every committed version of ``results/<profile>/bench.json``."""
     rel = (cfg.results_dir / "bench.json").relative_to(cfg.root)
-    return [summary(result) for _, result in committed_versions(cfg.root, rel)]
+    return [summary(from_dict("bench", rec, f"{rel} at {rev}")) for rev, rec in committed_versions(cfg.root, rel)]
 
 
 def comparable(runs: list, like: dict, clean: bool = True) -> list:

@@ -30,7 +30,8 @@ import onnx
 from onnx import TensorProto
 
 from .config import load_config
-from .provenance import sha256, write_result
+from .provenance import sha256
+from .results import write_result
 from .variants import REGISTRY
 
 KERNELS = Path(__file__).resolve().parent / "data" / "ort_cuda_kernels.json"

@@ -25,29 +25,31 @@ from typing import Optional
 
 from . import variants as V
 from .history import add_to_history, cli, committed_versions, read_history, version_at
+from .results import Evaluate, as_result, from_dict
 
 RUNS_FILE = "eval_runs.jsonl"
 
 
-def is_batch1(ev: dict) -> bool:
-    """Whether an evaluate.json's headline predictions are each text alone (batch 1)."""
-    return "batch 1" in (ev.get("batching") or {}).get("headline", "")
+def is_batch1(ev: Evaluate) -> bool:
+    """Whether an evaluation's headline predictions are each text alone (batch 1)."""
+    return as_result("evaluate", ev).headline_batch_size == 1
 
 
-def summary(ev: dict, test_sha256: Optional[str] = None) -> dict:
+def summary(ev: Evaluate, test_sha256: Optional[str] = None) -> dict:
     """One evaluation's line: its host and every variant's file, accuracy and batch-1 predictions."""
-    prov = ev["provenance"]
+    ev = as_result("evaluate", ev)
+    prov = ev.provenance
     isa = prov.get("cpu_isa") or {}
-    digits = len(ev["labels"]) <= 10          # up to ten classes a prediction is one digit of a string, else a list
+    digits = len(ev.labels) <= 10          # up to ten classes a prediction is one digit of a string, else a list
     return {"date": prov["date"], "commit": prov["git"]["commit"], "dirty": prov["git"]["dirty"],
             "cpu": prov["cpu"], "isa": isa.get("int8_gemm"), "features": isa.get("features"),
             "threads": prov["threads"], "onnxruntime": prov["packages"].get("onnxruntime"),
-            "reference": ev["reference"], "labels": ev["labels"], "n_test": ev["n_test"], "test_sha256": test_sha256,
+            "reference": ev.reference, "labels": ev.labels, "n_test": ev.n_test, "test_sha256": test_sha256,
             "variants": {n: {"sha256": v.get("sha256"), "accuracy": v["accuracy"],
                              "accuracy_diff": v.get("accuracy_diff"), "accuracy_diff_ci": v.get("accuracy_diff_ci"),
                              "predictions": ("".join(str(int(p)) for p in v["predictions"]) if digits
                                              else [int(p) for p in v["predictions"]])}
-                         for n, v in ev["variants"].items()}}
+                         for n, v in ev.variants.items()}}
 
 
 def runs_path(cfg) -> Path:
@@ -58,7 +60,7 @@ def read_runs(cfg) -> list:
     return read_history(runs_path(cfg))
 
 
-def record(cfg, ev: dict, test_sha256: Optional[str] = None) -> int:
+def record(cfg, ev: Evaluate, test_sha256: Optional[str] = None) -> int:
     """Add an evaluation (a batch-1 one; others are not recorded) to the profile's history."""
     return add_to_history(runs_path(cfg), [summary(ev, test_sha256)]) if is_batch1(ev) else 0
 
@@ -68,7 +70,8 @@ def from_git(cfg) -> list:
     test split's hash of the data.json that commit holds."""
     rel = (cfg.results_dir / "evaluate.json").relative_to(cfg.root)
     out = []
-    for rev, ev in committed_versions(cfg.root, rel):
+    for rev, rec in committed_versions(cfg.root, rel):
+        ev = from_dict("evaluate", rec, f"{rel} at {rev}")
         if is_batch1(ev):
             data = version_at(cfg.root, rev, rel.with_name("data.json"))
             out.append(summary(ev, data["splits"]["test"]["sha256"] if data else None))

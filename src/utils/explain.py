@@ -41,6 +41,8 @@ import shap
 from lime.lime_text import IndexedString, LimeTextExplainer
 from scipy.stats import kendalltau, spearmanr
 
+from .results import Explain, as_result
+
 SPLIT = r"\W+"            # LIME's default word splitter
 KERNEL_WIDTH = 25         # LIME's default kernel width for text (cosine distance x 100)
 
@@ -422,17 +424,18 @@ def _highlight(text: str, weights: Sequence[float]) -> str:
     return "".join(out)
 
 
-def write_html(result: dict, out_dir: Path, class_names: Sequence[str]) -> Path:
+def write_html(result: Explain, out_dir: Path, class_names: Sequence[str]) -> Path:
     """Browsable pages: an index of the explained examples and one page per example with
     every variant's explanation (text highlighted: green supports the reference's predicted
     class, red opposes it; hover for the weight). Written to a git-ignored folder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ref, variants = result["reference"], result["variants"]
+    result = as_result("explain", result)
+    ref, variants = result.reference, result.variants
     style = ("<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{padding:2px 8px;"
              "text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}.t{line-height:1.8}</style>")
     rows = []
-    for i, e in enumerate(result["examples"]):
+    for i, e in enumerate(result.examples):
         label = str(e["reference_pred"])
         page = [f"<html><head><meta charset='utf-8'><title>example {e['index']}</title>{style}</head><body>",
                 f"<p><a href='index.html'>all examples</a></p><h2>Test example {e['index']}</h2>",
@@ -440,27 +443,27 @@ def write_html(result: dict, out_dir: Path, class_names: Sequence[str]) -> Path:
                 f"<b>{html.escape(class_names[e['reference_pred']])}</b> ({e['reference_confidence']:.3f}); "
                 f"chosen as: {e['reason']}</p>",
                 f"<p>Word weights toward <b>{html.escape(class_names[int(label)])}</b>, "
-                f"{result['samples']} samples, the same perturbations for every variant.</p><table>",
+                f"{result.samples} samples, the same perturbations for every variant.</p><table>",
                 "<tr><th>variant</th><th>prediction</th><th>Spearman vs reference</th><th>text</th></tr>"]
         for n in variants:
-            x = result["explanations"][n][i]
-            rho = "" if n == ref else f"{result['agreement_per_example'][n][i]['spearman']:.2f}"
+            x = result.explanations[n][i]
+            rho = "" if n == ref else f"{result.agreement_per_example[n][i]['spearman']:.2f}"
             page.append(f"<tr><td>{html.escape(n)}</td><td>{html.escape(class_names[x['pred']])} "
                         f"({max(x['proba']):.3f})</td><td>{rho}</td>"
                         f"<td class='t'>{_highlight(e['text'], x['weights'][label])}</td></tr>")
-        for s, xs in result.get("noise_explanations", {}).items():
+        for s, xs in (result.noise_explanations or {}).items():
             page.append(f"<tr><td>{html.escape(ref)}, seed {s}</td><td></td><td>"
-                        f"{result['agreement_per_example']['noise-floor'][i]['spearman']:.2f} (mean)</td>"
+                        f"{result.agreement_per_example['noise-floor'][i]['spearman']:.2f} (mean)</td>"
                         f"<td class='t'>{_highlight(e['text'], xs[i]['weights'][label])}</td></tr>")
         page.append("</table></body></html>")
         (out_dir / f"example_{e['index']}.html").write_text("\n".join(page), encoding="utf-8")
-        rho = {n: result["agreement_per_example"][n][i]["spearman"] for n in variants[1:]}
+        rho = {n: result.agreement_per_example[n][i]["spearman"] for n in variants[1:]}
         rows.append(f"<tr><td><a href='example_{e['index']}.html'>{e['index']}</a></td><td>{e['reason']}</td>"
                     f"<td>{html.escape(class_names[e['label']])}</td><td>{html.escape(e['text'][:120])}</td>"
                     + "".join(f"<td>{r:.2f}</td>" for r in rho.values()) + "</tr>")
     head = "".join(f"<th>{html.escape(n)}</th>" for n in variants[1:])
     index = (f"<html><head><meta charset='utf-8'><title>LIME explanations</title>{style}</head><body>"
-             f"<h1>LIME explanations ({len(result['examples'])} test examples)</h1><p>Spearman correlation of "
+             f"<h1>LIME explanations ({len(result.examples)} test examples)</h1><p>Spearman correlation of "
              f"each variant's word weights with {html.escape(ref)}'s.</p><table><tr><th>example</th>"
              f"<th>chosen as</th><th>true class</th><th>text</th>{head}</tr>" + "\n".join(rows)
              + "</table></body></html>")
@@ -469,9 +472,9 @@ def write_html(result: dict, out_dir: Path, class_names: Sequence[str]) -> Path:
     return path
 
 
-def agreement_frame(result: dict) -> pd.DataFrame:
+def agreement_frame(result: Explain) -> pd.DataFrame:
     """Long table of per-example agreement: variant, example, metric, value (NaNs dropped)."""
     rows = [{"variant": n, "example": i, "metric": m, "value": v}
-            for n, per in result["agreement_per_example"].items() for i, r in enumerate(per)
+            for n, per in result.agreement_per_example.items() for i, r in enumerate(per)
             for m, v in r.items() if v == v]
     return pd.DataFrame(rows)

@@ -37,7 +37,8 @@ from . import variants as V
 from .config import load_config
 from .explain import agreement, indexed, mean_ci
 from .modeling import forward_inputs
-from .provenance import load_result, sha256, write_result
+from .provenance import sha256
+from .results import load_result, write_result
 
 MODELS = ("pytorch-fp32", "pytorch-qat-fp32", "pytorch-qat-integer")
 # (explained, against): the comparisons, with what each isolates
@@ -125,9 +126,9 @@ def run_gradients(cfg, steps: int = 50, limit: Optional[int] = None, progress: b
         raise ValueError(f"profile {cfg.name!r} has qat.enabled: false; Integrated Gradients here compares QAT's "
                          f"models with FP32 (their integer-evaluated PyTorch twins), so there is nothing to compare")
     ex = load_result(cfg, "explain")
-    examples = ex["examples"][:limit]
-    ref = ex["reference"]
-    labels = [int(x["pred"]) for x in ex["explanations"][ref][:len(examples)]]     # FP32's predicted class
+    examples = ex.examples[:limit]
+    ref = ex.reference
+    labels = [int(x["pred"]) for x in ex.explanations[ref][:len(examples)]]     # FP32's predicted class
     models = load_models(cfg)
     torch.manual_seed(cfg.seed)
     attributions = {n: [] for n in MODELS}
@@ -148,7 +149,7 @@ def run_gradients(cfg, steps: int = 50, limit: Optional[int] = None, progress: b
                                 "all": summarize(per, conf, cfg.seed)}
     vs_lime = {}
     for name, lime_name in LIME_OF.items():
-        lime = ex["explanations"].get(lime_name)
+        lime = ex.explanations.get(lime_name)
         if lime is None:
             continue
         per = [agreement(arr(name, i), np.asarray(lime[i]["weights"][str(labels[i])]), ks)

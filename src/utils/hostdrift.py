@@ -42,7 +42,8 @@ from .config import load_config
 from .modeling import load_tokenizer
 from .ort_inspect import exposing
 from .predict import OrtPredictor, ort_session
-from .provenance import repo_relative, sha256, write_result
+from .provenance import repo_relative, sha256
+from .results import write_result
 
 INT16_MIN, INT16_MAX = -32768, 32767
 

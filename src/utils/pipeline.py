@@ -36,16 +36,8 @@ from . import variants as V
 from .config import Config, TrainConfig, shap_variants
 from .ort_inspect import activation_scales, dynamic_scale_outputs, operator_profiles, session_ops
 from .predict import disabled_optimizers
-from .provenance import (
-    array_sha256,
-    atomic_path,
-    load_result,
-    read_json,
-    repo_relative,
-    sha256,
-    write_json,
-    write_result,
-)
+from .provenance import array_sha256, atomic_path, repo_relative, sha256, write_json
+from .results import load_result, write_result
 from .training import evaluate_split, fine_tune
 from .variants import REFERENCE, checkpoint_dir, make_predictor, onnx_path, read_qat_scales
 
@@ -85,7 +77,7 @@ def run_data(cfg: Config, progress: bool = True) -> dict:
 
 
 def labels_of(cfg: Config) -> list:
-    return load_result(cfg, "data")["labels"]
+    return load_result(cfg, "data").labels
 
 
 # --------------------------------------------------------------------------- 02 train
@@ -450,7 +442,7 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
             rows[name]["vs_fp32_plus_epoch"] = {k: sc[k] for k in ("accuracy_diff", "accuracy_diff_ci", "agreement",
                                                                    "mcnemar")}
     payload = {"reference": REFERENCE, "labels": labels, "n_test": len(y),
-               "majority_class_accuracy": majority,
+               "majority_class_accuracy": majority, "headline_batch_size": 1,
                "batching": {"batch_size": bs if many else None, "random_seed": cfg.seed,
                             "headline": "batch 1: each text alone, no padding (as deployed, one request at a time)",
                             **({"batched": f"batches of {bs}, texts sorted by length (dynamic padding)",
@@ -460,9 +452,9 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
                                 f"interleaved, {cfg.threads} threads (ONNX Runtime's spinning within a call, "
                                 f"stopped when it returns); a first look: see the benchmark for more"),
                "variants": rows, **({"chance": chance} if chance["at_or_below_chance"] else {})}
-    path = write_result(cfg, "evaluate", payload, started=started)
+    write_result(cfg, "evaluate", payload, started=started)
     # the history of evaluations beside it, with their hosts (eval_runs.jsonl): INT8 predictions move with the CPU
-    ER.record(cfg, read_json(path), load_result(cfg, "data")["splits"]["test"]["sha256"])
+    ER.record(cfg, load_result(cfg, "evaluate"), load_result(cfg, "data").splits["test"]["sha256"])
     return payload
 
 
@@ -640,8 +632,8 @@ def run_bench(cfg, progress: bool = True) -> dict:
         result["speedup_vs_onnx_fp32_rounds"] = {
             n: {"ratios": r, "spread": R.relative_range(r)} for n, r in rr.items()}
     result["seconds"] = time.perf_counter() - t_start     # the "make bench in under 10 minutes"
-    path = write_result(cfg, "bench", result, threads=all_threads, started=t_start)
-    R.record(cfg, read_json(path))      # the run-to-run history beside it (bench_runs.jsonl)
+    write_result(cfg, "bench", result, threads=all_threads, started=t_start)
+    R.record(cfg, load_result(cfg, "bench"))      # the run-to-run history beside it (bench_runs.jsonl)
     return result
 
 
@@ -666,7 +658,7 @@ def run_explain(cfg, progress: bool = True) -> dict:
     started = time.perf_counter()
     left_out = V.without_qat(cfg)       # qat.enabled false: the QAT variants leave the lists
     ex = cfg.explain
-    ev = load_result(cfg, "evaluate")["variants"]
+    ev = load_result(cfg, "evaluate").variants
     if ex.reference not in ev:
         raise KeyError(f"explain.reference {ex.reference!r} has no evaluation predictions; "
                        f"evaluated: {', '.join(ev)}")

@@ -19,7 +19,6 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -224,16 +223,3 @@ def repo_relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
     so they do not carry this machine's folders), else the absolute path."""
     p, r = Path(path).resolve(), Path(root).resolve()
     return str(p.relative_to(r)) if p.is_relative_to(r) else str(p)
-
-
-def write_result(cfg, step: str, payload: dict, threads: Optional[int] = None,
-                 started: Optional[float] = None) -> Path:
-    """Write ``results/<profile>/<step>.json`` with provenance, atomically; ``started``: the step's
-    ``time.perf_counter()`` when it began, so that the provenance records the step's wall-clock ``seconds``."""
-    extra = {"seconds": round(time.perf_counter() - started, 1)} if started is not None else None
-    obj = {"step": step, **payload, "provenance": provenance(cfg, threads, extra=extra)}
-    return write_json(cfg.results_dir / f"{step}.json", obj)
-
-
-def load_result(cfg, step: str) -> dict:
-    return read_json(cfg.results_dir / f"{step}.json")

@@ -29,7 +29,7 @@ from scipy import stats
 
 from . import variants as V
 from .config import Config, ConfigError, for_seed, load_config
-from .provenance import read_json, write_result
+from .results import StepResult, from_json, write_result
 
 CONTROL = "pytorch-fp32-plus-epoch"
 
@@ -59,12 +59,12 @@ def _excludes_zero(ci) -> bool:
     return ci[0] > 0 or ci[1] < 0
 
 
-def _load(rcfg: Config, step: str) -> dict:
+def _load(rcfg: Config, step: str) -> StepResult:
     path = rcfg.results_dir / f"{step}.json"
     if not path.is_file():
         raise MissingReplicate(f"seed {rcfg.replicate}: {path} not found (run `make seeds PROFILE={rcfg.name}`, "
                                f"which runs its {step} step)")
-    return read_json(path)
+    return from_json(path, step)
 
 
 def summarize(cfg: Config) -> dict:
@@ -73,18 +73,18 @@ def summarize(cfg: Config) -> dict:
     conf = cfg.eval.confidence
     evals = {r.replicate: _load(r, "evaluate") for r in reps}
     datas = {r.replicate: _load(r, "data") for r in reps}
-    splits = {s: d["splits"]["test"]["sha256"] for s, d in datas.items()}
+    splits = {s: d.splits["test"]["sha256"] for s, d in datas.items()}
     if len(set(splits.values())) != 1:
         raise ValueError(f"the seeds' test splits differ ({splits}): every seed must be tested on the same "
                          f"texts; set data.seed in profile {cfg.name!r}")
-    names = [n for n in V.REGISTRY if all(n in e["variants"] for e in evals.values())]
-    partial = sorted({n for e in evals.values() for n in e["variants"]} - set(names))
+    names = [n for n in V.REGISTRY if all(n in e.variants for e in evals.values())]
+    partial = sorted({n for e in evals.values() for n in e.variants} - set(names))
     if partial:
         raise ValueError(f"variants {partial} are evaluated for some seeds only: rerun `make seeds "
                          f"PROFILE={cfg.name}` so that every seed evaluates the same variants")
     variants = {}
     for n in names:
-        rows = {s: e["variants"][n] for s, e in evals.items()}
+        rows = {s: e.variants[n] for s, e in evals.items()}
         per_seed = {str(s): {"accuracy": r["accuracy"], "accuracy_ci": r["accuracy_ci"],
                              **({"accuracy_diff": r["accuracy_diff"], "accuracy_diff_ci": r["accuracy_diff_ci"],
                                  "agreement": r["agreement"], "mcnemar_p": r["mcnemar"]["p_value"]}
@@ -107,12 +107,12 @@ def summarize(cfg: Config) -> dict:
                 "seeds_bootstrap_excludes_zero": sum(_excludes_zero(c["accuracy_diff_ci"]) for c in vs),
                 "per_seed_ci": {str(s): c["accuracy_diff_ci"] for s, c in zip(rows, vs)}}
         variants[n] = rec
-    dates = {s: (dt.datetime.fromisoformat(datas[s]["provenance"]["date"]),
-                 dt.datetime.fromisoformat(e["provenance"]["date"])) for s, e in evals.items()}
-    hosts = {s: e["provenance"].get("cpu_isa", {}).get("int8_gemm") for s, e in evals.items()}
+    dates = {s: (dt.datetime.fromisoformat(datas[s].provenance["date"]),
+                 dt.datetime.fromisoformat(e.provenance["date"])) for s, e in evals.items()}
+    hosts = {s: e.provenance.get("cpu_isa", {}).get("int8_gemm") for s, e in evals.items()}
     payload = {
         "seeds": list(cfg.seeds), "reference": V.REFERENCE, "control": CONTROL if CONTROL in variants else None,
-        "n_test": evals[cfg.seeds[0]]["n_test"], "test_split_sha256": next(iter(splits.values())),
+        "n_test": evals[cfg.seeds[0]].n_test, "test_split_sha256": next(iter(splits.values())),
         "confidence": conf, "headline": "batch 1: each text alone (as deployed)",
         "interval": (f"Student-t interval of the mean over {len(reps)} seeds (each seed one fine-tuning run "
                      f"of FP32, QAT and the control, then every quantized file); beside it each seed's own "

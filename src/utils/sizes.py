@@ -49,7 +49,7 @@ from . import variants as V
 from .config import Config, ConfigError
 from .ort_inspect import operator_profiles
 from .predict import OrtPredictor, TorchPredictor, ort_session
-from .provenance import write_result
+from .results import write_result
 
 
 @dataclass(frozen=True)

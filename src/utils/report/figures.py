@@ -53,8 +53,8 @@ def data_figure(res: Results):
     sns.barplot(fr["class_counts"], x="split", y="n", hue="class", ax=axes[0])
     axes[0].set(title="Examples per split and class", ylabel="examples", xlabel="")
     sns.lineplot(fr["token_lengths"], x="tokens", y="share", hue="split", ax=axes[1], drawstyle="steps-mid")
-    axes[1].axvline(r["max_length"], color="k", ls="--", lw=1)
-    axes[1].text(r["max_length"], axes[1].get_ylim()[1] * 0.9, f" max_length={r['max_length']}", fontsize=9)
+    axes[1].axvline(r.max_length, color="k", ls="--", lw=1)
+    axes[1].text(r.max_length, axes[1].get_ylim()[1] * 0.9, f" max_length={r.max_length}", fontsize=9)
     axes[1].set(title="Text length in tokens (special tokens included)", ylabel="share of split")
     fig.tight_layout()
     return Drawn("data_overview", fig)
@@ -62,7 +62,7 @@ def data_figure(res: Results):
 
 def training_figure(res: Results):
     """FP32 fine-tuning's loss and validation accuracy per epoch; None for an adopted checkpoint (not trained)."""
-    if not res.train_fp32.get("history"):
+    if not res.train_fp32.history:
         return None
     r, h = res.train_fp32, F.training_frames(res)["history"]
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -72,7 +72,7 @@ def training_figure(res: Results):
     ax2.plot(h["epoch"], h["val_accuracy"], "s-", color="C1", label="validation accuracy")
     ax2.set_ylabel("validation accuracy")
     ax2.grid(False)
-    ax.axvline(r["best_epoch"], color="gray", ls=":", lw=1)
+    ax.axvline(r.best_epoch, color="gray", ls=":", lw=1)
     fig.legend(loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout()
     return Drawn("training_fp32", fig)
@@ -89,7 +89,7 @@ def evaluation_figure(res: Results):
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.3 * len(f) + 2.2))
     ax = axes[0]
     d = f.dropna(subset=["diff"])
-    d = d[d["diff_ci"].notna() & (d["variant"] != r["reference"])].sort_values("diff")
+    d = d[d["diff_ci"].notna() & (d["variant"] != r.reference)].sort_values("diff")
     y = np.arange(len(d))
     lo = np.array([c[0] for c in d["diff_ci"]])
     hi = np.array([c[1] for c in d["diff_ci"]])
@@ -116,15 +116,15 @@ def evaluation_figure(res: Results):
     for yy, mb in zip(y, d["size_mb"]):
         ax.annotate(f"{mb:.0f} MB", (right, yy), xytext=(6, 0), textcoords="offset points", va="center",
                     fontsize=6, color="0.35", annotation_clip=False)
-    ax.set(xlabel=f"test accuracy change from {r['reference']} (points; paired {conf:g}% bootstrap interval)",
-           title=f"Accuracy as deployed (batch 1), {r['n_test']:,} test texts")
+    ax.set(xlabel=f"test accuracy change from {r.reference} (points; paired {conf:g}% bootstrap interval)",
+           title=f"Accuracy as deployed (batch 1), {r.n_test:,} test texts")
     g = f.dropna(subset=["latency_ms"]).sort_values("latency_ms")
     sns.barplot(g, y="variant", x="latency_ms", hue="variant", ax=axes[1], legend=False, orient="h", palette=colours)
     for p, (ratio, lat) in zip(axes[1].patches, zip(g["size_ratio"], g["latency_ms"])):
         axes[1].annotate(f" {lat:.1f} ms, {ratio:.2f}x size", (p.get_width(), p.get_y() + p.get_height() / 2),
                          va="center", fontsize=7)
-    tok = res.data["token_lengths"]["test"]["median"]
-    length = res.bench["length"] if res.has("bench") else None
+    tok = res.data.token_lengths["test"]["median"]
+    length = res.bench.length if res.has("bench") else None
     axes[1].set(xlabel="median latency, batch 1 (ms)", ylabel="",
                 title=f"Latency on the test texts (median {tok:.0f} tokens"
                       + (f"; the benchmark times {length})" if length else ")"))
@@ -159,7 +159,7 @@ def batching_figure(res: Results):
     axes[0].set_yticks(y, [short(v) for v in m["variant"]])
     axes[0].set_xlim(0, max(1, int(m[["moved_batch1_vs_sorted", "moved_batch1_vs_random"]].to_numpy().max())) * 1.25)
     axes[0].invert_yaxis()
-    n = res.evaluate["n_test"]
+    n = res.evaluate.n_test
     axes[0].set(xlabel=f"test predictions that change (of {n:,})")
     axes[0].legend(loc="lower right")
     if rows == 2:
@@ -223,8 +223,8 @@ def bench_figure(res: Results):
             else:
                 ax.set_xlabel("batch size", fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"median latency, batch 1 (ms), {r['provenance']['threads']} threads" if i == 0
-                              else f"texts/s at length {r['length']}", fontsize=8)
+                ax.set_ylabel(f"median latency, batch 1 (ms), {r.provenance['threads']} threads" if i == 0
+                              else f"texts/s at length {r.length}", fontsize=8)
             else:
                 ax.tick_params(labelleft=False)
             ax.tick_params(labelsize=7)
@@ -232,7 +232,7 @@ def bench_figure(res: Results):
     ax.barh(sp["variant"], sp["speedup"], xerr=[sp["speedup"] - sp["lo"], sp["hi"] - sp["speedup"]],
             color=[colours.get(n, (0.5, 0.5, 0.5)) for n in sp["variant"]], capsize=3)
     ax.axvline(1, color="k", lw=1, ls="--")
-    ax.set(xlabel="speed-up over ONNX fp32 (range over rounds)", title=f"Batch 1, length {r['length']}")
+    ax.set(xlabel="speed-up over ONNX fp32 (range over rounds)", title=f"Batch 1, length {r.length}")
     ax.tick_params(axis="y", labelsize=7)
     return Drawn("benchmark", fig)
 
@@ -254,7 +254,7 @@ def op_time_figure(res: Results):
                 edgecolor="white", linewidth=0.5)
         left += df[op].to_numpy()
     pt = r.profile_threads
-    ax.set(xlabel=f"kernel time per call (ms; each node's median), batch 1, length {r['length']}, "
+    ax.set(xlabel=f"kernel time per call (ms; each node's median), batch 1, length {r.length}, "
                   f"{pt} thread{'s' if pt != 1 else ''}",
            title="Where the time goes (ONNX Runtime profiler; hatched: matrix products)")
     ax.tick_params(axis="y", labelsize=7)
@@ -298,7 +298,7 @@ def tradeoff_figure(res: Results):
     """The headline: test accuracy change (paired bootstrap interval, against the evaluation's FP32 reference)
     against batch-1 latency, one colour per variant family (its legend), the accuracy / latency frontier drawn and
     its variants named; a variant far below the others is written at the bottom edge with its value, off scale."""
-    r, ref = res.bench, res.evaluate["reference"]
+    r, ref = res.bench, res.evaluate.reference
     df = F.tradeoff_frames(res)["points"].reset_index(drop=True)
     core = df[df["lo"] > -5] if (df["lo"] > -5).sum() >= 2 else df
     off = df.drop(core.index)
@@ -329,7 +329,7 @@ def tradeoff_figure(res: Results):
     ax.set_xlim(left=min(ax.get_xlim()[0], core["ms"].min() / 1.35))
     _plain_log_ticks(ax)
     lvl = f"{100 * res.confidence():g}"
-    ax.set(xlabel=f"median latency, batch 1, {r['length']} tokens, {r['provenance']['threads']} threads (ms)",
+    ax.set(xlabel=f"median latency, batch 1, {r.length} tokens, {r.provenance['threads']} threads (ms)",
            ylabel=f"accuracy change vs\n{ref} (pt, {lvl}% CI)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.tight_layout()
@@ -367,28 +367,28 @@ def explain_example_figure(res: Results):
     reference's predicted class; below: the text highlighted)."""
     r = res.explain
     names = res.labels
-    ref, cmp_ = r["reference"], r["compare"]
-    picks = r["figure_examples"]
-    if cmp_ not in r["explanations"] or not picks:
+    ref, cmp_ = r.reference, r.compare
+    picks = r.figure_examples
+    if cmp_ not in r.explanations or not picks:
         return None
     fig = plt.figure(figsize=(PRINT_WIDTH, 2.8 * len(picks)))
     gs = fig.add_gridspec(2 * len(picks), 2, height_ratios=[2.2, 1.2] * len(picks), hspace=0.75, wspace=0.45)
     for row, i in enumerate(picks):
-        e = r["examples"][i]
+        e = r.examples[i]
         label = str(e["reference_pred"])
-        wr = np.asarray(r["explanations"][ref][i]["weights"][label])
+        wr = np.asarray(r.explanations[ref][i]["weights"][label])
         words = _example_words(e["text"])
         order = np.argsort(-np.abs(wr), kind="stable")[:10][::-1]
-        lim = max(np.abs(wr).max(), np.abs(r["explanations"][cmp_][i]["weights"][label]).max())
+        lim = max(np.abs(wr).max(), np.abs(r.explanations[cmp_][i]["weights"][label]).max())
         for col, v in enumerate((ref, cmp_)):
-            x = r["explanations"][v][i]
+            x = r.explanations[v][i]
             w = np.asarray(x["weights"][label])
             ax = fig.add_subplot(gs[2 * row, col])
             ax.barh([words[j] for j in order], w[order], color=["C2" if w[j] > 0 else "C3" for j in order])
             ax.axvline(0, color="k", lw=0.8)
             ax.set_xlim(-1.1 * lim, 1.1 * lim)
             rho = ("" if v == ref else
-                   f"\nSpearman vs FP32 (other seeds): {r['agreement_per_example'][v][i]['spearman']:.2f}")
+                   f"\nSpearman vs FP32 (other seeds): {r.agreement_per_example[v][i]['spearman']:.2f}")
             head = (f"text {e['index']} (true: {names[e['label']]}; {e['reason']})\n" if col == 0 else "\n")
             ax.set_title(f"{head}{short(v)}: {names[x['pred']]} ({max(x['proba']):.2f}){rho}", fontsize=8, loc="left")
             ax.set_xlabel(f"LIME weight toward '{names[int(label)]}'", fontsize=8)
@@ -403,7 +403,7 @@ def _example_words(text: str) -> list:
 
 def _explain_colors(r: dict) -> dict:
     """One colour per explained variant, by its family as in every other figure; the noise floor grey."""
-    names = list(r["variants"]) + list(r.get("cost_variants", []))
+    names = list(r.variants) + list((r.cost_variants or []))
     return {**variant_palette(names), "noise-floor": "0.6"}
 
 
@@ -417,12 +417,12 @@ def explain_agreement_figure(res: Results):
                                   variant=lambda d: d["variant"].map(
                                       lambda v: noise if v == "noise-floor" else short(v)))
     fig, axes = plt.subplots(1, 2, figsize=(PRINT_WIDTH, 3.4), gridspec_kw={"width_ratios": [1.5, 1]})
-    order = [short(v) for v in r["agreement_per_example"] if v != "noise-floor"] + [noise]
+    order = [short(v) for v in r.agreement_per_example if v != "noise-floor"] + [noise]
     colors = {**{short(k): v for k, v in _explain_colors(r).items()}, noise: "0.6"}
     sns.boxplot(df, x="metric", y="value", hue="variant", hue_order=order, ax=axes[0], fliersize=1.5,
                 palette=[colors[v] for v in order], showmeans=True, linewidth=0.7,
                 meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "k", "markersize": 3})
-    n_random = r.get("selection", {}).get("n_random", r["n_examples"])
+    n_random = (r.selection or {}).get("n_random", r.n_examples)
     axes[0].set(ylabel=f"agreement with FP32\n({n_random} random texts)", xlabel="")
     axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     d = fr["minus_noise"]
@@ -441,7 +441,7 @@ def explain_agreement_figure(res: Results):
         axes[1].set_yticks(y, [short(v) for v in names])
         axes[1].invert_yaxis()
         axes[1].axvline(0, color="k", lw=0.8, ls="--")
-        m = r.get("equivalence_margin")
+        m = r.equivalence_margin
         if m:
             axes[1].axvspan(-m, m, color="0.88", zorder=0, label=f"margin $\\pm${m:g}")
         conf = 100 * res.confidence("explain")
@@ -457,11 +457,11 @@ def explain_faithfulness_figure(res: Results):
     """Comprehensiveness (higher: more faithful) and sufficiency (lower), normalized where the result has it, against
     a random ranking (crosses), and the cost of an explanation per variant."""
     r = res.explain
-    fig, axes = plt.subplots(1, 3, figsize=(PRINT_WIDTH, 0.3 * len(r["cost"]) + 1.6), sharey=False)
-    f = r["faithfulness"]
+    fig, axes = plt.subplots(1, 3, figsize=(PRINT_WIDTH, 0.3 * len(r.cost) + 1.6), sharey=False)
+    f = r.faithfulness
     names = list(f)
     colors = _explain_colors(r)
-    pre = "normalized_" if r.get("naopc") else ""
+    pre = "normalized_" if r.naopc else ""
     labels = [short(n) for n in names]
     for ax, key in ((axes[0], "comprehensiveness"), (axes[1], "sufficiency")):
         better = metric(key).better
@@ -476,11 +476,11 @@ def explain_faithfulness_figure(res: Results):
         ax.invert_yaxis()
     axes[1].set_yticklabels([])
     axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
-    c = r["cost"]
+    c = r.cost
     cn = sorted(c, key=lambda n: c[n]["throughput_vs_baseline"])
     axes[2].barh([short(n) for n in cn], [c[n]["throughput_vs_baseline"] for n in cn], color=[colors[n] for n in cn])
     axes[2].axvline(1, color="k", lw=0.8, ls="--")
-    axes[2].set(xlabel=f"explanations/s vs {short(r['throughput_baseline'])}", title="Cost")
+    axes[2].set(xlabel=f"explanations/s vs {short(r.throughput_baseline)}", title="Cost")
     fig.tight_layout()
     return Drawn("lime_faithfulness", fig)
 
@@ -497,11 +497,11 @@ def seeds_figure(res: Results):
     fig, axes = plt.subplots(1, 2 if len(ctl) else 1, figsize=(12 if len(ctl) else 7, 0.42 * len(f) + 1.6),
                              gridspec_kw={"width_ratios": [1.4, 1]} if len(ctl) else None, squeeze=False)
     colours = variant_palette(f["variant"])
-    lvl = int(100 * r["confidence"])
-    panels = [(axes[0][0], f, "diff", "per_seed", "diff_ci", f"against {r['reference']}")]
+    lvl = int(100 * r.confidence)
+    panels = [(axes[0][0], f, "diff", "per_seed", "diff_ci", f"against {r.reference}")]
     if len(ctl):
         panels.append((axes[0][1], ctl, "vs_control", "vs_control_per_seed", "vs_control_ci",
-                       f"QAT against its control ({r['control']})"))
+                       f"QAT against its control ({r.control})"))
     for ax, fr, mean, per_seed, ci_key, title in panels:
         for y, row in fr.iterrows():
             xs = 100 * np.asarray(row[per_seed])
@@ -513,7 +513,7 @@ def seeds_figure(res: Results):
         ax.set_yticks(range(len(fr)), fr["variant"], fontsize=8)
         ax.invert_yaxis()
         ax.set(xlabel="accuracy change (pt), batch 1", title=title)
-    axes[0][0].annotate(f"dots: seeds {', '.join(map(str, r['seeds']))}; diamond: mean, {lvl}% t-interval over seeds",
+    axes[0][0].annotate(f"dots: seeds {', '.join(map(str, r.seeds))}; diamond: mean, {lvl}% t-interval over seeds",
                         (0, -0.16), xycoords="axes fraction", fontsize=7, color="0.35", va="top")
     fig.tight_layout()
     return Drawn("seeds", fig)
@@ -527,8 +527,8 @@ def sizes_figure(res: Results):
     if fr is None:
         return None
     r, v, s = res.sizes, fr["variants"], fr["sizes"]
-    L = str(max(r["lengths"]))
-    colours = variant_palette(r["variants"])
+    L = str(max(r.lengths))
+    colours = variant_palette(r.variants)
     mem = v["peak_rss_mb"].notna().any()
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.6))
     axes = axes.ravel()
@@ -536,10 +536,10 @@ def sizes_figure(res: Results):
     s = s.assign(mparams=s["params"] / 1e6)
     panels = [(axes[0], "file_mb", "file size (MB)", "Model file"),
               (axes[1], f"latency_{L}", "ms per call (median)", f"Batch 1, {L} tokens"),
-              (axes[2], "texts_per_s", "texts / s", f"Throughput, batch {r['batch_size']} x {L} tokens")]
+              (axes[2], "texts_per_s", "texts / s", f"Throughput, batch {r.batch_size} x {L} tokens")]
     if mem:
         panels.append((axes[5], "peak_rss_mb", "peak resident memory (MB)",
-                       f"Fresh process, one batch of {r['batch_size']}"))
+                       f"Fresh process, one batch of {r.batch_size}"))
     for ax, col, ylabel, title in panels:
         for n, g in v.groupby("variant", sort=False):
             ax.plot(g["mparams"], g[col], marker="o", color=colours[n], label=n, ms=4,
@@ -548,7 +548,7 @@ def sizes_figure(res: Results):
                ylabel=ylabel, title=title)
     axes[0].legend(fontsize=7, loc="upper left")
     ax = axes[3]
-    for L_, ls in zip(sorted(r["lengths"]), (":", "-", "-.")):
+    for L_, ls in zip(sorted(r.lengths), (":", "-", "-.")):
         ax.plot(s["mparams"], s[f"vs_onnx_{L_}"], marker="o", ls=ls, color="C2", label=f"over ONNX FP32, {L_} tokens",
                 ms=4)
     ax.plot(s["mparams"], s[f"vs_torch_{L}"], "s-", color="0.35", label=f"over PyTorch FP32, {L} tokens", ms=4)
@@ -567,7 +567,7 @@ def sizes_figure(res: Results):
     for _, row in s.iterrows():
         ax.annotate(row["size"], (row["mparams"], 100 * row["matmul_share"]), fontsize=6, xytext=(3, 3),
                     textcoords="offset points")
-    threads = (res.sizes["protocol"].get("profile_threads") or res.sizes["provenance"]["threads"])
+    threads = (res.sizes.protocol.get("profile_threads") or res.sizes.provenance["threads"])
     ax.set(xscale="log", xlabel="parameters (millions)", ylabel="% of FP32 kernel time",
            title=f"Matrix products, operator profiles ({threads} thread{'s' if threads != 1 else ''})")
     px = s[s["int8_matmul_speedup"].notna()]
@@ -592,8 +592,8 @@ def sizes_figure(res: Results):
                 axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
                 axis.set_major_formatter(plain)
                 axis.set_minor_formatter(NullFormatter())
-    isa = r["provenance"]["cpu_isa"]["int8_gemm"]
+    isa = r.provenance["cpu_isa"]["int8_gemm"]
     fig.suptitle(f"Cost against model size: randomly initialised BERT encoders (speed and size need no trained "
-                 f"weights); {r['provenance']['threads']} threads, INT8 GEMM path {isa}", fontsize=10)
+                 f"weights); {r.provenance['threads']} threads, INT8 GEMM path {isa}", fontsize=10)
     fig.tight_layout()
     return Drawn("sizes", fig)

@@ -20,8 +20,8 @@ AGREEMENT_SHOWN = ("top5_overlap", "spearman", "kendall")
 def data_frames(res: Results) -> dict:
     """Examples per split and class; the token-length histogram as a share of each split."""
     r = res.data
-    rows = [{"split": s, "class": c, "n": n} for s, v in r["splits"].items() for c, n in v["class_counts"].items()]
-    hist = [{"split": s, "tokens": int(k), "n": n} for s, v in r["token_lengths"].items()
+    rows = [{"split": s, "class": c, "n": n} for s, v in r.splits.items() for c, n in v["class_counts"].items()]
+    hist = [{"split": s, "tokens": int(k), "n": n} for s, v in r.token_lengths.items()
             for k, n in v["histogram"].items()]
     h = pd.DataFrame(hist)
     h["share"] = h["n"] / h.groupby("split")["n"].transform("sum")
@@ -29,13 +29,13 @@ def data_frames(res: Results) -> dict:
 
 
 def training_frames(res: Results) -> dict:
-    return {"history": pd.DataFrame(res.train_fp32["history"])}
+    return {"history": pd.DataFrame(res.train_fp32.history)}
 
 
 def evaluation_frame(res: Results) -> pd.DataFrame:
     r = res.evaluate
     rows = []
-    for name, v in r["variants"].items():
+    for name, v in r.variants.items():
         rows.append({"variant": name, "runtime": v["runtime"], "size_mb": v["size_mb"],
                      "size_ratio": v["size_ratio_to_onnx_fp32"], "accuracy": v["accuracy"],
                      "acc_lo": v["accuracy_ci"][0], "acc_hi": v["accuracy_ci"][1], "macro_f1": v["macro_f1"],
@@ -63,7 +63,7 @@ def companion_seeds(res: Results) -> Optional[dict]:
     if res.cfg.name != "default" or not path.is_file():
         return None
     sd = read_json(path)
-    same = sd.get("test_split_sha256") == res.data["splits"]["test"].get("sha256")
+    same = sd.get("test_split_sha256") == res.data.splits["test"].get("sha256")
     return sd if same else None
 
 
@@ -73,7 +73,7 @@ def accuracy_claims(res: Results) -> pd.DataFrame:
     interval of the change and its TOST verdict at ``eval.equivalence_margin`` on this one test set, and, where
     the profile's companion seeds run has the variant, the verdict over the training seeds (Student's t, 90%)."""
     ev, cfg = res.evaluate, res.cfg.eval
-    e, ref = ev["variants"], ev["reference"]
+    e, ref = ev.variants, ev.reference
     ps = {n: (v.get("mcnemar") or {}).get("p_value", float("nan")) for n, v in e.items() if n != ref}
     adj = S.holm(ps)
     sd = companion_seeds(res)
@@ -105,7 +105,7 @@ def batching_frames(res: Results) -> Optional[dict]:
     alone, length-sorted batches and a random batching; per dynamic INT8 file, the median ratio of each
     DynamicQuantizeLinear scale inside a batch to the text's own, for texts that moved and texts that did
     not. None for results without the batch-invariance measurement."""
-    ev = res.evaluate["variants"]
+    ev = res.evaluate.variants
     if not all("batch_invariance" in v for v in ev.values()):
         return None
     moves = pd.DataFrame([{"variant": n, "declared_invariant": v["batch_invariant_declared"],
@@ -129,7 +129,7 @@ def bench_frames(res: Results) -> dict:
     thr = pd.DataFrame([{"variant": n, "batch": int(B), "texts/s": v["texts_per_s"]}
                         for B, row in cpu["batch_size"].items() for n, v in row.items()])
     rows = []
-    for n, v in r["speedup_vs_onnx_fp32_rounds"].items():
+    for n, v in r.speedup_vs_onnx_fp32_rounds.items():
         ratios = v["ratios"]
         rows.append({"variant": n, "speedup": float(np.median(ratios)), "lo": min(ratios), "hi": max(ratios)})
     return {"seq_length": seq, "throughput": thr, "speedup": pd.DataFrame(rows).sort_values("speedup")}
@@ -155,7 +155,7 @@ def tradeoff_frames(res: Results) -> dict:
     """Per variant of the headline that the evaluation scored: latency, the accuracy change from the
     evaluation's reference with its paired interval (pt), and the file size."""
     r, ev = res.bench, res.evaluate
-    e, ref = ev["variants"], ev["reference"]
+    e, ref = ev.variants, ev.reference
     head = r.all_threads["headline"]
     rows = []
     for n in head:
@@ -178,18 +178,18 @@ def explain_example_frames(res: Results) -> Optional[dict]:
     """For each example the side-by-side figure shows: its ten largest words (by the reference's
     weight) and both variants' weights toward the reference's predicted class."""
     r = res.explain
-    ref, cmp_ = r["reference"], r["compare"]
-    if cmp_ not in r["explanations"] or not r["figure_examples"]:
+    ref, cmp_ = r.reference, r.compare
+    if cmp_ not in r.explanations or not r.figure_examples:
         return None
     rows = []
-    for i in r["figure_examples"]:
-        e = r["examples"][i]
+    for i in r.figure_examples:
+        e = r.examples[i]
         label = str(e["reference_pred"])
-        wr = np.asarray(r["explanations"][ref][i]["weights"][label])
+        wr = np.asarray(r.explanations[ref][i]["weights"][label])
         words = list(indexed(e["text"]).inverse_vocab)
         for j in np.argsort(-np.abs(wr), kind="stable")[:10][::-1]:
             rows.append({"example": e["index"], "word": words[j],
-                         **{v: r["explanations"][v][i]["weights"][label][j] for v in (ref, cmp_)}})
+                         **{v: r.explanations[v][i]["weights"][label][j] for v in (ref, cmp_)}})
     return {"top_words": pd.DataFrame(rows)}
 
 
@@ -199,13 +199,13 @@ def explain_agreement_frames(res: Results) -> dict:
     r = res.explain
     df = agreement_frame(r)
     rows = []
-    for v, a in r["agreement"].items():
+    for v, a in r.agreement.items():
         for where in ("random", "disagreement"):
             d = (a.get("versus_floor") or {}).get(where, {}).get("spearman")
             if d and d["n"]:
                 rows.append({"variant": v, "texts": where, "mean": d["mean"], "lo": d["ci"][0], "hi": d["ci"][1]})
     shown = df[df["metric"].isin(AGREEMENT_SHOWN)]
-    random_at = {i for i, e in enumerate(r["examples"]) if e.get("reason") == "random"}
+    random_at = {i for i, e in enumerate(r.examples) if e.get("reason") == "random"}
     return {"per_example": shown[shown["example"].isin(random_at)] if random_at else shown,
             "minus_noise": pd.DataFrame(rows)}
 
@@ -213,8 +213,8 @@ def explain_agreement_frames(res: Results) -> dict:
 def explain_faithfulness_frames(res: Results) -> dict:
     """Comprehensiveness and sufficiency (mean, interval, random ranking) per variant, and the cost."""
     r = res.explain
-    f, c = r["faithfulness"], r["cost"]
-    pre = "normalized_" if r.get("naopc") else ""
+    f, c = r.faithfulness, r.cost
+    pre = "normalized_" if r.naopc else ""
     rows = [{"variant": n, "metric": k, "mean": f[n][pre + k]["mean"], "lo": f[n][pre + k]["ci"][0],
              "hi": f[n][pre + k]["ci"][1], "random": f[n]["random_" + pre + k]["mean"], "normalized": bool(pre)}
             for k in ("comprehensiveness", "sufficiency") for n in f]
@@ -255,7 +255,7 @@ def seeds_frame(res: Results) -> pd.DataFrame:
     for QAT's files, also against FP32 trained as long (the control)."""
     r = res.seeds
     rows = []
-    for name, v in r["variants"].items():
+    for name, v in r.variants.items():
         d, c = v.get("accuracy_diff"), v.get("vs_fp32_plus_epoch")   # None: the reference
         rows.append({"variant": name, "family": v["family"], "control": v["control"],
                      "accuracy": v["accuracy"]["mean"], "accuracy_sd": v["accuracy"]["sd"],
@@ -287,8 +287,8 @@ def sizes_frames(res: Results) -> Optional[dict]:
         return None
     r = res.sizes
     rows, per = [], []
-    for m in sorted(r["models"], key=lambda m: m["parameters"]):
-        for n in r["variants"]:
+    for m in sorted(r.models, key=lambda m: m["parameters"]):
+        for n in r.variants:
             rows.append({"size": m["name"], "params": m["parameters"], "variant": n, "file_mb": m["file_mb"][n],
                          "texts_per_s": m["throughput"][n]["texts_per_s"],
                          "peak_rss_mb": (m["memory"] or {}).get(n, {}).get("peak_rss_mb"),

@@ -14,10 +14,11 @@ from .. import data as D
 from .. import packaged as PK
 from .. import packaged_data as PD
 from .. import variants as V
+from ..results import as_result
 from ..stats import tost_verdict
 from . import frames as F
 from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames, unfused_int8
-from .readers import BenchResult, Results, best_int, short
+from .readers import Results, best_int, short
 from .runtimes import runtime_macros
 from .tables import pct, symmetric
 from .writer import tex_escape
@@ -27,8 +28,8 @@ def paper_macros(res: Results) -> dict:
     """Numbers quoted in the paper's text, from the results JSON (name -> text; ``writer.write_macros``
     writes them as paper/tables/<profile>/numbers.tex)."""
     d, t = res.data, res.train_fp32
-    x, e = res.export, res.evaluate["variants"]
-    q = res.quantize["variants"]
+    x, e = res.export, res.evaluate.variants
+    q = res.quantize.variants
     fp, ox, q8 = e["pytorch-fp32"], e["onnx-fp32"], e["onnx-int8-dynamic"]
     f16 = e["onnx-fp16"]
     macros = {}
@@ -36,12 +37,12 @@ def paper_macros(res: Results) -> dict:
         b = res.bench
         head = b.all_threads["headline"]
         best = best_int(head)
-        sp, spt = b["speedup_vs_onnx_fp32"], b["speedup_vs_pytorch_fp32"]
+        sp, spt = b.speedup_vs_onnx_fp32, b.speedup_vs_pytorch_fp32
         fmt_ms = lambda n: f"{head[n]['median_ms']:.1f}" if n in head else "--"  # noqa: E731
         fmt_x = lambda n: f"{sp[n]:.2f}" if n in sp else "--"  # noqa: E731
         macros = {
-            "BenchThreads": str(b["provenance"]["threads"]), "BenchLength": str(b["length"]),
-            "BenchCPU": tex_escape(b["provenance"]["cpu"]),
+            "BenchThreads": str(b.provenance["threads"]), "BenchLength": str(b.length),
+            "BenchCPU": tex_escape(b.provenance["cpu"]),
             "BestInt": short(best), "BestIntMs": fmt_ms(best),
             "BestIntVsOnnx": fmt_x(best), "BestIntVsTorch": f"{spt[best]:.2f}" if best in spt else "--",
             **({"BestIntVsOnnxWord": speed_verdict(sp[best])} if best in sp else {}),
@@ -55,31 +56,31 @@ def paper_macros(res: Results) -> dict:
             "BenchTokenMs": fmt_ms("onnx-int8-dynamic-token"), "BenchTokenVsOnnx": fmt_x("onnx-int8-dynamic-token"),
             "BenchMaxSpread": f"{100 * max(v['spread'] for v in head.values()):.1f}",
             "BenchMinSpread": f"{100 * min(v['spread'] for v in head.values()):.1f}",
-            **({"BenchMinutes": f"{b['seconds'] / 60:.1f}"} if b.get("seconds") else {}),
+            **({"BenchMinutes": f"{b.seconds / 60:.1f}"} if b.seconds else {}),
             "OrtThreads": ("ONNX Runtime's threads spin between operators within a call, as by default, and stop "
                            "when it returns, so that they do not hold the cores in the next model's turn"
-                           if b.get("protocol", {}).get("ort_spin_stop") else
+                           if (b.protocol or {}).get("ort_spin_stop") else
                            "ONNX Runtime's threads spin, as by default, also after a call returns"
-                           if b.get("protocol", {}).get("ort_spinning") else
+                           if (b.protocol or {}).get("ort_spinning") else
                            "ONNX Runtime's threads do not spin between calls"),
-            **({"HeadlineOnly": tex_escape(", ".join(b["protocol"]["headline_only"]))}
-               if b.get("protocol", {}).get("headline_only") else {}),
+            **({"HeadlineOnly": tex_escape(", ".join(b.protocol["headline_only"]))}
+               if (b.protocol or {}).get("headline_only") else {}),
             **_memory_macros(b, best),
             **_protocol_macros(b, best), **_run_macros(res), **_sym_macros(b, q),
             **_skip_layer_norm_macros(b, q),
-            "GPUNote": tex_escape(b["gpu"].get("note", "GPU measured")),
+            "GPUNote": tex_escape(b.gpu.get("note", "GPU measured")),
         }
     return {**macros, **explain_macros(res), **batching_macros(res), **hosts_macros(res), **seeds_macros(res),
             **sizes_macros(res), **hostdrift_macros(res), **gradients_macros(res),
             **setup_macros(res),
             **claim_macros(res), **runtime_macros(res),
-        "NExamples": f"{d['n_examples']:,}", "NTest": f"{d['splits']['test']['n']:,}",
-        "NTrain": f"{d['splits']['train']['n']:,}",
-        "MajorityAcc": pct(d["majority_class_test_accuracy"]),
-        **({"TrainMinutes": f"{t['train_seconds'] / 60:.1f}", "BestEpoch": str(t["best_epoch"])}
-           if "adopted" not in t else {"Adopted": tex_escape(t["adopted"]["from"]),
-                                       "AdoptedValAcc": pct(t["best_val_accuracy"])}),
-        "ParityMaxDiff": f"{max(v['parity']['max_abs_diff'] for v in x.values() if 'parity' in v):.1e}",
+        "NExamples": f"{d.n_examples:,}", "NTest": f"{d.splits['test']['n']:,}",
+        "NTrain": f"{d.splits['train']['n']:,}",
+        "MajorityAcc": pct(d.majority_class_test_accuracy),
+        **({"TrainMinutes": f"{t.train_seconds / 60:.1f}", "BestEpoch": str(t.best_epoch)}
+           if t.adopted is None else {"Adopted": tex_escape(t.adopted["from"]),
+                                       "AdoptedValAcc": pct(t.best_val_accuracy)}),
+        "ParityMaxDiff": f"{max(v['parity']['max_abs_diff'] for v in x.files.values() if 'parity' in v):.1e}",
         "FPAcc": pct(fp["accuracy"]), "OnnxFPAcc": pct(ox["accuracy"]), "DynAcc": pct(q8["accuracy"]),
         "DynAccDiff": f"{100 * q8['accuracy_diff']:+.1f}", "DynAgree": pct(q8["agreement"]),
         "OnnxFPMB": f"{ox['size_mb']:.1f}", "DynMB": f"{q8['size_mb']:.1f}",
@@ -97,7 +98,7 @@ def lat(v: dict) -> str:
 
 def qat_ran(res: Results) -> bool:
     """Whether the run trained QAT (``qat.enabled``): without it, no QAT variant, macro or sentence."""
-    return res.train_qat.get("enabled", True)
+    return res.train_qat.enabled is not False
 
 
 def _qat_macros(res: Results) -> dict:
@@ -105,10 +106,10 @@ def _qat_macros(res: Results) -> dict:
     QAT in the paper stands inside ``\\ifdefined\\QatRan``)."""
     if not qat_ran(res):
         return {}
-    e, sm = res.evaluate["variants"], res.quantize["variants"]["int8-qat"]["scales_match_qat"]
+    e, sm = res.evaluate.variants, res.quantize.variants["int8-qat"]["scales_match_qat"]
     qa, qs, fq = e["onnx-int8-qat"], e["onnx-int8-qat-seed"], e["pytorch-qat-fakequant"]
     return {
-        "QatRan": "QAT", "QatMinutes": f"{res.train_qat['train_seconds'] / 60:.1f}",
+        "QatRan": "QAT", "QatMinutes": f"{res.train_qat.train_seconds / 60:.1f}",
         "QatAcc": pct(qa["accuracy"]), "QatAccDiff": f"{100 * qa['accuracy_diff']:+.1f}",
         "QatSeedAcc": pct(qs["accuracy"]), "QatSeedAccDiff": f"{100 * qs['accuracy_diff']:+.1f}",
         "QatMB": f"{qa['size_mb']:.1f}", "QatRatio": f"{e['onnx-fp32']['size_mb'] / qa['size_mb']:.2f}",
@@ -124,10 +125,10 @@ def model_config(res: Results) -> Optional[dict]:
     """The architecture of the model the profile fine-tuned, read without a network: as train_fp32.json records
     it, else the config.json of the FP32 checkpoint if it is on this machine, else the packaged or local source
     model's (the same encoder; the head is new); None for a hub model whose checkpoint is not here."""
-    if res.train_fp32.get("architecture"):
-        return res.train_fp32["architecture"]
-    m = res.data["provenance"]["config"]["model"]
-    found = [res.cfg.path(res.train_fp32["checkpoint"]) / "config.json"]
+    if res.train_fp32.architecture:
+        return res.train_fp32.architecture
+    m = res.data.provenance["config"]["model"]
+    found = [res.cfg.path(res.train_fp32.checkpoint) / "config.json"]
     if m["source"] == "packaged":
         try:
             found.append(PK.model_dir(m.get("packaged"), res.cfg.root) / "config.json")
@@ -165,15 +166,15 @@ def group_column(dc: dict) -> Optional[str]:
 def setup_macros(res: Results) -> dict:
     """Facts of the set-up that a profile changes (model, its size, data, opset, interval level), from the
     configuration recorded in the results' provenance, so that no sentence types them."""
-    c = res.data["provenance"]["config"]
+    c = res.data.provenance["config"]
     out = {"ModelName": tex_escape(model_name(c["model"])), "DataName": tex_escape(data_name(c["data"])),
-           "ModelParams": f"{res.train_fp32['parameters'] / 1e6:.1f}M",
+           "ModelParams": f"{res.train_fp32.parameters / 1e6:.1f}M",
            "MaxLength": str(c["model"]["max_length"]), "Opset": str(c["export"]["opset"]),
            "ConfPct": f"{100 * res.confidence():g}", "EvalBatchSize": str(c["eval"]["batch_size"])}
     ems = [rf"\emph{{{tex_escape(str(x))}}}" for x in res.labels]
     out["DataLabels"] = " or ".join(reversed(ems)) if len(ems) == 2 else ", ".join(ems)
     group = group_column(c["data"])
-    if group and res.data.get("group_overlap") == 0:      # the splits share no group: the paper may say so
+    if group and res.data.group_overlap == 0:      # the splits share no group: the paper may say so
         out["DataGroup"] = tex_escape(str(group).replace("_", " "))
     out.update(host_macros(res))
     mc = model_config(res)
@@ -193,7 +194,7 @@ def host_macros(res: Results) -> dict:
     """The hosts of the accuracy (evaluate.json) and speed (bench.json) results: CPU, the instruction-set
     features that decide INT8 (provenance ``cpu_isa``) and the INT8 GEMM path they select; whether the two
     steps ran on hosts with different instruction sets (INT8 predictions differ between them); versions."""
-    ev = res.evaluate["provenance"]
+    ev = res.evaluate.provenance
     out = {f"Eval{k}": v for k, v in _host(ev).items()}
     pk = ev.get("packages", {})
     out.update({f"{key}Version": tex_escape(pk.get(dist) or "not recorded")
@@ -202,7 +203,7 @@ def host_macros(res: Results) -> dict:
     if sec is not None:     # one run of the eight steps, each with its wall-clock seconds
         out["StudyMinutes"] = f"{sum(sec.values()) / 60:.0f}"
     if res.has("bench"):
-        b = res.bench["provenance"]
+        b = res.bench.provenance
         out.update({f"Bench{k}": v for k, v in _host(b).items() if k != "CPU"})
         if (b.get("cpu_isa") or {}).get("features") != (ev.get("cpu_isa") or {}).get("features"):
             out["HostsDiffer"] = "1"
@@ -222,17 +223,17 @@ def amdahl_bound(res: Results, variant: str = "onnx-fp32") -> dict:
 
 def _protocol_macros(b: dict, best: str) -> dict:
     """Paper numbers on how the variants were interleaved, where bench.json records it."""
-    b = b if isinstance(b, BenchResult) else BenchResult(b)
+    b = as_result("bench", b)
     cpu = b.all_threads
-    rr, per = b.get("speedup_vs_onnx_fp32_rounds"), cpu.get("per_call")
+    rr, per = b.speedup_vs_onnx_fp32_rounds, cpu.get("per_call")
     out = {}
     if rr:
         out["BestIntRatioSpread"] = f"{100 * rr[best]['spread']:.1f}"
         out["BenchMaxRatioSpread"] = f"{100 * max(v['spread'] for v in rr.values()):.1f}"
-        out["BenchBlock"], out["BenchBlockWarmup"] = str(b["protocol"]["block"]), str(b["protocol"]["block_warmup"])
-    one = b["cpu"].get("threads_1", {}).get("headline", {})
+        out["BenchBlock"], out["BenchBlockWarmup"] = str(b.protocol["block"]), str(b.protocol["block_warmup"])
+    one = b.cpu.get("threads_1", {}).get("headline", {})
     head = cpu["headline"]
-    if {"onnx-fp32", best} <= set(one) and b["provenance"]["threads"] != 1:
+    if {"onnx-fp32", best} <= set(one) and b.provenance["threads"] != 1:
         out["BestIntVsOnnxOneThread"] = f"{one['onnx-fp32']['median_ms'] / one[best]['median_ms']:.2f}"
         out["OnnxFPThreadGain"] = f"{one['onnx-fp32']['median_ms'] / head['onnx-fp32']['median_ms']:.2f}"
         out["BestIntThreadGain"] = f"{one[best]['median_ms'] / head[best]['median_ms']:.2f}"
@@ -245,19 +246,19 @@ def _protocol_macros(b: dict, best: str) -> dict:
     if fusedq and op_best:
         fq = best_int(head, fusedq)
         out.update({"FusedInt": short(fq), "FusedIntMs": f"{head[fq]['median_ms']:.1f}",
-                    "FusedIntVsOnnx": f"{b['speedup_vs_onnx_fp32'][fq]:.2f}",
+                    "FusedIntVsOnnx": f"{b.speedup_vs_onnx_fp32[fq]:.2f}",
                     "FusedIntGain": f"{100 * (head[op_best]['median_ms'] / head[fq]['median_ms'] - 1):+.0f}"})
     # the profiles' thread count, what the profiler costs there and on all cores, and the unfused INT8
     # file's speed-up without the profiler on the profiles' threads (what Amdahl's bound bounds)
     pt = b.profile_threads
-    at = b["cpu"].get(f"threads_{pt}", {}).get("headline", {})
-    over = b.get("profiler_overhead", {})
+    at = b.cpu.get(f"threads_{pt}", {}).get("headline", {})
+    over = (b.profiler_overhead or {})
     if ops:
         out["ProfThreads"] = "one thread" if pt == 1 else f"{pt} threads"
         if pt == 1:
             out["ProfOneThread"] = "1"
     fp_over = lambda t: over.get(f"threads_{t}", {}).get("onnx-fp32")  # noqa: E731
-    all_t = b["provenance"]["threads"]
+    all_t = b.provenance["threads"]
     if fp_over(pt):
         out["ProfSlowdown"] = f"{100 * fp_over(pt)['slowdown']:.0f}"
     if all_t != pt and fp_over(all_t):
@@ -302,7 +303,7 @@ def _protocol_macros(b: dict, best: str) -> dict:
 def _memory_macros(b: dict, best: str) -> dict:
     """Paper numbers on fresh-process memory: what loading ONNX FP32 and the fastest INT8 file adds to
     a process, and that process's peak (imports included)."""
-    mem = b.get("memory") or {}
+    mem = b.memory or {}
     if not {"onnx-fp32", best} <= set(mem):
         return {}
     fp, q = mem["onnx-fp32"], mem[best]
@@ -313,14 +314,14 @@ def _memory_macros(b: dict, best: str) -> dict:
 
 def _sym_macros(b: dict, q: dict) -> dict:
     """Paper numbers on the symmetric int8-activation file (TensorRT's format) on the CPU provider."""
-    b = b if isinstance(b, BenchResult) else BenchResult(b)
+    b = as_result("bench", b)
     head, ops = b.all_threads["headline"], b.op_times
     sym, ref = "int8-static-sym", "int8-static-minmax"
     if not ({sym, ref} <= set(q) and f"onnx-{sym}" in head and f"onnx-{sym}" in ops):
         return {}
     fused = lambda n: q[n]["session_ops"].get("MatMulIntegerToFloat", 0)  # noqa: E731
     return {"SymMs": f"{head[f'onnx-{sym}']['median_ms']:.1f}",
-            "SymVsOnnx": f"{b['speedup_vs_onnx_fp32'][f'onnx-{sym}']:.2f}",
+            "SymVsOnnx": f"{b.speedup_vs_onnx_fp32[f'onnx-{sym}']:.2f}",
             "SymFused": str(fused(sym)), "MinmaxFused": str(fused(ref)),
             "SymDQMs": f"{ops[f'onnx-{sym}']['op_ms'].get('DequantizeLinear', 0.0):.1f}"}
 
@@ -329,7 +330,7 @@ def _skip_layer_norm_macros(b: dict, q: dict) -> dict:
     """Paper numbers on ORT's fused SkipLayerNormalization CPU kernel: its time per node in a variant
     whose session runs it, against a LayerNormalization plus its residual Add in the variant that
     asks ORT to leave that fusion off (same shapes, same run, same threads)."""
-    b = b if isinstance(b, BenchResult) else BenchResult(b)
+    b = as_result("bench", b)
     ops = b.op_times
     runs = lambda n, op: q[n]["session_ops"].get(op, 0)  # noqa: E731
     fused = [n for n in q if runs(n, "SkipLayerNormalization") and f"onnx-{n}" in ops]
@@ -418,7 +419,7 @@ def hosts_macros(res: Results) -> dict:
 def batching_macros(res: Results) -> dict:
     """Paper numbers on batch invariance: the predictions that move per family of variants, the accuracy
     of dynamic INT8 batched, and the scale ratio behind the moves (where measured)."""
-    e = res.evaluate["variants"]
+    e = res.evaluate.variants
     if not all("batch_invariance" in v for v in e.values()):
         return {}
     mv = lambda n: e[n]["batch_invariance"]["moved_batch1_vs_sorted"]  # noqa: E731
@@ -488,8 +489,8 @@ def explain_macros(res: Results) -> dict:
         return {}
     r = res.explain
     if not symmetric(r):
-        return {"ExplainAsymmetric": "asymmetric", "ExplainN": str(r["n_examples"])}
-    a, c, sel = r["agreement"], r["cost"], r["selection"]
+        return {"ExplainAsymmetric": "asymmetric", "ExplainN": str(r.n_examples)}
+    a, c, sel = r.agreement, r.cost, r.selection
     sp = lambda v, m="spearman", w="random": f"{a[v][w][m]['mean']:.2f}"  # noqa: E731
     ints = [n for n in c if V.is_integer(n)]
     best = max(ints, key=lambda n: c[n]["throughput_vs_baseline"]) if ints else None
@@ -497,30 +498,30 @@ def explain_macros(res: Results) -> dict:
         "ExplainN": str(sel["n_random"]), "ExplainFlipN": str(sel["n_disagreement"]),
         "ExplainFlipAvailable": str(sel["n_disagreement_available"]),
         "ExplainFlipInRandom": str(sel["n_disagreement_in_random"]),
-        "ExplainSamples": f"{r['samples']:,}", "ExplainMinutes": f"{r['total_seconds'] / 60:.1f}",
-        "ExplainNoiseSeeds": str(len(r["noise_seeds"])), "ExplainMargin": f"{r['equivalence_margin']:g}",
+        "ExplainSamples": f"{r.samples:,}", "ExplainMinutes": f"{r.total_seconds / 60:.1f}",
+        "ExplainNoiseSeeds": str(len(r.noise_seeds)), "ExplainMargin": f"{r.equivalence_margin:g}",
         "ExplainSpearmanNoise": sp("noise-floor"), "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
         "ExplainBestInt": short(best or "--"),
         "ExplainBestIntSpeedup": f"{c[best]['throughput_vs_baseline']:.2f}" if best else "--",
-        "ExplainBaseline": r["throughput_baseline"],
-        "ExplainCompare": tex_escape(short(r["compare"])),
+        "ExplainBaseline": r.throughput_baseline,
+        "ExplainCompare": tex_escape(short(r.compare)),
     }
     for key, n in EXPLAIN_KEYS:
         if n in a:
             out.update({f"ExplainSpearman{key}": sp(n), f"ExplainTopFive{key}": sp(n, "top5_overlap"),
                         f"ExplainSameSeed{key}": f"{a[n]['same_seed']['spearman']['mean']:.2f}",
                         **_versus_macros("Explain", key, a[n]["versus_floor"])})
-    f = r["faithfulness"]
-    pre = "normalized_" if r.get("naopc") else ""
+    f = r.faithfulness
+    pre = "normalized_" if r.naopc else ""
     if pre:
         out["ExplainNaopc"] = "normalized"
-        for key, n in (("FP", r["reference"]),) + EXPLAIN_KEYS:
+        for key, n in (("FP", r.reference),) + EXPLAIN_KEYS:
             if n in f:
                 out[f"ExplainNComp{key}"] = f"{f[n]['normalized_comprehensiveness']['mean']:.2f}"
                 out[f"ExplainNSuff{key}"] = f"{f[n]['normalized_sufficiency']['mean']:.2f}"
-        out["ExplainNCompRandom"] = f"{f[r['reference']]['random_normalized_comprehensiveness']['mean']:.2f}"
-        out["ExplainNaopcMinutes"] = f"{r['naopc']['seconds'] / 60:.1f}"
-    conv = r.get("convergence")
+        out["ExplainNCompRandom"] = f"{f[r.reference]['random_normalized_comprehensiveness']['mean']:.2f}"
+        out["ExplainNaopcMinutes"] = f"{r.naopc['seconds'] / 60:.1f}"
+    conv = r.convergence
     if conv:
         fl = conv["floor"]
         ks = sorted(fl, key=int)
@@ -535,11 +536,11 @@ def explain_macros(res: Results) -> dict:
 def _shap_macros(r: dict) -> dict:
     """The second explainer (KernelSHAP), the same design: agreement with FP32 under other seeds, its floor, the
     verdicts, the two explainers against each other, and its cost."""
-    s = r.get("shap")
+    s = r.shap
     if not s or "versus_floor" not in s:
         return {}
     out = {"ExplainShapSamples": f"{s['samples']:,}", "ExplainShapMinutes": f"{s['total_seconds'] / 60:.1f}",
-           "ExplainShapVsLimeFP": f"{s['lime_vs_shap'][r['reference']]['spearman']['mean']:.2f}",
+           "ExplainShapVsLimeFP": f"{s['lime_vs_shap'][r.reference]['spearman']['mean']:.2f}",
            "ExplainShapSpearmanNoise": f"{s['noise_floor']['spearman']['mean']:.2f}",
            "ExplainShapNoiseSeeds": str(len(s["noise_seeds"]))}
     for key, n in EXPLAIN_KEYS:
@@ -547,16 +548,16 @@ def _shap_macros(r: dict) -> dict:
             out[f"ExplainShapSpearman{key}"] = f"{s['agreement'][n]['spearman']['mean']:.2f}"
             out.update(_versus_macros("ExplainShap", key, s["versus_floor"][n]))
     # LIME and KernelSHAP agree on the verdict for every variant both explained, or not
-    both = [n for _, n in EXPLAIN_KEYS if n in s["versus_floor"] and n in r["agreement"]]
+    both = [n for _, n in EXPLAIN_KEYS if n in s["versus_floor"] and n in r.agreement]
     if both:
-        same = all(explain_verdict(s["versus_floor"][n]) == explain_verdict(r["agreement"][n]["versus_floor"])
+        same = all(explain_verdict(s["versus_floor"][n]) == explain_verdict(r.agreement[n]["versus_floor"])
                    for n in both)
         out["ExplainVerdictsAgree"] = "agree with" if same else "differ from"
     # where both explainers' intervals of a variant's difference lie on one side of zero: the direction they share
     for key, n in EXPLAIN_KEYS:
-        if n in s["versus_floor"] and n in r["agreement"]:
+        if n in s["versus_floor"] and n in r.agreement:
             cis = [s["versus_floor"][n]["random"]["spearman"]["ci"],
-                   r["agreement"][n]["versus_floor"]["random"]["spearman"]["ci"]]
+                   r.agreement[n]["versus_floor"]["random"]["spearman"]["ci"]]
             if all(hi < 0 for _, hi in cis):
                 out[f"ExplainSameDirection{key}"] = "below"
             elif all(lo > 0 for lo, _ in cis):
@@ -567,13 +568,13 @@ def _shap_macros(r: dict) -> dict:
 def _explain_control_macros(r: dict) -> dict:
     """The LIME controls: batching before / after, quantization alone (pairs, the same perturbations)."""
     out = {}
-    bt = (r.get("batching") or {}).get("variants", {}).get("onnx-int8-dynamic")
+    bt = (r.batching or {}).get("variants", {}).get("onnx-int8-dynamic")
     if bt:
         out.update({"ExplainDynPredChanged": str(bt["prediction_changed"]),
                     "ExplainSpearmanDynBatched": f"{bt['agreement_with_reference_batched']['spearman']['mean']:.2f}",
                     "ExplainDynBatchedVsAlone": f"{bt['batched_vs_alone']['spearman']['mean']:.2f}",
-                    "ExplainDisagreeBefore": str(r["batching"]["selection_before"]["n_disagreement"])})
-    p = (r.get("pairs") or {}).get("onnx-int8-qat vs onnx-qat-fp32")
+                    "ExplainDisagreeBefore": str(r.batching["selection_before"]["n_disagreement"])})
+    p = (r.pairs or {}).get("onnx-int8-qat vs onnx-qat-fp32")
     if p:
         out["ExplainSpearmanQatVsQatFP"] = f"{p['random']['spearman']['mean']:.2f}"
     return out
@@ -597,7 +598,7 @@ def claim_macros(res: Results) -> dict:
     """Verdicts of the sentence-level claims about accuracy: the TOST verdict at the config's margin on this test
     set and, where the companion seeds run has the variant, over the training seeds; Holm's correction over the
     McNemar tests. "Indistinguishable" is never said: an interval covering zero is no evidence of equivalence."""
-    e = res.evaluate["variants"]
+    e = res.evaluate.variants
     cl = F.accuracy_claims(res).set_index("variant")
     out = {"EqMargin": f"{100 * res.cfg.eval.equivalence_margin:g}", "HolmAlpha": f"{res.cfg.eval.alpha:g}",
            "HolmN": str(len(cl)), "HolmRejected": str(int(cl["rejected"].sum()))}
@@ -636,7 +637,7 @@ def headline_macros(res: Results, cl) -> dict:
             continue
         verdict_, where = evidence(n)
         so, st = F.run_speedups(res, n), F.run_speedups(res, n, "speedup_vs_pytorch_fp32")
-        e = res.evaluate["variants"][n]
+        e = res.evaluate.variants[n]
         out.update({f"{prefix}Int": short(n), f"{prefix}IntMs": f"{head[n]['median_ms']:.1f}",
                     f"{prefix}IntAccDiff": f"{100 * e['accuracy_diff']:+.1f}",
                     f"{prefix}IntVerdict": ACCURACY_VERDICT_WORDS[verdict_], f"{prefix}IntEvidence": where,
@@ -671,13 +672,13 @@ def seeds_macros(res: Results) -> dict:
     if not res.has("seeds"):
         return {}
     r = res.seeds
-    v = r["variants"]
+    v = r.variants
     pt = lambda x: f"{100 * x:+.2f}"  # noqa: E731
-    out = {"SeedsN": str(len(r["seeds"])), "SeedsList": ", ".join(map(str, r["seeds"])),
-           "SeedsConf": str(int(100 * r["confidence"])),
-           "SeedsFPAcc": pct(v[r["reference"]]["accuracy"]["mean"], 2),
-           "SeedsFPAccSD": pct(v[r["reference"]]["accuracy"]["sd"], 2),
-           "SeedsMinutes": f"{r['minutes_first_to_last']:.0f}"}
+    out = {"SeedsN": str(len(r.seeds)), "SeedsList": ", ".join(map(str, r.seeds)),
+           "SeedsConf": str(int(100 * r.confidence)),
+           "SeedsFPAcc": pct(v[r.reference]["accuracy"]["mean"], 2),
+           "SeedsFPAccSD": pct(v[r.reference]["accuracy"]["sd"], 2),
+           "SeedsMinutes": f"{r.minutes_first_to_last:.0f}"}
     for key, name in SEEDS_NAMED.items():
         if name not in v:
             continue
@@ -700,8 +701,8 @@ def hostdrift_macros(res: Results) -> dict:
     if not res.has("hostdrift"):
         return {}
     r = res.hostdrift
-    s = r["saturation"].get("onnx-int8-dynamic") or next(iter(r["saturation"].values()))
-    f = r["float"]
+    s = r.saturation.get("onnx-int8-dynamic") or next(iter(r.saturation.values()))
+    f = r.float
     dyn = "onnx-int8-dynamic" if "onnx-int8-dynamic" in f["weights_ulp"] else next(
         n for n in f["weights_ulp"] if n != "onnx-fp32")
     out = {"DriftTexts": f"{f['texts']:,}", "DriftSatTexts": str(s["texts"]),
@@ -712,7 +713,7 @@ def hostdrift_macros(res: Results) -> dict:
            "DriftUlpDyn": str(f["weights_ulp"][dyn]["predictions_moved"]),
            "DriftOptFP": str(f["optimization"]["onnx-fp32"]["predictions_moved"]),
            "DriftOptDyn": str(f["optimization"][dyn]["predictions_moved"]),
-           "DriftGemm": tex_escape((r["provenance"].get("cpu_isa") or {}).get("int8_gemm", "not recorded")),
+           "DriftGemm": tex_escape((r.provenance.get("cpu_isa") or {}).get("int8_gemm", "not recorded")),
            # the clause after "... leave the 16-bit range": what the count means for another host
            "DriftSatClause": (": none, so on these texts saturation cannot move a prediction"
                               if not s["saturated_pairs"] else ", so an AVX2 host computes those products differently")}
@@ -727,9 +728,9 @@ def gradients_macros(res: Results) -> dict:
         return {}
     g = res.gradients
     sp = lambda rec: f"{rec['spearman']['mean']:.2f}"  # noqa: E731
-    p = g["pairs"]
-    out = {"GradN": str(g["n_examples"]), "GradSteps": str(g["steps"]),
-           "GradGap": f"{max(v['max'] for v in g['completeness_gap'].values()):.1e}"}
+    p = g.pairs
+    out = {"GradN": str(g.n_examples), "GradSteps": str(g.steps),
+           "GradGap": f"{max(v['max'] for v in g.completeness_gap.values()):.1e}"}
     for key, name in (("Qat", "pytorch-qat-integer vs pytorch-fp32"),
                       ("Quant", "pytorch-qat-integer vs pytorch-qat-fp32"),
                       ("Train", "pytorch-qat-fp32 vs pytorch-fp32")):
@@ -737,8 +738,8 @@ def gradients_macros(res: Results) -> dict:
             out[f"GradSpearman{key}"] = sp(p[name]["all"])
             out[f"GradTopFive{key}"] = f"{p[name]['all']['top5_overlap']['mean']:.2f}"
     for key, name in (("FP", "pytorch-fp32"), ("Qat", "pytorch-qat-integer")):
-        if name in g["vs_lime"]:
-            out[f"GradVsLime{key}"] = sp(g["vs_lime"][name]["all"])
+        if name in g.vs_lime:
+            out[f"GradVsLime{key}"] = sp(g.vs_lime[name]["all"])
     return out
 
 
@@ -771,15 +772,15 @@ def sizes_macros(res: Results) -> dict:
     if fr is None:
         return {}
     r, s = res.sizes, fr["sizes"]
-    L = max(r["lengths"])
+    L = max(r.lengths)
     lo, hi = s.iloc[0], s.iloc[-1]
     first, last = lo[f"vs_onnx_{L}"], hi[f"vs_onnx_{L}"]
     top = s.loc[s[f"vs_onnx_{L}"].idxmax()]
     m = lambda x: f"{x / 1e6:.1f}"  # noqa: E731
     return {"SizesN": str(len(s)), "SizesList": tex_escape(", ".join(s["size"])), "SizesLength": str(L),
-            "SizesShortLength": str(min(r["lengths"])), "SizesBatch": str(r["batch_size"]),
-            "SizesThreads": str(r["provenance"]["threads"]),
-            "SizesGemm": tex_escape(r["provenance"]["cpu_isa"]["int8_gemm"]),
+            "SizesShortLength": str(min(r.lengths)), "SizesBatch": str(r.batch_size),
+            "SizesThreads": str(r.provenance["threads"]),
+            "SizesGemm": tex_escape(r.provenance["cpu_isa"]["int8_gemm"]),
             "SizesSmallest": tex_escape(lo["size"]), "SizesSmallestParams": m(lo["params"]),
             "SizesLargest": tex_escape(hi["size"]), "SizesLargestParams": m(hi["params"]),
             "SizesSmallestX": f"{first:.2f}", "SizesLargestX": f"{last:.2f}",
@@ -793,7 +794,7 @@ def sizes_macros(res: Results) -> dict:
             "SizesBelowCeil": str(int((s[f"vs_onnx_{L}"] < s["free_matmul"]).sum())),
             **_sizes_products_macros(s),
             "SizesMinRatio": f"{s['int8_file_ratio'].min():.2f}", "SizesMaxRatio": f"{s['int8_file_ratio'].max():.2f}",
-            "SizesDotFactor": str(INT8_DOT_FACTOR), "SizesMinutes": f"{r['seconds'] / 60:.0f}",
+            "SizesDotFactor": str(INT8_DOT_FACTOR), "SizesMinutes": f"{r.seconds / 60:.0f}",
             **_sizes_runtime_macros(s, L)}
 
 

@@ -12,6 +12,7 @@ from typing import Optional
 
 from .. import bench_runs as R
 from .. import eval_runs as ER
+from .. import results as RS
 from .. import variants as V
 from ..config import Config
 from ..provenance import read_json
@@ -33,44 +34,13 @@ class StaleResult(ValueError):
     """A results JSON measured on other files than the study's evaluation now records (a later rerun)."""
 
 
-def measured_files(rec: dict) -> dict:
+def measured_files(rec: RS.StepResult) -> dict:
     """variant -> the SHA-256 of the file a derived step measured."""
-    got = rec.get("inputs") or rec.get("files") or {}
+    got = getattr(rec, "inputs", None) or getattr(rec, "files", None) or {}
     return {n: (x["sha256"] if isinstance(x, dict) else x) for n, x in got.items()}
 
 
-class BenchResult(dict):
-    """bench.json, with the lookups its builders share."""
-
-    @property
-    def threads(self) -> int:
-        return self["provenance"]["threads"]
-
-    @property
-    def all_threads(self) -> dict:
-        """The CPU record at all cores (the headline's thread count)."""
-        return self["cpu"][f"threads_{self.threads}"]
-
-    @property
-    def headline(self) -> dict:
-        return self.all_threads["headline"]
-
-    @property
-    def op_times(self) -> dict:
-        """variant -> the CPU placement record with operator times (bench.json from before has none)."""
-        return {n: recs[0] for n, recs in self.get("placement", {}).items() if "op_ms" in recs[0]}
-
-    @property
-    def profile_threads(self) -> int:
-        """The thread count of the CPU operator profiles (all cores where bench.json predates it)."""
-        return next((rec["threads"] for rec in self.op_times.values() if rec.get("threads")), self.threads)
-
-    @property
-    def protocol(self) -> dict:
-        return self.get("protocol", {})
-
-    def protocol_text(self) -> str:
-        return self.protocol.get("description", "variants interleaved call by call")
+BenchResult = RS.Bench        # bench.json, with the lookups its builders share (``results.Bench``)
 
 
 def best_int(head: dict, names=None) -> str:
@@ -115,26 +85,26 @@ class Results:
                 return False
         return True
 
-    def load(self, step: str) -> dict:
+    def load(self, step: str) -> RS.StepResult:
         if step not in self._cache:
             path = self.dir / f"{step}.json"
             if not path.is_file():
                 raise MissingResult(f"results file not found: {path} (run the {step} step of profile "
                                     f"{self.name!r} first)")
-            rec = read_json(path)
+            rec = RS.from_json(path, step)
             if step in DERIVED_STEPS:
                 self._check_fresh(path, rec)
-            self._cache[step] = BenchResult(rec) if step == "bench" else rec
+            self._cache[step] = rec
         return self._cache[step]
 
-    def _check_fresh(self, path: Path, rec: dict) -> None:
+    def _check_fresh(self, path: Path, rec: RS.StepResult) -> None:
         """A derived result describes the files the evaluation measured, or it is refused: never numbers of
         an earlier run's files beside this run's."""
         files = measured_files(rec)
         if not files:
             raise StaleResult(f"{path} records no SHA-256 of the files it measured: rerun "
-                              f"`make {rec.get('step', path.stem)} PROFILE={self.name}`")
-        now = self.evaluate["variants"]
+                              f"`make {rec.STEP} PROFILE={self.name}`")
+        now = self.evaluate.variants
         for name, digest in files.items():
             if name in now and now[name]["sha256"] != digest:
                 raise StaleResult(f"{path} was measured on another {name} ({digest[:12]}) than evaluate.json's "
@@ -160,12 +130,12 @@ class Results:
 
     @property
     def labels(self) -> list:
-        return self.data["labels"]
+        return self.data.labels
 
     def confidence(self, step: str = "evaluate") -> float:
         """The interval level (``eval.confidence``) that ``step``'s results were computed at, as recorded in
         their provenance (not the profile as it reads now)."""
-        return self.load(step)["provenance"]["config"]["eval"]["confidence"]
+        return self.load(step).provenance["config"]["eval"]["confidence"]
 
     @property
     def bench_gpu(self) -> Optional[dict]:
@@ -187,7 +157,7 @@ class Results:
         """This evaluation's model on every instruction set eval_runs.jsonl holds it on (``eval_runs.across_hosts``);
         None where it was evaluated on one only."""
         data = self.data if self.has("data") else None
-        this = ER.summary(self.evaluate, data["splits"]["test"]["sha256"] if data else None)
+        this = ER.summary(self.evaluate, data.splits["test"]["sha256"] if data else None)
         return ER.across_hosts(ER.read_runs(self.cfg), this) if ER.is_batch1(self.evaluate) else None
 
     def study_provenance(self) -> Optional[dict]:
@@ -195,7 +165,7 @@ class Results:
         None where a step is missing or they come from several commits."""
         if not all(self.has(s) for s in STUDY_STEPS):
             return None
-        provs = {s: self.load(s)["provenance"] for s in STUDY_STEPS}
+        provs = {s: self.load(s).provenance for s in STUDY_STEPS}
         return provs if len({p["git"]["commit"] for p in provs.values()}) == 1 else None
 
     def step_seconds(self) -> Optional[dict]:

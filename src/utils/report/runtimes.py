@@ -24,7 +24,7 @@ ORT_INT_MATMUL = frozenset({"MatMulInteger", "MatMulIntegerToFloat", "DynamicQua
 def deployments(res: Results) -> dict:
     """runtime -> the fastest integer file of that runtime whose batch-1 accuracy is within ``ACCURACY_WITHIN`` of
     PyTorch FP32's (None where none is), with what the table and the text say of it."""
-    head, ev = res.bench.headline, res.evaluate["variants"]
+    head, ev = res.bench.headline, res.evaluate.variants
     out = {}
     for rt in RUNTIME_LABEL:
         ints = [n for n in head if V.runtime_of(n) == rt and V.is_file_int8(n) and n in ev]
@@ -39,7 +39,7 @@ def deployments(res: Results) -> dict:
 def _agreement(res: Results, name: str) -> Optional[dict]:
     if not res.has("explain"):
         return None
-    a = res.explain.get("agreement", {}).get(name)
+    a = (res.explain.agreement or {}).get(name)
     return a.get("versus_floor") if a else None
 
 
@@ -49,8 +49,8 @@ def deploy_table(res: Results) -> Optional[Table]:
     d = deployments(res)
     if "openvino" not in d:         # a run from before OpenVINO was in the registry
         return None
-    b, ev = res.bench, res.evaluate["variants"]
-    head, mem = b.headline, b.get("memory") or {}
+    b, ev = res.bench, res.evaluate.variants
+    head, mem = b.headline, b.memory or {}
     rows = {}
     for rt, rec in d.items():
         n = rec["best"]
@@ -65,14 +65,14 @@ def deploy_table(res: Results) -> Optional[Table]:
             "accuracy": f"{100 * ev[n]['accuracy']:.2f} ({100 * ev[n]['accuracy_diff']:+.2f})",
             "ms": f"{head[n]['median_ms']:.2f}",
             "x own fp32": f"{head[own]['median_ms'] / head[n]['median_ms']:.2f}" if own in head else "--",
-            "x ORT fp32": f"{b['speedup_vs_onnx_fp32'][n]:.2f}",
+            "x ORT fp32": f"{b.speedup_vs_onnx_fp32[n]:.2f}",
             "MB": f"{ev[n]['size_mb']:.1f}",
             "RSS (MB)": f"{mem[n]['peak_rss_mb']:.0f}" if n in mem else "--",
             "LIME $-$ floor": (f"{vf['random']['spearman']['mean']:+.3f}" if vf else "not explained")}
     df = pd.DataFrame(rows).T
     return Table("deploy", df, label=f"tab:deploy-{res.name}",
-                 caption=(f"What to deploy on this CPU ({tex_escape(b['provenance']['cpu'])}, {b.threads} threads, "
-                          f"batch 1, {b['length']} tokens): per runtime, the fastest INT8 file whose batch-1 test "
+                 caption=(f"What to deploy on this CPU ({tex_escape(b.provenance['cpu'])}, {b.threads} threads, "
+                          f"batch 1, {b.length} tokens): per runtime, the fastest INT8 file whose batch-1 test "
                           f"accuracy is within 0.5 pt of PyTorch FP32's (accuracy in \\%, change in pt); x own fp32: "
                           f"its speed-up over the same runtime running the FP32 ONNX file; x ORT fp32: over ONNX "
                           f"Runtime FP32; both in this run (every variant of both runtimes timed in the same "
@@ -93,7 +93,7 @@ def time_split(res: Results) -> dict:
             im = sum(v for k, v in p["op_ms"].items() if k in ORT_INT_MATMUL)
             out[n] = {"runtime": "onnxruntime", "kernel_ms": p["kernel_ms"], "int8_matmul_ms": im,
                       "other_ms": p["kernel_ms"] - im}
-    for n, p in (b.get("openvino_profile") or {}).get(f"threads_{b.profile_threads}", {}).items():
+    for n, p in (b.openvino_profile or {}).get(f"threads_{b.profile_threads}", {}).items():
         out[n] = {"runtime": "openvino", "kernel_ms": p["kernel_ms"], "int8_matmul_ms": p["int8_matmul_ms"],
                   "other_ms": p["other_ms"]}
     return out
@@ -103,7 +103,7 @@ def runtime_profile_table(res: Results) -> Optional[Table]:
     """Where each runtime's time goes: per INT8 file (and each runtime's FP32), kernel time per call in integer
     matrix products and in everything else."""
     b = res.bench
-    if not b.get("openvino_profile"):
+    if not b.openvino_profile:
         return None
     t = b.profile_threads
     rows = {}
@@ -114,7 +114,7 @@ def runtime_profile_table(res: Results) -> Optional[Table]:
                                "int8 share (%)": f"{100 * rec['int8_matmul_ms'] / k:.0f}" if k else "--"}
     return Table("runtime_profile", pd.DataFrame(rows).T, label=f"tab:runtime-profile-{res.name}",
                  caption=(f"Where a call's time goes, per runtime ({t} thread{'s' if t != 1 else ''}, batch 1, "
-                          f"{b['length']} tokens; each node's median over the profiled calls, summed): in integer "
+                          f"{b.length} tokens; each node's median over the profiled calls, summed): in integer "
                           f"matrix products (ONNX Runtime: MatMulInteger, MatMulIntegerToFloat, "
                           f"DynamicQuantizeMatMul, QLinearMatMul, QGemm, QAttention; OpenVINO: FullyConnected and "
                           f"MatMul nodes its CPU plugin executed with an int8 kernel) and in everything else "
@@ -129,15 +129,15 @@ def cuda_placement_table(res: Results) -> Optional[Table]:
     study = original_study(res.cfg.root)
     o = study["findings"].get("gpu_memcpy", {})
     rows = {}
-    for n in [x for x in V.REGISTRY if x in r["files"]]:      # registry order, as every table
-        p, v = r["files"][n], V.REGISTRY[n]
+    for n in [x for x in V.REGISTRY if x in r.files]:      # registry order, as every table
+        p, v = r.files[n], V.REGISTRY[n]
         if v is None or v.control or not (v.integer or n in ("onnx-fp32", "onnx-fp16")):
             continue
         why = "; ".join(f"{k.split(':')[0]} {c}" for k, c in list(p["cpu_fallback"].items())[:3]) or "--"
         rows[tex_escape(n)] = {"nodes": str(p["nodes"]), "CUDA": str(p["cuda_nodes"]),
                                "CPU (shape)": f"{p['cpu_nodes']} ({p['cpu_shape_nodes']})",
                                "Memcpy": str(p["memcpy_predicted"]), "CPU fallback (nodes)": tex_escape(why)}
-    kt = r["kernel_table"]
+    kt = r.kernel_table
     return Table("cuda_placement", pd.DataFrame(rows).T, label=f"tab:cuda-placement-{res.name}",
                  column_format="lrrrr>{\\raggedright\\arraybackslash}p{5.2cm}",
                  caption=(f"Predicted placement on ONNX Runtime's CUDA provider, no GPU needed: a node runs on the "
@@ -152,8 +152,8 @@ def cuda_placement_table(res: Results) -> Optional[Table]:
 def runtime_macros(res: Results) -> dict:
     """The numbers the paper's sentences on the second runtime and the predicted GPU placement quote."""
     out: dict = {}
-    if res.has("bench") and res.bench.get("openvino_profile"):
-        b, ev = res.bench, res.evaluate["variants"]
+    if res.has("bench") and res.bench.openvino_profile:
+        b, ev = res.bench, res.evaluate.variants
         head = b.headline
         d = deployments(res)
         share = time_split(res)
@@ -162,7 +162,7 @@ def runtime_macros(res: Results) -> dict:
         def vs_ort(n: str) -> str:
             """This run's speed-up over ONNX Runtime FP32: OpenVINO's variants have one run, so both runtimes' numbers
             come from the same run, never a median over runs beside one run."""
-            return f"{b['speedup_vs_onnx_fp32'][n]:.2f}"
+            return f"{b.speedup_vs_onnx_fp32[n]:.2f}"
 
         for key, rt in (("Ov", "openvino"), ("Ort", "onnxruntime")):
             n = d.get(rt, {}).get("best")
@@ -195,7 +195,7 @@ def runtime_macros(res: Results) -> dict:
             flips = sum(x != y for x, y in zip(a["predictions"], o["predictions"]))
             out.update({"OvQatAccGap": f"{100 * (a['accuracy'] - o['accuracy']):+.2f}",
                         "OvQatFlips": str(flips), "OvQatN": f"{len(a['predictions']):,}"})
-        ovq = res.quantize.get("openvino") or {}
+        ovq = res.quantize.openvino or {}
         nn = (ovq.get("built") or {}).get("openvino-int8-nncf")
         if nn:
             out.update({"NncfVersion": tex_escape(nn["nncf"]), "NncfPreset": nn["preset"].lower(),
@@ -211,9 +211,9 @@ def runtime_macros(res: Results) -> dict:
         if vf:
             out.update({"OvLimeDiff": f"{vf['random']['spearman']['mean']:+.3f}",
                         "OvLimeVerdict": tost_verdict(vf["equivalence"]["spearman"]["ci90"],
-                                                      res.explain["equivalence_margin"])})
+                                                      res.explain.equivalence_margin)})
     if res.has("cuda_placement"):
-        f = res.cuda_placement["files"]
+        f = res.cuda_placement.files
         o = original_study(res.cfg.root)["findings"].get("gpu_memcpy", {})
         for key, n in (("Dyn", "onnx-int8-dynamic"), ("Fp", "onnx-fp32"), ("Qat", "onnx-int8-qat"),
                        ("Static", "onnx-int8-static-minmax"), ("DynOpt", "onnx-int8-dynamic-opt"),

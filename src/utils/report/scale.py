@@ -49,60 +49,60 @@ def scale_record(res: Results) -> dict:
     changes, file sizes, the benchmark's speed-ups and host, the optimizer's fusions, LIME agreement and
     faithfulness. Keys a profile has no result for are left out."""
     e = res.evaluate
-    ev, ref = e["variants"], e["reference"]
-    c = res.data["provenance"]["config"]
+    ev, ref = e.variants, e.reference
+    c = res.data.provenance["config"]
     mc = model_config(res) or {}
     ints = _int8_files(ev)
     ox = ev["onnx-fp32"]["size_mb"]
     ratios = {n: ox / ev[n]["size_mb"] for n in ints}
-    r = {"model": model_name(c["model"]), "data": res.data["source"], "data_name": data_name(c["data"]),
-         "n_classes": len(res.data["labels"]),
-         "parameters": res.train_fp32["parameters"],
-         "max_length": c["model"]["max_length"], "n_train": res.data["splits"]["train"]["n"],
-         "n_test": e["n_test"], "fp32_acc": ev[ref]["accuracy"], "fp32_acc_ci": ev[ref]["accuracy_ci"],
+    r = {"model": model_name(c["model"]), "data": res.data.source, "data_name": data_name(c["data"]),
+         "n_classes": len(res.data.labels),
+         "parameters": res.train_fp32.parameters,
+         "max_length": c["model"]["max_length"], "n_train": res.data.splits["train"]["n"],
+         "n_test": e.n_test, "fp32_acc": ev[ref]["accuracy"], "fp32_acc_ci": ev[ref]["accuracy_ci"],
          "onnx_fp32_mb": ox, "min_int8_ratio": min(ratios.values()), "min_int8_ratio_file": min(ratios, key=ratios.get),
-         "n_int8_files": len(ints), "train_minutes": res.train_fp32["train_seconds"] / 60}
+         "n_int8_files": len(ints), "train_minutes": res.train_fp32.train_seconds / 60}
     # the architecture where it is known (a profile's record, or its checkpoint here); "--" in the table otherwise
     r.update({k: mc[v] for k, v in (("layers", "num_hidden_layers"), ("hidden", "hidden_size"))
               if mc.get(v) is not None})
     for key, n in (("dyn", DYN), ("qat", QAT), ("fp16", FP16)):
         if n in ev:
             r[f"{key}_diff"], r[f"{key}_diff_ci"] = ev[n]["accuracy_diff"], ev[n]["accuracy_diff_ci"]
-    fused = res.quantize["variants"].get("fp32-opt", {}).get("fusions")
+    fused = res.quantize.variants.get("fp32-opt", {}).get("fusions")
     if fused is not None:
         r["attention_fused"] = int(fused.get("Attention", 0))
     if res.has("bench"):
         b = res.bench
-        head, sp = b.headline, b["speedup_vs_onnx_fp32"]
+        head, sp = b.headline, b.speedup_vs_onnx_fp32
         best = best_int(head)
-        r.update({"best_int": best, "best_int_vs_onnx": sp[best], "bench_length": b["length"],
+        r.update({"best_int": best, "best_int_vs_onnx": sp[best], "bench_length": b.length,
                   "bench_threads": b.threads, "onnx_fp32_ms": head["onnx-fp32"]["median_ms"],
                   "best_int_ms": head[best]["median_ms"],
-                  "bench_gemm": (b["provenance"].get("cpu_isa") or {}).get("int8_gemm", "not recorded"),
-                  "bench_cpu": b["provenance"]["cpu"], "bench_cores": b["provenance"]["cpu_count"]})
-        if best in b["speedup_vs_pytorch_fp32"]:
-            r["best_int_vs_torch"] = b["speedup_vs_pytorch_fp32"][best]
+                  "bench_gemm": (b.provenance.get("cpu_isa") or {}).get("int8_gemm", "not recorded"),
+                  "bench_cpu": b.provenance["cpu"], "bench_cores": b.provenance["cpu_count"]})
+        if best in b.speedup_vs_pytorch_fp32:
+            r["best_int_vs_torch"] = b.speedup_vs_pytorch_fp32[best]
     if res.has("explain"):
         x = res.explain
-        a, f = x["agreement"], x["faithfulness"]
-        r.update({"explain_n": x["n_examples"], "explain_samples": x["samples"]})
+        a, f = x.agreement, x.faithfulness
+        r.update({"explain_n": x.n_examples, "explain_samples": x.samples})
         if not symmetric(x):
             # the earlier design: every variant on FP32's perturbations, the floor across seeds, raw AOPC; its
             # numbers are not set beside the floor or across models (said so, not printed)
             r["explain_asymmetric"] = True
         else:
-            r["explain_n"] = x["selection"]["n_random"]
+            r["explain_n"] = x.selection["n_random"]
             for key, n in (("noise", "noise-floor"), ("dyn", DYN), ("qat", QAT)):
                 if n in a:
                     r[f"spearman_{key}"] = a[n]["random"]["spearman"]["mean"]
                     r[f"top5_{key}"] = a[n]["random"]["top5_overlap"]["mean"]
                     if n != "noise-floor":
                         r[f"verdict_{key}"] = explain_verdict(a[n]["versus_floor"])
-            if x.get("naopc"):
-                for key, n in (("fp", x["reference"]), ("qat", QAT)):
+            if x.naopc:
+                for key, n in (("fp", x.reference), ("qat", QAT)):
                     if n in f:
                         r[f"comp_{key}"] = f[n]["normalized_comprehensiveness"]["mean"]
-                r["comp_random"] = f[x["reference"]]["random_normalized_comprehensiveness"]["mean"]
+                r["comp_random"] = f[x.reference]["random_normalized_comprehensiveness"]["mean"]
     minutes = study_minutes(res)
     if minutes is not None:
         r["study_minutes"] = minutes

@@ -44,12 +44,12 @@ def _na(x) -> bool:
 def data_table(res: Results) -> Table:
     r = res.data
     rows = {}
-    for s, v in r["splits"].items():
+    for s, v in r.splits.items():
         row = {"examples": f"{v['n']:,}"}
         row.update({f"{c}": f"{n / v['n']:.1%}" for c, n in v["class_counts"].items()})
         if v.get("groups") is not None:
             row["groups"] = f"{v['groups']:,}"
-        tl = r["token_lengths"][s]
+        tl = r.token_lengths[s]
         row["median tokens"] = f"{tl['median']:.0f}"
         row["p95 tokens"] = f"{tl['p95']:.0f}"
         rows[s] = row
@@ -89,10 +89,10 @@ def evaluation_table(res: Results) -> Table:
     sd = companion_seeds(res)
     nseeds = f"{len(sd['seeds'])} training seeds" if sd else ""
     return Table("evaluation", out, label=f"tab:evaluation-{res.name}",
-                 caption=(f"Test split ({r['n_test']:,} texts), every variant each text alone (batch 1, as "
+                 caption=(f"Test split ({r.n_test:,} texts), every variant each text alone (batch 1, as "
                           f"deployed; batched: Table~\\ref{{tab:batching-{res.name}}}). Brackets: "
                           f"{int(100 * ec.confidence)}\\% paired bootstrap intervals; $\\Delta$ and McNemar's "
-                          f"test against {tex_escape(r['reference'])}, $p$ adjusted by Holm's method over the "
+                          f"test against {tex_escape(r.reference)}, $p$ adjusted by Holm's method over the "
                           f"{len(cl)} tests. Verdicts at $\\pm${m:g} pt (TOST, 90\\% interval): equivalent, "
                           f"below or above the margin, lower or higher (beyond zero, not bounded by the margin), or "
                           f"undecided (the data cannot tell)"
@@ -106,7 +106,7 @@ def batching_table(res: Results) -> Optional[Table]:
     if fr is None:
         return None
     m, r = fr["moves"], res.evaluate
-    bs = next(iter(r["variants"].values()))["batched"]["batch_size"]
+    bs = next(iter(r.variants.values()))["batched"]["batch_size"]
     out = pd.DataFrame({
         "declared": ["invariant" if d is True else "batch-dependent" if d is False else "undeclared"
                      for d in m["declared_invariant"]],
@@ -120,9 +120,9 @@ def batching_table(res: Results) -> Optional[Table]:
     })
     out.index = m["variant"]
     out.index.name = None
-    seed = r.get("batching", {}).get("random_seed", res.cfg.seed)
+    seed = (r.batching or {}).get("random_seed", res.cfg.seed)
     return Table("batching", out, label=f"tab:batching-{res.name}", column_format="llrrrrrrr",
-                 caption=(f"Batch invariance on the {r['n_test']:,} test texts: accuracy with each text alone "
+                 caption=(f"Batch invariance on the {r.n_test:,} test texts: accuracy with each text alone "
                           f"(batch 1, the headline) and in batches of {bs} sorted by length (dynamic padding); "
                           f"test predictions that change between each text alone, those batches and one random "
                           f"batching of {bs} (seed {seed}); the largest logit change over the three. Declared: by "
@@ -168,7 +168,7 @@ def steps_table(res: Results) -> Optional[Table]:
     df = pd.DataFrame({"minutes": [f"{s / 60:.1f}" for s in sec.values()],
                        "share": [f"{s / total:.0%}" for s in sec.values()]}, index=list(sec))
     df.loc["study"] = [f"{total / 60:.1f}", "100%"]
-    prov = res.explain["provenance"]
+    prov = res.explain.provenance
     isa = (prov.get("cpu_isa") or {}).get("int8_gemm", "not recorded")
     commit = (prov["git"].get("commit") or "not recorded")[:7]
     return Table("steps", df, label=f"tab:steps-{res.name}", column_format="lrr",
@@ -181,7 +181,7 @@ def steps_table(res: Results) -> Optional[Table]:
 def quantize_table(res: Results) -> Table:
     q = res.quantize
     rows = {}
-    for name, v in q["variants"].items():
+    for name, v in q.variants.items():
         ops = v["session_ops"]
         integer = integer_op_count(ops)
         inits = v["graph"]["initializers_by_type"]
@@ -199,28 +199,28 @@ def quantize_table(res: Results) -> Table:
 
 def bench_table(res: Results) -> Table:
     r = res.bench
-    all_t = r["provenance"]["threads"]
-    cpu, one = r.all_threads, r["cpu"].get("threads_1", {}).get("headline", {})
+    all_t = r.provenance["threads"]
+    cpu, one = r.all_threads, r.cpu.get("threads_1", {}).get("headline", {})
     big = str(max(int(b) for b in cpu["batch_size"]))
     n_rounds = len(next(iter(cpu["headline"].values()))["round_medians_ms"])
     rows, n_runs = {}, 0
     for n, v in cpu["headline"].items():
-        mem = (r.get("memory") or {}).get(n, {})
+        mem = (r.memory or {}).get(n, {})
         sp = run_speedups(res, n)
         n_runs = max(n_runs, sp.get("n", 0))
         rows[n] = {"median (ms)": f"{v['median_ms']:.2f}", "p90": f"{v['p90_ms']:.2f}",
                    "spread": f"{v['spread']:.1%}",
-                   "x ONNX fp32": f"{r['speedup_vs_onnx_fp32'].get(n, float('nan')):.2f}",
+                   "x ONNX fp32": f"{r.speedup_vs_onnx_fp32.get(n, float('nan')):.2f}",
                    "over runs": f"{sp['median']:.2f} ({sp['lo']:.2f}-{sp['hi']:.2f})" if sp.get("n", 0) > 1 else "--",
-                   "x PyTorch fp32": f"{r['speedup_vs_pytorch_fp32'].get(n, float('nan')):.2f}",
+                   "x PyTorch fp32": f"{r.speedup_vs_pytorch_fp32.get(n, float('nan')):.2f}",
                    "1 thread (ms)": f"{one[n]['median_ms']:.2f}" if n in one else "--",
                    f"texts/s (b{big})": (f"{cpu['batch_size'][big][n]['texts_per_s']:.0f}"
                                          if n in cpu["batch_size"][big] else "--"),
                    "peak RSS (MB)": f"{mem['peak_rss_mb']:.0f}" if mem else "--"}
     df = pd.DataFrame(rows).T
     return Table("bench", df, label=f"tab:bench-{res.name}",
-                caption=(f"CPU benchmark, batch 1, length {r['length']}, {all_t} threads unless stated: "
-                         f"{r['provenance']['cpu']}; {r.protocol_text()}; spread: range of the {n_rounds} round "
+                caption=(f"CPU benchmark, batch 1, length {r.length}, {all_t} threads unless stated: "
+                         f"{r.provenance['cpu']}; {r.protocol_text()}; spread: range of the {n_rounds} round "
                          f"medians over their median; x ONNX fp32: this run's speed-up; over runs: its median over "
                          f"the {n_runs} runs measured alike on hosts of this CPU model (range), the number the text "
                          f"quotes; peak "
@@ -228,7 +228,7 @@ def bench_table(res: Results) -> Table:
                          f"(PyTorch, transformers, ONNX Runtime) included. Every run, the interleaving checks and "
                          f"the memory a model adds: results/{res.name}/summary.md."
                          + (f" Timed in the headline rounds only: {tex_escape(', '.join(only))}."
-                            if (only := r.get("protocol", {}).get("headline_only")) else "")))
+                            if (only := (r.protocol or {}).get("headline_only")) else "")))
 
 
 def bench_runs_table(res: Results) -> Optional[Table]:
@@ -267,7 +267,7 @@ def bench_runs_table(res: Results) -> Optional[Table]:
     df = pd.DataFrame(rows).set_index("run (UTC)")
     return Table("bench_runs", df, label=f"tab:bench-runs-{res.name}",
                 caption=(f"Every recorded run of the benchmark (results/{res.name}/bench\\_runs.jsonl): batch 1, "
-                         f"length {r['length']}, {r['provenance']['threads']} threads, median per run; reps x rounds "
+                         f"length {r.length}, {r.provenance['threads']} threads, median per run; reps x rounds "
                          f"per variant; minutes: the benchmark step's wall time (not recorded before 2026-11-27); "
                          f"{tex_escape(best)}: the fastest INT8 variant that every compared run has. Compared: "
                          f"measured as the reported run (same CPU model, threads, interleaving, "
@@ -296,7 +296,7 @@ def protocol_table(res: Results) -> Optional[Table]:
                    **({"x ONNX fp32, spinning": ratio(spin, n)} if n in spin else {})}
     df = pd.DataFrame(rows).T.fillna("--")
     return Table("bench_protocol", df, label=f"tab:bench-protocol-{res.name}",
-                caption=(f"The headline (batch 1, length {r['length']}, {r['provenance']['threads']} threads) "
+                caption=(f"The headline (batch 1, length {r.length}, {r.provenance['threads']} threads) "
                          f"measured several ways in one run. As reported: {r.protocol_text()}. Call by call: a new "
                          f"random "
                          f"order for every input, no untimed calls, ONNX Runtime's threads not spinning; each "
@@ -309,7 +309,7 @@ def protocol_table(res: Results) -> Optional[Table]:
 def placement_table(res: Results) -> Table:
     r = res.bench
     rows = {}
-    for n, recs in r.get("placement", {}).items():
+    for n, recs in (r.placement or {}).items():
         for rec in recs:
             prov = "+".join(p.replace("ExecutionProvider", "") for p in rec["providers"])
             rows[f"{n} [{prov}]"] = {"nodes": str(rec["graph_nodes"]),
@@ -327,8 +327,8 @@ def gpu_table(res: Results) -> Optional[Table]:
     logit change against FP32; None where the benchmark ran without a GPU."""
     # a run of `python -m utils.gpu_bench` on a GPU machine, else the GPU part of `make bench`
     bench = res.bench
-    g = res.bench_gpu or bench["gpu"]
-    length = g.get("length", bench["length"])
+    g = res.bench_gpu or bench.gpu
+    length = g.get("length", bench.length)
     if not g.get("pytorch") and not g.get("onnxruntime"):
         return None
     rows = {}
@@ -381,7 +381,7 @@ def symmetric(r: dict) -> bool:
     """Whether an explain result compares every variant across seeds (the symmetric design), or is an older one
     whose variants shared FP32's perturbations while its floor did not (then it is reported as such, not set
     beside the floor)."""
-    return "design" in r and all("versus_floor" in a for n, a in r["agreement"].items() if n != "noise-floor")
+    return r.design is not None and all("versus_floor" in a for n, a in r.agreement.items() if n != "noise-floor")
 
 
 def _floor_cells(vf: dict, margin: float) -> dict:
@@ -398,25 +398,25 @@ def explain_agreement_table(res: Results) -> Optional[Table]:
     r = res.explain
     if not symmetric(r):
         return None
-    m = r["equivalence_margin"]
+    m = r.equivalence_margin
     rows = {}
-    for v, a in r["agreement"].items():
+    for v, a in r.agreement.items():
         if v == "noise-floor":
             continue
         rows[v] = {"Spearman": _mci(a["random"]["spearman"]), **_floor_cells(a["versus_floor"], m)}
-    fl = r["agreement"]["noise-floor"]
+    fl = r.agreement["noise-floor"]
     rows["noise floor (FP32)"] = {"Spearman": _mci(fl["random"]["spearman"]), "Spearman $-$ floor": "--",
                                   f"within $\\pm${m:g}": "--", "on flipped texts": _mci(fl["disagreement"]["spearman"])}
-    for name, p in r.get("pairs", {}).items():          # e.g. QAT's INT8 file against QAT's own weights
+    for name, p in (r.pairs or {}).items():          # e.g. QAT's INT8 file against QAT's own weights
         rows[f"{name} (same seed)"] = {"Spearman": _mci(p["random"]["spearman"]), "Spearman $-$ floor": "--",
                                                  f"within $\\pm${m:g}": "--", "on flipped texts": "--"}
-    sel = r["selection"]
+    sel = r.selection
     lvl = int(100 * res.confidence("explain"))
     return Table("explain_agreement", pd.DataFrame(rows).T, label=f"tab:explain-agreement-{res.name}",
-                 caption=(f"LIME ({r['samples']} samples): each variant's explanation (seed {r['seed']}) against "
-                          f"{tex_escape(r['reference'])}'s under {len(r['noise_seeds'])} other seeds, on a random "
-                          f"sample of {sel['n_random']} test texts; noise floor: {tex_escape(r['reference'])} "
-                          f"(seed {r['seed']}) against the same explanations, so the two sides differ only in the "
+                 caption=(f"LIME ({r.samples} samples): each variant's explanation (seed {r.seed}) against "
+                          f"{tex_escape(r.reference)}'s under {len(r.noise_seeds)} other seeds, on a random "
+                          f"sample of {sel['n_random']} test texts; noise floor: {tex_escape(r.reference)} "
+                          f"(seed {r.seed}) against the same explanations, so the two sides differ only in the "
                           f"model. Spearman $-$ floor: paired per text, mean [{lvl}\\% bootstrap interval]; within "
                           f"$\\pm${m:g}: the verdict of the 90\\% interval (TOST): equivalent (inside the margin), "
                           f"below or above it, lower or higher (beyond zero, not bounded by the margin), undecided. "
@@ -431,25 +431,25 @@ def explain_shap_table(res: Results) -> Optional[Table]:
     reference under other seeds, beside its own floor, next to LIME's verdict on the same texts, and how far the
     two explainers agree on one model."""
     r = res.explain
-    s = r.get("shap")
+    s = r.shap
     if not s or not symmetric(r) or "versus_floor" not in s:
         return None
-    m = r["equivalence_margin"]
+    m = r.equivalence_margin
     rows = {}
     for n, a in s["agreement"].items():
         c = _floor_cells(s["versus_floor"][n], m)
-        lime = _floor_cells(r["agreement"][n]["versus_floor"], m) if n in r["agreement"] else {}
+        lime = _floor_cells(r.agreement[n]["versus_floor"], m) if n in r.agreement else {}
         rows[n] = {"SHAP Spearman": _mci(a["spearman"]), "SHAP $-$ floor": c["Spearman $-$ floor"],
                    "SHAP verdict": c[f"within $\\pm${m:g}"], "LIME verdict": lime.get(f"within $\\pm${m:g}", "--"),
                    "LIME vs SHAP": _mci(s["lime_vs_shap"][n]["spearman"])}
     rows["noise floor (FP32)"] = {"SHAP Spearman": _mci(s["noise_floor"]["spearman"]), "SHAP $-$ floor": "--",
                                   "SHAP verdict": "--", "LIME verdict": "--",
-                                  "LIME vs SHAP": _mci(s["lime_vs_shap"][r["reference"]]["spearman"])}
+                                  "LIME vs SHAP": _mci(s["lime_vs_shap"][r.reference]["spearman"])}
     lvl = int(100 * res.confidence("explain"))
     return Table("explain_shap", pd.DataFrame(rows).T, label=f"tab:explain-shap-{res.name}",
                  caption=(f"KernelSHAP ({s['samples']} coalitions, the background every word removed) over LIME's "
                           f"words, the same design as Table~\\ref{{tab:explain-agreement-{res.name}}}: each variant "
-                          f"(seed {s['seed']}) against {tex_escape(r['reference'])} under {len(s['noise_seeds'])} "
+                          f"(seed {s['seed']}) against {tex_escape(r.reference)} under {len(s['noise_seeds'])} "
                           f"other seeds, beside its floor; verdicts as there (margin $\\pm${m:g}). LIME vs SHAP: "
                           f"the two explainers' rank correlation on the same model. Mean [{lvl}\\% bootstrap "
                           f"interval], random sample."))
@@ -462,14 +462,14 @@ def gradients_table(res: Results) -> Table:
     g = res.gradients
     lvl = int(100 * res.confidence("gradients"))
     rows = {f"IG: {p['variant']} vs {p['reference']}": {**_agreement_row(p["all"]), "isolates": p["isolates"]}
-            for p in g["pairs"].values()}
-    for n, v in g["vs_lime"].items():
+            for p in g.pairs.values()}
+    for n, v in g.vs_lime.items():
         rows[f"IG of {n} vs LIME of {v['lime_of']}"] = {**_agreement_row(v["all"]), "isolates": "the two explainers"}
-    gap = max(v["max"] for v in g["completeness_gap"].values())
+    gap = max(v["max"] for v in g.completeness_gap.values())
     return Table("gradients", pd.DataFrame(rows).T, label=f"tab:gradients-{res.name}",
-                 caption=(f"Integrated Gradients ({g['steps']} Gauss-Legendre points, baseline: every word the padding "
-                          f"token) over LIME's words on the same {g['n_examples']} texts, toward "
-                          f"{tex_escape(g['reference'])}'s predicted class: pytorch-qat-integer computes what the "
+                 caption=(f"Integrated Gradients ({g.steps} Gauss-Legendre points, baseline: every word the padding "
+                          f"token) over LIME's words on the same {g.n_examples} texts, toward "
+                          f"{tex_escape(g.reference)}'s predicted class: pytorch-qat-integer computes what the "
                           f"int8-qat file computes, its rounding passed straight through for the gradient. The largest "
                           f"completeness gap of any text: {gap:.1e}. Mean [{lvl}\\% bootstrap interval]."))
 
@@ -477,12 +477,12 @@ def gradients_table(res: Results) -> Table:
 def explain_batching_table(res: Results) -> Optional[Table]:
     """What explaining a batch-dependent variant in batches did, against explaining it as deployed."""
     r = res.explain
-    b = r.get("batching")
+    b = r.batching
     if not b or not b["variants"]:
         return None
     rows = {}
     for v, x in b["variants"].items():
-        rows[v] = {"prediction changed": f"{x['prediction_changed']} / {r['n_examples']}",
+        rows[v] = {"prediction changed": f"{x['prediction_changed']} / {r.n_examples}",
                    "Spearman vs ref., batched": _mci(x["agreement_with_reference_batched"]["spearman"]),
                    "Spearman vs ref., alone": _mci(x["agreement_with_reference_alone"]["spearman"])
                    if x.get("agreement_with_reference_alone") else "--",
@@ -494,9 +494,9 @@ def explain_batching_table(res: Results) -> Optional[Table]:
     return Table("explain_batching", pd.DataFrame(rows).T, label=f"tab:explain-batching-{res.name}",
                  caption=(f"LIME on a batch-dependent variant explained as deployed (each perturbed text alone) "
                           f"and as before (perturbed texts in batches of {b['batch_size']}), on the same "
-                          f"{r['n_examples']} texts and perturbations. Picked from batched predictions, the "
+                          f"{r.n_examples} texts and perturbations. Picked from batched predictions, the "
                           f"selection would hold {sb['n_disagreement']} disagreement texts "
-                          f"(now {r['selection']['n_disagreement']}); {sb['shared_with_now']} of its "
+                          f"(now {r.selection['n_disagreement']}); {sb['shared_with_now']} of its "
                           f"{sb['n_examples']} texts are among today's."))
 
 
@@ -504,23 +504,23 @@ def explain_faithfulness_table(res: Results) -> Table:
     """Faithfulness comparable across models (normalized AOPC, where the result has it; raw AOPC otherwise, said
     so) beside a random ranking, and what an explanation costs."""
     r = res.explain
-    norm = bool(r.get("naopc"))
+    norm = bool(r.naopc)
     pre = "normalized_" if norm else ""
     rows = {}
-    for v in r["cost"]:
-        f = r["faithfulness"].get(v)
-        c = r["cost"][v]
+    for v in r.cost:
+        f = r.faithfulness.get(v)
+        c = r.cost[v]
         rows[v] = {"compr.": _mci(f[pre + "comprehensiveness"]) if f else "--",
                    "random": f"{f['random_' + pre + 'comprehensiveness']['mean']:.2f}" if f else "--",
                    "suff.": _mci(f[pre + "sufficiency"]) if f else "--",
                    "random ": f"{f['random_' + pre + 'sufficiency']['mean']:.2f}" if f else "--",
                    "expl./s": f"{c['explanations_per_s']:.2f}",
-                   f"vs {r['throughput_baseline']}": f"{c['throughput_vs_baseline']:.2f}x",
+                   f"vs {r.throughput_baseline}": f"{c['throughput_vs_baseline']:.2f}x",
                    "texts": str(c["examples"])}
     df = pd.DataFrame(rows).T
-    alone = set((r.get("batching") or {}).get("batch_dependent", []))
+    alone = set((r.batching or {}).get("batch_dependent", []))
     df.index = [f"{v} (alone)" if v in alone else v for v in df.index]
-    fr = ", ".join(f"{100 * x:g}" for x in r["fractions"])
+    fr = ", ".join(f"{100 * x:g}" for x in r.fractions)
     what = ("normalized AOPC (Edin et al.: (AOPC $-$ lower) / (upper $-$ lower), the limits of any ranking of the "
             "words with that model, so that models can be compared)" if norm else
             "raw AOPC, which depends on the model: compare each row with its random ranking, not rows with each other")
@@ -528,10 +528,10 @@ def explain_faithfulness_table(res: Results) -> Table:
                  caption=(f"Faithfulness of each variant's own LIME explanation, computed with that variant on the "
                           f"random sample: {what}; comprehensiveness ({COMP.better} is better) and sufficiency "
                           f"({SUFF.better} is better) over removing or keeping the top {fr}\\% of the words, beside "
-                          f"a random ranking. Cost with {r['samples']} samples, variants interleaved (rows without "
-                          f"faithfulness were explained on {len(r['cost_examples'])} texts for their cost only)"
+                          f"a random ranking. Cost with {r.samples} samples, variants interleaved (rows without "
+                          f"faithfulness were explained on {len(r.cost_examples)} texts for their cost only)"
                           + (f"; (alone): a batch-dependent variant, every perturbed text predicted alone (batch 1) "
-                             f"where the others take batches of {r['batch_size']}, which its cost includes"
+                             f"where the others take batches of {r.batch_size}, which its cost includes"
                              if alone else "") + "."))
 
 
@@ -539,7 +539,7 @@ def seeds_table(res: Results) -> Table:
     """Each variant's accuracy change over the training seeds: the interval a reviewer asks for (another
     fine-tuning run), beside the bootstrap interval of one seed (another test set)."""
     f, r = seeds_frame(res), res.seeds
-    n, lvl = len(r["seeds"]), int(100 * r["confidence"])
+    n, lvl = len(r.seeds), int(100 * r.confidence)
     pt = lambda x, digits=2: f"{100 * x:+.{digits}f}"  # noqa: E731
     na = lambda x, fmt: "--" if _na(x) else fmt(x)  # noqa: E731
     m = res.cfg.eval.equivalence_margin
@@ -555,10 +555,10 @@ def seeds_table(res: Results) -> Table:
     })
     out.index = f["variant"]
     out.index.name = None
-    ref = r["reference"]
+    ref = r.reference
     return Table("seeds", out, label=f"tab:seeds-{res.name}", column_format="lrrlrr",
-                 caption=(f"Accuracy over {n} training seeds ({', '.join(map(str, r['seeds']))}; the same split, "
-                          f"{r['n_test']:,} test texts, each text alone): mean $\\pm$ standard deviation; "
+                 caption=(f"Accuracy over {n} training seeds ({', '.join(map(str, r.seeds))}; the same split, "
+                          f"{r.n_test:,} test texts, each text alone): mean $\\pm$ standard deviation; "
                           f"$\\Delta$acc against {tex_escape(ref)} of the same seed, mean and {lvl}\\% Student-t "
                           f"interval over the seeds; $\\pm${100 * m:g} pt: the equivalence verdict over the seeds "
                           f"(TOST, the 90\\% $t$ interval against the margin); bootstrap $\\pm$: the mean "
@@ -585,7 +585,7 @@ def original_table(res: Results) -> Table:
     original's numbers from data/original_study.yaml, ours from the results JSON."""
     study = original_study(res.cfg.root)
     o = study["findings"]
-    e, b = res.evaluate["variants"], res.bench
+    e, b = res.evaluate.variants, res.bench
     conf = 100 * res.confidence()
     head = b.all_threads["headline"]
     ms = lambda n: head[n]["median_ms"]  # noqa: E731
@@ -616,10 +616,10 @@ def original_table(res: Results) -> Table:
         "dynamic INT8 on the CPU": (
             f"{c['fp32_ms']} ms to {c['int8_ms']} ms ({c['fp32_ms'] / c['int8_ms']:.2f}x)",
             f"ONNX FP32 {ms('onnx-fp32'):.1f} ms to {ms(dyn):.1f} ms in this run; {sp['median']:.2f}x, the median "
-            f"over {sp['n']} runs ({sp['lo']:.2f}-{sp['hi']:.2f}; batch 1, {b['length']} tokens, "
-            f"{b['provenance']['threads']} threads)" if sp else "not benchmarked"),
+            f"over {sp['n']} runs ({sp['lo']:.2f}-{sp['hi']:.2f}; batch 1, {b.length} tokens, "
+            f"{b.provenance['threads']} threads)" if sp else "not benchmarked"),
     }
-    cuda = ((res.bench_gpu or b["gpu"]).get("onnxruntime") or {}).get("CUDAExecutionProvider", {})
+    cuda = ((res.bench_gpu or b.gpu).get("onnxruntime") or {}).get("CUDAExecutionProvider", {})
     gpu_pair = [cuda.get(n, {}).get("median_ms") for n in ("onnx-fp32", "onnx-int8-dynamic")]
     rows["INT8 on the GPU"] = (
         f"{g['fp32_ms']} ms to {g['int8_ms']} ms ({g['int8_ms'] / g['fp32_ms']:.1f}x slower)",
@@ -647,10 +647,10 @@ def sizes_table(res: Results) -> Optional[Table]:
     if fr is None:
         return None
     r, v, s = res.sizes, fr["variants"], fr["sizes"]
-    lengths = sorted(r["lengths"])
+    lengths = sorted(r.lengths)
     L = str(lengths[-1])
     at = lambda size, n, col: v[(v["size"] == size) & (v["variant"] == n)][col].iloc[0]  # noqa: E731
-    has_fp16 = "onnx-fp16" in r["variants"]
+    has_fp16 = "onnx-fp16" in r.variants
     mem = v["peak_rss_mb"].notna().any()
     rows = {}
     for _, row in s.iterrows():
@@ -664,7 +664,7 @@ def sizes_table(res: Results) -> Optional[Table]:
                     f"FP32 / INT8 ms @{L}": f"{at(n, 'onnx-fp32', lat):.1f} / {at(n, b, lat):.1f}"})
         out.update({f"vs ONNX @{x}": f"{row[f'vs_onnx_{x}']:.2f}x" for x in lengths})
         out[f"vs PyTorch @{L}"] = f"{row[f'vs_torch_{L}']:.2f}x"
-        out[f"texts/s FP32 / INT8 (b{r['batch_size']})"] = (f"{at(n, 'onnx-fp32', 'texts_per_s'):.0f} / "
+        out[f"texts/s FP32 / INT8 (b{r.batch_size})"] = (f"{at(n, 'onnx-fp32', 'texts_per_s'):.0f} / "
                                                           f"{at(n, b, 'texts_per_s'):.0f}")
         if mem:
             out["peak MB FP32 / INT8"] = f"{at(n, 'onnx-fp32', 'peak_rss_mb'):.0f} / {at(n, b, 'peak_rss_mb'):.0f}"
@@ -677,17 +677,17 @@ def sizes_table(res: Results) -> Optional[Table]:
         out["ceiling"] = f"{row['free_matmul']:.1f}x"
         rows[n] = out
     df = pd.DataFrame(rows).T
-    pv = r["provenance"]
+    pv = r.provenance
     return Table("sizes", df, label=f"tab:sizes-{res.name}",
-                 caption=(f"Cost against model size: BERT encoders with random weights (seed {r['seed']}; speed "
+                 caption=(f"Cost against model size: BERT encoders with random weights (seed {r.seed}; speed "
                           f"and size need no trained weights), one at a time on {pv['threads']} threads, the "
                           f"variants interleaved on the same inputs (test texts cut to exact lengths). FP32, INT8 "
                           f"and FP16 are the ONNX files; fastest INT8: the integer file with the lowest batch-1 "
                           f"median at {L} tokens, whose speed-ups over ONNX FP32 and PyTorch FP32 are given; "
-                          f"throughput at batch {r['batch_size']} x {L} tokens"
+                          f"throughput at batch {r.batch_size} x {L} tokens"
                           + ("; peak resident memory of a fresh process predicting one such batch" if mem else "")
                           + f"; matmul share: matrix products' part of ONNX FP32's kernel time (operator profile, "
-                          f"{r['protocol'].get('profile_threads') or pv['threads']} thread(s)); INT8 products: how "
+                          f"{r.protocol.get('profile_threads') or pv['threads']} thread(s)); INT8 products: how "
                           f"much faster the integer file without fused attention computes them, same profiles; "
                           f"ceiling: "
                           f"Amdahl's bound if they cost nothing and the rest kept its FP32 time. INT8 GEMM path of the "
