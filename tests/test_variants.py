@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from utils import pipeline as P
 from utils import quantize as Q
 from utils import variants as V
 from utils.config import load_config
-from utils.report import Results, runtimes, tables
+from utils.paper import check_sources
+from utils.report import Results, render_all, runtimes, tables
 from utils.report.figures import variant_palette
 from utils.report.macros import explain_macros, paper_macros
 
@@ -77,9 +79,12 @@ def test_calibration_methods_of_the_profile_decide_the_static_variants(repo):
 
 @pytest.fixture()
 def tiny_study(repo, tiny_model_dir):
-    """The smoke profile on the real tiny BERT (2 layers, hidden 32): data, FP32 and QAT training, export."""
+    """The smoke profile on the real tiny BERT (2 layers, hidden 32): data, FP32 and QAT training, export. Its
+    explanations are compared at the top 3 words (``explain.top_k: [3]``, not the default's 5 and 10): every table,
+    figure and macro of the report must follow the k the explanation step measured."""
     cfg = load_config("smoke", root=repo, overrides={
         "model": {"source": "local", "name_or_path": str(tiny_model_dir)}, "data": {"max_examples": 200},
+        "explain": {"top_k": [3]},
         "bench": {"variants": None, "headline_only": [], "memory": False, "reps": 2, "rounds": 1,
                   "throughput_reps": 2, "seq_lengths": [16], "batch_sizes": [2], "profile_reps": 2}})
     for step in ("data", "train_fp32", "train_qat", "export"):
@@ -188,3 +193,15 @@ def test_a_registered_variant_reaches_the_quantize_evaluation_and_bench_tables(t
     tex = (Path(__file__).resolve().parents[1] / "paper" / "main.tex").read_text()
     used = set(re.findall(r"\\(?:Scale)?((?:Drift|Grad)[A-Za-z]+)", tex))
     assert used and used <= set(made), sorted(used - set(made))
+    # explain.top_k [3]: the report renders every table, figure and macro with the top-3 metrics from the registry,
+    # and the paper's sources check against them (no top-5 number is asked for or printed)
+    assert x["top_k"] == [3] and "top3_overlap" in x["agreement"]["noise-floor"]["random"]
+    done = render_all(cfg)
+    assert {"explain_agreement_table", "explain_batching_table", "gradients_table", "paper_macros"} <= set(done)
+    assert "top-3 overlap" in (cfg.tables_dir / "gradients.tex").read_text()
+    assert "top-3 overlap" in (cfg.tables_dir / "explain_batching.tex").read_text()
+    numbers = (cfg.tables_dir / "numbers.tex").read_text()
+    assert "ExplainTopThreeNoise" in numbers and "GradTopThreeQat" in numbers and "TopFive" not in numbers
+    for f in ("main.tex", "references.bib"):
+        shutil.copy(Path(__file__).resolve().parents[1] / "paper" / f, cfg.path("paper", f))
+    check_sources(cfg.root, cfg.name)

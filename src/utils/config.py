@@ -427,6 +427,16 @@ def _ignored(section: str, obj, keys: dict) -> None:
 
 
 def _validate(cfg: Config) -> None:
+    """Every check of a loaded profile, section by section; the first problem is one ConfigError."""
+    _validate_name_and_data(cfg)
+    _validate_model(cfg)
+    _validate_training(cfg)
+    _validate_explain(cfg)
+    _validate_bench_and_sizes(cfg)
+
+
+def _validate_name_and_data(cfg: Config) -> None:
+    """The profile name and the data source."""
     if not PROFILE_NAME.fullmatch(cfg.name) or ".." in cfg.name:
         raise ConfigError(f"profile name {cfg.name!r} (the file name) must be letters, digits, '_', '-' or '.', "
                           f"starting with a letter or digit: it names the output folders")
@@ -464,7 +474,11 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"data.label_map must map data label values to class names (text or integers), "
                               f"e.g. {{pos: positive}}; got {d.label_map}")
         d.label_map = {str(k): str(v) for k, v in d.label_map.items()}
-    m = cfg.model
+
+
+def _validate_model(cfg: Config) -> None:
+    """The model source, the counts, seeds and the evaluated variants."""
+    m, d = cfg.model, cfg.data
     if m.source not in ("packaged", "local", "hub"):
         raise ConfigError(f"model.source must be packaged, local or hub, got {m.source!r}")
     _ignored("model", m, MODEL_SOURCE_KEYS)
@@ -492,6 +506,11 @@ def _validate(cfg: Config) -> None:
         if missing:
             raise ConfigError(f"eval.variants must include the FP32 references pytorch-fp32 and onnx-fp32 "
                               f"(every difference is taken against them); missing: {', '.join(missing)}")
+
+
+def _validate_training(cfg: Config) -> None:
+    """Rates, intervals, warm-up, the fine-tuned model, quantization."""
+    m = cfg.model
     rates = {"train.learning_rate": cfg.train.learning_rate, "qat.learning_rate": cfg.qat.learning_rate,
              "export.parity_atol": cfg.export.parity_atol}
     bad = {k: v for k, v in rates.items() if not v > 0}
@@ -520,6 +539,10 @@ def _validate(cfg: Config) -> None:
     if bad or not cfg.quantize.calibration_methods:
         raise ConfigError(f"quantize.calibration_methods must be a non-empty subset of minmax, entropy, "
                           f"percentile; got {cfg.quantize.calibration_methods}")
+
+
+def _validate_explain(cfg: Config) -> None:
+    """The explanation step."""
     x = cfg.explain
     if x.samples < 10 or x.batch_size < 1 or x.examples < 1 or x.disagreements < 0 or x.noise_seeds < 1:
         raise ConfigError(f"explain: samples >= 10, batch_size >= 1, examples >= 1, disagreements >= 0 and "
@@ -556,6 +579,11 @@ def _validate(cfg: Config) -> None:
     if x.reference in x.cost_variants or x.cost_examples < 1:
         raise ConfigError(f"explain.cost_variants cannot hold the reference {x.reference!r}, and "
                           f"explain.cost_examples must be >= 1 (got {x.cost_examples})")
+
+
+def _validate_bench_and_sizes(cfg: Config) -> None:
+    """The benchmark, the size sweep, the opset, the profile compared with."""
+    x = cfg.explain
     bb = cfg.bench
     if bb.block < 1 or bb.block_warmup < 0 or bb.reps < 1 or bb.rounds < 1:
         raise ConfigError(f"bench: block, reps, rounds >= 1 and block_warmup >= 0, got block={bb.block}, "

@@ -41,6 +41,7 @@ import shap
 from lime.lime_text import IndexedString, LimeTextExplainer
 from scipy.stats import kendalltau, spearmanr
 
+from . import metrics as MT
 from .results import Explain, as_result
 
 SPLIT = r"\W+"            # LIME's default word splitter
@@ -217,13 +218,13 @@ def agreement(a: np.ndarray, b: np.ndarray, ks: Sequence[int] = (5, 10)) -> dict
     d = len(a)
     out = {}
     for k in ks:
+        overlap, sign = MT.top_k(k).NAME, MT.top_k(k, "sign").NAME
         if d <= k:
-            out[f"top{k}_overlap"] = out[f"top{k}_sign"] = float("nan")
+            out[overlap] = out[sign] = float("nan")
             continue
         shared = sorted(set(top_k(a, k).tolist()) & set(top_k(b, k).tolist()))
-        out[f"top{k}_overlap"] = len(shared) / k
-        out[f"top{k}_sign"] = (float(np.mean(np.sign(a[shared]) == np.sign(b[shared]))) if shared
-                               else float("nan"))
+        out[overlap] = len(shared) / k
+        out[sign] = float(np.mean(np.sign(a[shared]) == np.sign(b[shared]))) if shared else float("nan")
     if d >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0:
         out["spearman"] = float(spearmanr(a, b).statistic)
         out["kendall"] = float(kendalltau(a, b).statistic)

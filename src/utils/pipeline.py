@@ -26,6 +26,7 @@ from . import data as D
 from . import eval_runs as ER
 from . import evaluate as E
 from . import explain as XP
+from . import metrics as MT
 from . import modeling as M
 from . import onnx_export as X
 from . import openvino_rt as OR
@@ -755,7 +756,7 @@ def run_explain(cfg, progress: bool = True) -> dict:
     total = time.perf_counter() - t0 - shap_total - naopc_total - conv_total
 
     ks = tuple(ex.top_k)
-    metrics = [f"top{k}_{m}" for k in ks for m in ("overlap", "sign")] + ["spearman", "kendall"]
+    metrics = MT.agreement_metrics(ks)
     rl = [int(x) for x in own[ex.reference]]     # the label every explanation is compared on
     n_ex = range(len(examples))
     mean_rows = lambda rows: {m: XP.nanmean([r[m] for r in rows]) for m in metrics}  # noqa: E731

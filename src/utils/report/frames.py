@@ -12,9 +12,7 @@ from .. import stats as S
 from .. import variants as V
 from ..explain import agreement_frame, indexed
 from ..provenance import read_json
-from .readers import Results, best_int
-
-AGREEMENT_SHOWN = ("top5_overlap", "spearman", "kendall")
+from .readers import Results, best_int, top_k
 
 
 def data_frames(res: Results) -> dict:
@@ -204,7 +202,7 @@ def explain_agreement_frames(res: Results) -> dict:
             d = (a.get("versus_floor") or {}).get(where, {}).get("spearman")
             if d and d["n"]:
                 rows.append({"variant": v, "texts": where, "mean": d["mean"], "lo": d["ci"][0], "hi": d["ci"][1]})
-    shown = df[df["metric"].isin(AGREEMENT_SHOWN)]
+    shown = df[df["metric"].isin((top_k(res).NAME, "spearman", "kendall"))]
     random_at = {i for i, e in enumerate(r.examples) if e.get("reason") == "random"}
     return {"per_example": shown[shown["example"].isin(random_at)] if random_at else shown,
             "minus_noise": pd.DataFrame(rows)}

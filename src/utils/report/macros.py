@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import bench_runs as R
 from .. import data as D
+from .. import metrics as MT
 from .. import packaged as PK
 from .. import packaged_data as PD
 from .. import variants as V
@@ -18,7 +19,7 @@ from ..results import as_result
 from ..stats import tost_verdict
 from . import frames as F
 from .frames import INT8_DOT_FACTOR, amdahl, sizes_frames, unfused_int8
-from .readers import Results, best_int, short
+from .readers import Results, best_int, short, top_k
 from .runtimes import runtime_macros
 from .tables import pct, symmetric
 from .writer import tex_escape
@@ -491,6 +492,8 @@ def explain_macros(res: Results) -> dict:
     if not symmetric(r):
         return {"ExplainAsymmetric": "asymmetric", "ExplainN": str(r.n_examples)}
     a, c, sel = r.agreement, r.cost, r.selection
+    top = top_k(res).NAME
+    word = MT.number_word(r.top_k[0])     # ExplainTopFive... for top-5: the k in the macro's name, letters only
     sp = lambda v, m="spearman", w="random": f"{a[v][w][m]['mean']:.2f}"  # noqa: E731
     ints = [n for n in c if V.is_integer(n)]
     best = max(ints, key=lambda n: c[n]["throughput_vs_baseline"]) if ints else None
@@ -500,7 +503,7 @@ def explain_macros(res: Results) -> dict:
         "ExplainFlipInRandom": str(sel["n_disagreement_in_random"]),
         "ExplainSamples": f"{r.samples:,}", "ExplainMinutes": f"{r.total_seconds / 60:.1f}",
         "ExplainNoiseSeeds": str(len(r.noise_seeds)), "ExplainMargin": f"{r.equivalence_margin:g}",
-        "ExplainSpearmanNoise": sp("noise-floor"), "ExplainTopFiveNoise": sp("noise-floor", "top5_overlap"),
+        "ExplainSpearmanNoise": sp("noise-floor"), f"ExplainTop{word}Noise": sp("noise-floor", top),
         "ExplainBestInt": short(best or "--"),
         "ExplainBestIntSpeedup": f"{c[best]['throughput_vs_baseline']:.2f}" if best else "--",
         "ExplainBaseline": r.throughput_baseline,
@@ -508,7 +511,7 @@ def explain_macros(res: Results) -> dict:
     }
     for key, n in EXPLAIN_KEYS:
         if n in a:
-            out.update({f"ExplainSpearman{key}": sp(n), f"ExplainTopFive{key}": sp(n, "top5_overlap"),
+            out.update({f"ExplainSpearman{key}": sp(n), f"ExplainTop{word}{key}": sp(n, top),
                         f"ExplainSameSeed{key}": f"{a[n]['same_seed']['spearman']['mean']:.2f}",
                         **_versus_macros("Explain", key, a[n]["versus_floor"])})
     f = r.faithfulness
@@ -727,6 +730,7 @@ def gradients_macros(res: Results) -> dict:
     if not res.has("gradients"):
         return {}
     g = res.gradients
+    top, word = top_k(res).NAME, MT.number_word(res.explain.top_k[0])   # IG is measured on LIME's texts and k
     sp = lambda rec: f"{rec['spearman']['mean']:.2f}"  # noqa: E731
     p = g.pairs
     out = {"GradN": str(g.n_examples), "GradSteps": str(g.steps),
@@ -736,7 +740,7 @@ def gradients_macros(res: Results) -> dict:
                       ("Train", "pytorch-qat-fp32 vs pytorch-fp32")):
         if name in p:
             out[f"GradSpearman{key}"] = sp(p[name]["all"])
-            out[f"GradTopFive{key}"] = f"{p[name]['all']['top5_overlap']['mean']:.2f}"
+            out[f"GradTop{word}{key}"] = f"{p[name]['all'][top]['mean']:.2f}"
     for key, name in (("FP", "pytorch-fp32"), ("Qat", "pytorch-qat-integer")):
         if name in g.vs_lime:
             out[f"GradVsLime{key}"] = sp(g.vs_lime[name]["all"])

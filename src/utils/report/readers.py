@@ -12,6 +12,7 @@ from typing import Optional
 
 from .. import bench_runs as R
 from .. import eval_runs as ER
+from .. import metrics as MT
 from .. import results as RS
 from .. import variants as V
 from ..config import Config
@@ -47,6 +48,12 @@ def best_int(head: dict, names=None) -> str:
     """The fastest of ``names`` (default: every integer ONNX variant of the headline ``head``)."""
     names = [n for n in head if V.is_onnx_int8(n)] if names is None else names
     return min(names, key=lambda n: head[n]["median_ms"])
+
+
+def top_k(res: "Results") -> MT.Metric:
+    """The top-k overlap the paper reports: of the first k of ``explain.top_k`` the explanations were measured with
+    (recorded in explain.json), from the metric registry."""
+    return MT.top_k(res.explain.top_k[0])
 
 
 def short(name: str) -> str:

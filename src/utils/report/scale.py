@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import variants as V
 from .macros import data_name, explain_verdict, gradients_macros, hostdrift_macros, model_config, model_name
-from .readers import Results, best_int, short
+from .readers import Results, best_int, short, top_k
 from .tables import ci, pct, symmetric
 from .writer import Table, tex_escape
 
@@ -83,7 +83,7 @@ def scale_record(res: Results) -> dict:
         if best in b.speedup_vs_pytorch_fp32:
             r["best_int_vs_torch"] = b.speedup_vs_pytorch_fp32[best]
     if res.has("explain"):
-        x = res.explain
+        x, top = res.explain, top_k(res)
         a, f = x.agreement, x.faithfulness
         r.update({"explain_n": x.n_examples, "explain_samples": x.samples})
         if not symmetric(x):
@@ -95,7 +95,7 @@ def scale_record(res: Results) -> dict:
             for key, n in (("noise", "noise-floor"), ("dyn", DYN), ("qat", QAT)):
                 if n in a:
                     r[f"spearman_{key}"] = a[n]["random"]["spearman"]["mean"]
-                    r[f"top5_{key}"] = a[n]["random"]["top5_overlap"]["mean"]
+                    r[f"{top.NAME}_{key}"] = a[n]["random"][top.NAME]["mean"]
                     if n != "noise-floor":
                         r[f"verdict_{key}"] = explain_verdict(a[n]["versus_floor"])
             if x.naopc:

@@ -12,7 +12,7 @@ import yaml
 from .. import bench_runs as R
 from .. import stats as S
 from ..config import PACKAGE_ROOT
-from ..metrics import metric
+from ..metrics import Metric, metric
 from ..ort_inspect import integer_op_count
 from .frames import (
     accuracy_claims,
@@ -23,7 +23,7 @@ from .frames import (
     seeds_frame,
     sizes_frames,
 )
-from .readers import Results, best_int, short
+from .readers import Results, best_int, short, top_k
 from .writer import Table, tex_escape
 
 COMP, SUFF = metric("comprehensiveness"), metric("sufficiency")
@@ -373,8 +373,8 @@ def _mci(rec: dict, digits: int = 2, sign: bool = False) -> str:
     return m + " (exact)" if lo == hi else f"{m} [{lo}, {hi}]"
 
 
-def _agreement_row(al: dict) -> dict:
-    return {"top-5 overlap": _mci(al["top5_overlap"]), "Spearman": _mci(al["spearman"])}
+def _agreement_row(al: dict, top: Metric) -> dict:
+    return {top.LABEL: _mci(al[top.NAME]), "Spearman": _mci(al["spearman"])}
 
 
 def symmetric(r: dict) -> bool:
@@ -459,12 +459,13 @@ def gradients_table(res: Results) -> Table:
     """The gradient explainer (gradients.json, ``utils.gradients``): Integrated Gradients of the PyTorch models
     that compute what the files compute, against each other (what training and what quantization changed), and
     against the LIME explanation of the file each stands for."""
-    g = res.gradients
+    g, top = res.gradients, top_k(res)
     lvl = int(100 * res.confidence("gradients"))
-    rows = {f"IG: {p['variant']} vs {p['reference']}": {**_agreement_row(p["all"]), "isolates": p["isolates"]}
+    rows = {f"IG: {p['variant']} vs {p['reference']}": {**_agreement_row(p["all"], top), "isolates": p["isolates"]}
             for p in g.pairs.values()}
     for n, v in g.vs_lime.items():
-        rows[f"IG of {n} vs LIME of {v['lime_of']}"] = {**_agreement_row(v["all"]), "isolates": "the two explainers"}
+        rows[f"IG of {n} vs LIME of {v['lime_of']}"] = {**_agreement_row(v["all"], top),
+                                                        "isolates": "the two explainers"}
     gap = max(v["max"] for v in g.completeness_gap.values())
     return Table("gradients", pd.DataFrame(rows).T, label=f"tab:gradients-{res.name}",
                  caption=(f"Integrated Gradients ({g.steps} Gauss-Legendre points, baseline: every word the padding "
@@ -476,7 +477,7 @@ def gradients_table(res: Results) -> Table:
 
 def explain_batching_table(res: Results) -> Optional[Table]:
     """What explaining a batch-dependent variant in batches did, against explaining it as deployed."""
-    r = res.explain
+    r, top = res.explain, top_k(res)
     b = r.batching
     if not b or not b["variants"]:
         return None
@@ -486,8 +487,8 @@ def explain_batching_table(res: Results) -> Optional[Table]:
                    "Spearman vs ref., batched": _mci(x["agreement_with_reference_batched"]["spearman"]),
                    "Spearman vs ref., alone": _mci(x["agreement_with_reference_alone"]["spearman"])
                    if x.get("agreement_with_reference_alone") else "--",
-                   "top-5 overlap vs ref., batched": _mci(x["agreement_with_reference_batched"]["top5_overlap"]),
-                   "top-5 overlap vs ref., alone": _mci(x["agreement_with_reference_alone"]["top5_overlap"])
+                   f"{top.LABEL} vs ref., batched": _mci(x["agreement_with_reference_batched"][top.NAME]),
+                   f"{top.LABEL} vs ref., alone": _mci(x["agreement_with_reference_alone"][top.NAME])
                    if x.get("agreement_with_reference_alone") else "--",
                    "Spearman batched vs alone": _mci(x["batched_vs_alone"]["spearman"])}
     sb = b["selection_before"]
