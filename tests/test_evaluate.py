@@ -66,3 +66,57 @@ def test_resampled_scores_are_sklearns_resample_by_resample(k, n):
     np.testing.assert_allclose(f1, want_f1, rtol=0, atol=1e-15)
     if k == 3:   # the case that needs the rule: some resamples lack class 2 in labels and predictions
         assert any(not np.isin(2, np.r_[y[i], pred[i]]) for i in idx)
+
+
+def _raw(n=300, batched=True, seed=0):
+    """Predictions of four variants on ``n`` labels, as the evaluation step measures them (no model run)."""
+    from utils.evaluate import EvalRaw
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    flip = lambda p, k: np.where(rng.random(n) < k, 1 - p, p)  # noqa: E731
+    preds = {"pytorch-fp32": flip(y, 0.15), "onnx-fp32": None, "onnx-int8-dynamic": None, "pytorch-qat-fakequant": None}
+    preds["onnx-fp32"] = preds["pytorch-fp32"].copy()
+    preds["onnx-int8-dynamic"] = flip(preds["pytorch-fp32"], 0.02)
+    preds["pytorch-qat-fakequant"] = flip(preds["pytorch-fp32"], 0.05)
+    files = {k: {"runtime": k.split("-")[0], "path": f"{k}.bin", "size_mb": 90.0 if "int8" not in k else 23.0,
+                 "sha256": k, "batch_invariant_declared": "dynamic" not in k} for k in preds}
+    raw = EvalRaw(["neg", "pos"], y, float(max(np.mean(y), 1 - np.mean(y))), preds,
+                  {k: np.full(n, 0.9) for k in preds}, files, {k: {"median_ms": 1.0} for k in preds}, 50, 2, seed,
+                  32 if batched else None, qat_integer=preds["pytorch-qat-fakequant"].copy())
+    if batched:
+        raw.batched = {k: flip(p, 0.01) if "dynamic" in k else p.copy() for k, p in preds.items()}
+        raw.moves = {k: {"moved_batch1_vs_sorted": int(np.sum(raw.batched[k] != p))} for k, p in preds.items()}
+    return raw
+
+
+def test_summarise_turns_raw_predictions_into_the_evaluation_result():
+    from utils.evaluate import Roles, summarise
+    from utils.results import from_dict
+    raw = _raw()
+    roles = Roles("pytorch-fp32", "pytorch-qat-fakequant", ("onnx-int8-dynamic",), None, ())
+    out = summarise(raw, roles, reps=200, confidence=0.95)
+    from_dict("evaluate", out)                          # the step's declared result, field for field
+    v = out["variants"]
+    assert out["n_test"] == 300 and out["headline_batch_size"] == 1 and out["batching"]["batch_size"] == 32
+    dyn = v["onnx-int8-dynamic"]
+    assert dyn["accuracy"] == pytest.approx(np.mean(raw.preds["onnx-int8-dynamic"] == raw.y))
+    assert dyn["agreement"] == pytest.approx(np.mean(raw.preds["onnx-int8-dynamic"] == raw.preds["pytorch-fp32"]))
+    assert dyn["accuracy_diff_ci"][0] <= dyn["accuracy_diff"] <= dyn["accuracy_diff_ci"][1]
+    assert dyn["size_ratio_to_onnx_fp32"] == pytest.approx(23 / 90) and len(dyn["predictions_batched"]) == 300
+    assert dyn["batch_invariance"]["moved_batch1_vs_sorted"] == int(np.sum(raw.batched["onnx-int8-dynamic"]
+                                                                          != raw.preds["onnx-int8-dynamic"]))
+    assert dyn["agreement_with_qat_fakequant"] == pytest.approx(
+        np.mean(raw.preds["onnx-int8-dynamic"] == raw.preds["pytorch-qat-fakequant"]))
+    assert v["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] == 1.0
+    assert "accuracy_diff" not in v["pytorch-fp32"] and "chance" not in out
+    # batch 1 only: no batched record; QAT's control compared where it was evaluated
+    raw = _raw(batched=False)
+    raw.preds["pytorch-fp32-plus-epoch"] = raw.preds["pytorch-fp32"].copy()
+    for d in (raw.files, raw.confidences, raw.latency):
+        d["pytorch-fp32-plus-epoch"] = d["pytorch-fp32"]
+    roles = Roles("pytorch-fp32", "pytorch-qat-fakequant", (), "pytorch-fp32-plus-epoch",
+                  ("pytorch-qat-fakequant", "onnx-int8-dynamic"))
+    out = summarise(raw, roles, reps=200, confidence=0.95)
+    assert out["batching"]["batched"] is None and "batched" not in out["variants"]["onnx-int8-dynamic"]
+    vs = out["variants"]["pytorch-qat-fakequant"]["vs_fp32_plus_epoch"]
+    assert vs["accuracy_diff"] == pytest.approx(out["variants"]["pytorch-qat-fakequant"]["accuracy_diff"])

@@ -325,3 +325,50 @@ def test_memo_recalls_what_it_predicted_and_changes_no_explanation(tiny_onnx, to
     memo.clear()
     explain(memo, TEXT, [1], samples=300, seed=3)
     assert len(rec.texts) > n                    # cleared: the next example starts from an empty memory
+
+
+def _fake_raw(words=12, n=6, seed=0):
+    """Explanations with known weights (no LIME run): the reference and a variant whose explanations are the
+    reference's exactly, and noise explanations of the reference under two other seeds."""
+    from utils.explain import ExplainRaw, Explanation
+    rng = np.random.default_rng(seed)
+
+    def x(w, s=0):
+        return Explanation(words=[f"w{i}" for i in range(words)], weights={0: np.asarray(w)}, intercept={0: 0.0},
+                           proba=np.array([0.8, 0.2]), score=0.5, seconds=0.1, texts_evaluated=100, seed=s,
+                           samples=100)
+    ref_w = [rng.normal(size=words) for _ in range(n)]
+    noise = {s: [x(w + rng.normal(scale=0.5, size=words), s) for w in ref_w] for s in (7, 8)}
+    faith = {k: 0.3 for k in ("comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency")}
+    examples = [{"index": i, "text": "t", "label": 0, "reference_pred": 0, "reference_confidence": 0.9,
+                 "reason": "random" if i < 4 else "disagreement",
+                 "disagreement": i >= 4} for i in range(n)]
+    own = {"ref": np.zeros(n, int), "same": np.zeros(n, int)}
+    return ExplainRaw(examples, ["ref", "same"], [], [], [], [7, 8], own,
+                      {}, {"ref": [x(w) for w in ref_w], "same": [x(w) for w in ref_w]}, {}, noise,
+                      {"ref": [dict(faith)] * n, "same": [dict(faith)] * n}, {}, {}, {},
+                      {"lime": 1.0, "shap": 0.0, "naopc": 0.0, "convergence": 0.0},
+                      {"n_disagreement": 0, "n_examples": n, "shared_with_now": n}, 2, "ref")
+
+
+def test_summarise_compares_explanations_symmetrically_without_running_lime(repo):
+    from utils.explain import summarise
+    from utils.results import from_dict
+    ex = load_config("smoke", {"explain": {"reference": "onnx-fp32", "top_k": [3], "pairs": [], "naopc": False,
+                                           "shap_variants": [], "compare": "onnx-int8-dynamic"}}, root=repo).explain
+    ex = type(ex)(**{**ex.__dict__, "reference": "ref", "compare": "same"})
+    raw = _fake_raw()
+    out = summarise(raw, ex, confidence=0.95, bootstrap=200, seed=0)
+    from_dict("explain", out)                    # the step's declared result, field for field
+    assert out["top_k"] == [3] and "top3_overlap" in out["agreement"]["noise-floor"]["random"]
+    same, floor = out["agreement"]["same"], out["agreement"]["noise-floor"]
+    # the variant's explanations are the reference's: against FP32's other seeds it scores exactly the floor
+    assert same["random"]["spearman"]["mean"] == pytest.approx(floor["random"]["spearman"]["mean"])
+    vf = same["versus_floor"]
+    assert vf["random"]["spearman"]["mean"] == pytest.approx(0) and vf["equivalence"]["spearman"]["equivalent"]
+    assert same["same_seed"]["spearman"]["mean"] == pytest.approx(1)       # same seed, same weights
+    assert floor["random"]["spearman"]["n"] == 4 and floor["disagreement"]["spearman"]["n"] == 2
+    assert out["selection"]["n_random"] == 4 and out["selection"]["n_disagreement_available"] == 2
+    assert out["cost"]["same"]["throughput_vs_baseline"] == pytest.approx(1) and out["throughput_baseline"] == "ref"
+    assert out["faithfulness"]["same"]["comprehensiveness"]["mean"] == pytest.approx(0.3)
+    assert out["convergence"] is None and out["shap"] is None and out["total_seconds"] == 1.0

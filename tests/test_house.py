@@ -110,3 +110,30 @@ def test_no_variant_is_chosen_by_a_name_prefix_outside_the_registry():
                                        '"int8" in n', "startswith('onnx")):
                 found.append(f"{name}:{i}: {line.strip()}")
     assert found == []
+
+
+def _long_functions(path: Path, limit: int) -> list:
+    return [f"{path.name}:{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > limit]
+
+
+def test_the_orchestrator_orchestrates_in_short_functions():
+    """Every function of the pipeline (a step runs models and writes raw records) and the analyses that make a
+    step's result (``summarise`` in evaluate, bench and explain) fit a screen: 60 lines; the profile's validation
+    too."""
+    long = [*_long_functions(SRC / "pipeline.py", 60), *_long_functions(SRC / "config.py", 60)]
+    for module in ("evaluate", "bench", "explain"):
+        long += [f for f in _long_functions(SRC / f"{module}.py", 60) if "summarise" in f or f.split(":")[1][0] == "_"]
+    assert not long, long
+    for module in ("evaluate", "bench", "explain"):
+        assert callable(getattr(__import__(f"utils.{module}", fromlist=["summarise"]), "summarise"))
+
+
+def test_the_report_reads_no_step_result_by_string_key_at_its_top_level():
+    """The report reads each step's typed result (``utils.results``) by attribute: ``res.evaluate["variants"]``
+    and its like would fail on the typed object, and are not written anywhere in the report."""
+    steps = "|".join(__import__("utils.results", fromlist=["RESULTS"]).RESULTS)
+    import re
+    pattern = re.compile(rf"\bres\.({steps})(\[|\.get\()")
+    found = [f"{p.name}: {m.group(0)}" for p in (SRC / "report").glob("*.py") for m in pattern.finditer(p.read_text())]
+    assert not found, found

@@ -16,8 +16,9 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -27,6 +28,7 @@ import transformers
 from tqdm.auto import tqdm
 
 from . import variants as V
+from .bench_runs import relative_range
 from .config import load_config
 from .modeling import load_checkpoint
 from .ort_inspect import node_placement
@@ -358,3 +360,76 @@ def torch_dtype_latency(checkpoint, tok, texts, length: int, batch_sizes, reps: 
         if cuda:
             torch.cuda.empty_cache()
     return out
+
+
+# --------------------------------------------------------------------------- the benchmark step's analysis
+@dataclass
+class BenchRaw:
+    """The benchmark's timings before any analysis (``summarise`` makes bench.json from them). ``cpu``: thread
+    count -> {"variants": the variants timed, "rounds": [variant -> ms per call], and at all cores "seq_length" /
+    "batch_size": {setting: variant -> ms}, "per_call", "spinning": variant -> ms}; ``profiles``: thread count ->
+    ONNX Runtime's operator profile per file; ``gpu_place``: file -> its GPU placement records."""
+    names: list
+    sweep: list
+    length: int
+    all_threads: int
+    protocol: dict
+    gpu: dict
+    cpu: dict = field(default_factory=dict)
+    profiles: dict = field(default_factory=dict)
+    profile_threads: int = 1
+    gpu_place: dict = field(default_factory=dict)
+    openvino_profile: Optional[dict] = None
+    memory: Optional[dict] = None
+    left_out: list = field(default_factory=list)
+
+
+def summarise(raw: BenchRaw) -> dict:
+    """bench.json's fields: per thread count the headline (every call's summary, the median of each round and
+    their spread), the sweeps, the protocol checks; placement and what the profiler costs; speed-ups against ONNX
+    Runtime FP32 and PyTorch FP32 (overall and round by round, where drift common to a round cancels)."""
+    result = {"variants": raw.names, "length": raw.length, "cpu": {}, "gpu": raw.gpu,
+              **({"left_out_without_qat": raw.left_out} if raw.left_out else {}), "protocol": raw.protocol}
+    for threads, t in raw.cpu.items():
+        result["cpu"][f"threads_{threads}"] = _threads_record(t, raw.sweep)
+    cpu_place = raw.profiles[raw.profile_threads]
+    result["placement"] = {n: [cpu_place[n]] + raw.gpu_place[n] for n in cpu_place}
+    result["profiler_overhead"] = {}
+    for t, prof in raw.profiles.items():
+        ref = result["cpu"].get(f"threads_{t}", {}).get("headline", {})
+        result["profiler_overhead"][f"threads_{t}"] = {
+            n: {"profiled_call_ms": p["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
+                "slowdown": p["profiled_call_ms"] / ref[n]["median_ms"] - 1}
+            for n, p in prof.items() if n in ref and p["profiled_call_ms"]}
+    if raw.openvino_profile is not None:
+        result["openvino_profile"] = raw.openvino_profile
+    if raw.memory is not None:
+        result["memory"] = raw.memory
+    ref = result["cpu"][f"threads_{raw.all_threads}"]["headline"]
+    result["speedup_vs_onnx_fp32"] = {n: ref["onnx-fp32"]["median_ms"] / ref[n]["median_ms"]
+                                      for n in raw.names if "onnx-fp32" in ref}
+    result["speedup_vs_pytorch_fp32"] = {n: ref["pytorch-fp32"]["median_ms"] / ref[n]["median_ms"]
+                                         for n in raw.names if "pytorch-fp32" in ref}
+    if "onnx-fp32" in ref:   # per round: drift common to a round cancels in the ratio
+        fp = ref["onnx-fp32"]["round_medians_ms"]
+        rr = {n: [a / c for a, c in zip(fp, ref[n]["round_medians_ms"])] for n in raw.names}
+        result["speedup_vs_onnx_fp32_rounds"] = {n: {"ratios": r, "spread": relative_range(r)} for n, r in rr.items()}
+    return result
+
+
+def _threads_record(t: dict, sweep: list) -> dict:
+    rec = {"headline": {}}
+    for n in t["variants"]:
+        medians = [float(np.median(r[n])) for r in t["rounds"]]
+        rec["headline"][n] = {**summarize([x for r in t["rounds"] for x in r[n]]), "round_medians_ms": medians,
+                              "spread": relative_range(medians)}
+    if "seq_length" in t:
+        rec["seq_length"] = {L: {n: summarize(ms[n]) for n in sweep} for L, ms in t["seq_length"].items()}
+        rec["batch_size"] = {bs: {n: {**summarize(ms[n]), "texts_per_s": 1e3 * int(bs) / float(np.median(ms[n]))}
+                                  for n in sweep} for bs, ms in t["batch_size"].items()}
+    if "per_call" in t:
+        rec["per_call"] = t["per_call"]
+    if "spinning" in t:
+        rec["spinning"] = {**t["spinning"]["settings"], "variants": {n: summarize(t["spinning"]["ms"][n])
+                                                                    for n in sweep}}
+    return rec

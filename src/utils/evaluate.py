@@ -6,11 +6,14 @@ interval of a *difference* to the reference is a proper paired interval.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score
+
+from .provenance import array_sha256
 
 
 def _macro_f1(y, p):
@@ -113,3 +116,98 @@ def chance_check(accuracy: float, majority: float, labels: list, reference: str,
             f"epochs, another learning rate). To report it anyway, set eval.allow_chance: true")
     return {"reference_accuracy": float(accuracy), "majority_class_accuracy": float(majority),
             "at_or_below_chance": at_chance, "allowed": bool(allowed)}
+
+
+# --------------------------------------------------------------------------- the evaluation step's analysis
+@dataclass
+class EvalRaw:
+    """What the evaluation step measured, before any analysis: the test labels, every variant's predictions (each
+    text alone; and in length-sorted and random batches where ``batch_size`` is set), its file, latency and the
+    batch-invariance records, the QAT model's integer-evaluated predictions. ``summarise`` makes the result."""
+    labels: list
+    y: np.ndarray
+    majority: float
+    preds: dict                      # variant -> batch-1 predictions
+    confidences: dict                # variant -> the batch-1 probability of the predicted class
+    files: dict                      # variant -> runtime, path, size_mb, sha256, batch_invariant_declared
+    latency: dict                    # variant -> batch-1 latency record
+    latency_texts: int
+    threads: int
+    seed: int
+    batch_size: Optional[int] = None         # None: batch 1 only (eval.batched: false)
+    batched: dict = field(default_factory=dict)      # variant -> length-sorted batch predictions
+    moves: dict = field(default_factory=dict)        # variant -> batch invariance (moves, logit change)
+    scales: dict = field(default_factory=dict)       # variant -> the activation scales behind the moves
+    chance: Optional[dict] = None
+    qat_integer: Optional[np.ndarray] = None  # the QAT model with the integer kernel's arithmetic
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which variants play which part in the comparisons (from the registry): the reference every difference is
+    taken against, the QAT model (fake quantization), the ONNX files built from its weights, the control trained as
+    long as QAT and what is compared with it."""
+    reference: str
+    qat_model: Optional[str] = None
+    from_qat: tuple = ()
+    control: Optional[str] = None
+    vs_control: tuple = ()
+
+
+def summarise(raw: EvalRaw, roles: Roles, reps: int, confidence: float) -> dict:
+    """The evaluation result (evaluate.json's fields) from the raw predictions: accuracy, macro-F1 and their
+    intervals, differences and McNemar against the reference, paired over ``reps`` bootstrap resamples; the same
+    for the batched predictions; size ratios; agreement of QAT's files with the QAT model; QAT against its
+    control."""
+    y, preds, bs = raw.y, raw.preds, raw.batch_size
+    kw = {"reps": reps, "confidence": confidence, "seed": raw.seed}
+    scores = evaluate_variants(y, preds, reference=roles.reference, **kw)
+    batched = evaluate_variants(y, raw.batched, reference=roles.reference, **kw) if bs else {}
+    fp32_mb = raw.files["onnx-fp32"]["size_mb"]
+    rows = {}
+    for name in preds:
+        row = rows[name] = {**raw.files[name]}
+        if name in raw.moves:
+            row["batch_invariance"] = {**raw.moves[name], **({"scales": raw.scales[name]} if name in raw.scales
+                                                             else {})}
+        row.update(scores[name])
+        row.update(size_ratio_to_onnx_fp32=row["size_mb"] / fp32_mb, latency_b1=raw.latency[name],
+                   predictions=preds[name].tolist(), predictions_sha256=array_sha256(preds[name]),
+                   confidence=np.round(raw.confidences[name], 5).tolist())
+        if bs:
+            row["batched"] = {"batch_size": bs, "order": "length-sorted",
+                              "predictions_sha256": array_sha256(raw.batched[name]),
+                              **{k: x for k, x in batched[name].items() if k != "n"}}
+            row["predictions_batched"] = raw.batched[name].tolist()
+    _versus_qat(rows, raw, roles, reps, confidence)
+    seed = raw.seed
+    return {"reference": roles.reference, "labels": raw.labels, "n_test": len(y),
+            "majority_class_accuracy": raw.majority, "headline_batch_size": 1,
+            "batching": {"batch_size": bs, "random_seed": seed,
+                         "headline": "batch 1: each text alone, no padding (as deployed, one request at a time)",
+                         **({"batched": f"batches of {bs}, texts sorted by length (dynamic padding)",
+                             "random": f"batches of {bs}, one random batching (seed {seed})"} if bs else
+                            {"batched": None, "random": None})},
+            "latency_note": (f"batch 1, {raw.latency_texts} test texts, tokenization excluded, variants "
+                             f"interleaved, {raw.threads} threads (ONNX Runtime's spinning within a call, "
+                             f"stopped when it returns); a first look: see the benchmark for more"),
+            "variants": rows, **({"chance": raw.chance} if raw.chance and raw.chance["at_or_below_chance"] else {})}
+
+
+def _versus_qat(rows: dict, raw: EvalRaw, roles: Roles, reps: int, confidence: float) -> None:
+    """QAT's files against the QAT model (float and integer fake quantization), and QAT against FP32 trained as
+    long without fake quantizers (what fake quantization itself did), into ``rows``."""
+    preds = raw.preds
+    from_qat = [n for n in roles.from_qat if n in preds]
+    if roles.qat_model in preds:
+        fq = preds[roles.qat_model]
+        for name in from_qat:
+            rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
+            rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == raw.qat_integer))
+        rows[roles.qat_model]["agreement_integer_vs_float_fakequant"] = float(np.mean(raw.qat_integer == fq))
+    if roles.control in preds:
+        idx = bootstrap_indices(len(raw.y), reps, raw.seed)
+        for name in [n for n in roles.vs_control if n in preds]:
+            sc = score(raw.y, preds[name], idx, confidence, ref_pred=preds[roles.control])
+            rows[name]["vs_fp32_plus_epoch"] = {k: sc[k] for k in ("accuracy_diff", "accuracy_diff_ci", "agreement",
+                                                                   "mcnemar")}

@@ -31,7 +31,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -479,3 +479,262 @@ def agreement_frame(result: Explain) -> pd.DataFrame:
             for n, per in result.agreement_per_example.items() for i, r in enumerate(per)
             for m, v in r.items() if v == v]
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the explanation step's analysis
+@dataclass
+class ExplainRaw:
+    """What the explanation step measured, before any analysis (``summarise`` makes explain.json from it).
+
+    ``exps``: variant -> LIME explanation per example (seed A; a cost-only variant on ``cost_at`` only);
+    ``noise``: other seed -> the reference's explanation per example; ``exps_batched``: a batch-dependent variant
+    explained in batches; ``faith``: variant -> faithfulness record per example; ``conv``: sample budget ->
+    {"a", "b"}: [(example, explanation)]; ``shap_exps`` / ``shap_noise``: KernelSHAP likewise; ``own`` /
+    ``own_batched``: each variant's prediction of every example; ``seconds``: lime (the explanations' own clock),
+    shap, naopc, convergence."""
+    examples: list
+    variants: list                   # the explained variants, the reference first
+    cost_only: list
+    cost_at: list
+    dependent: list                  # batch-dependent variants (explained alone, each perturbed text)
+    noise_seeds: list
+    own: dict
+    own_batched: dict
+    exps: dict
+    exps_batched: dict
+    noise: dict
+    faith: dict
+    conv: dict
+    shap_exps: dict
+    shap_noise: dict
+    seconds: dict
+    selection_before: dict           # how the examples were picked from batched predictions before (batching)
+    n_disagreement_available: int
+    baseline: str                    # throughput is reported against this variant where it was explained
+    left_out: list = field(default_factory=list)
+
+
+class _Stats:
+    """Means with bootstrap intervals of agreement rows, over the examples a mask selects."""
+
+    def __init__(self, raw: ExplainRaw, ex, confidence: float, bootstrap: int, seed: int):
+        self.raw, self.ex, self.confidence, self.bootstrap, self.seed = raw, ex, confidence, bootstrap, seed
+        self.ks = tuple(ex.top_k)
+        self.metrics = MT.agreement_metrics(self.ks)
+        self.rl = [int(x) for x in raw.own[ex.reference]]     # the label every explanation is compared on
+        self.n = range(len(raw.examples))
+        self.is_random = np.array([e["reason"] == "random" for e in raw.examples])
+        self.is_dis = np.array([bool(e["disagreement"]) for e in raw.examples])
+        self.everywhere = np.ones(len(raw.examples), bool)
+
+    def w(self, xs: list, i: int) -> np.ndarray:
+        return xs[i].weights[self.rl[i]]
+
+    def pair(self, a: list, b: list) -> list:
+        """Per example: the agreement of explanation lists ``a`` and ``b`` (the same perturbations or not)."""
+        return [agreement(self.w(a, i), self.w(b, i), self.ks) for i in self.n]
+
+    def across(self, xs: list, others: dict) -> list:
+        """Per example: the mean agreement of ``xs`` (seed A) with the reference's under each other seed."""
+        return [{m: nanmean([r[m] for r in rows]) for m in self.metrics}
+                for rows in ([agreement(self.w(others[s], i), self.w(xs, i), self.ks) for s in others]
+                             for i in self.n)]
+
+    def summary(self, rows: list, mask: np.ndarray, confidence: Optional[float] = None) -> dict:
+        return {m: mean_ci([r[m] for r, k in zip(rows, mask) if k], confidence or self.confidence, self.bootstrap,
+                           self.seed) for m in self.metrics}
+
+    def versus_floor(self, rows: list, floor: list) -> dict:
+        """The paired difference (this variant's agreement minus the floor's, per example) on the random sample
+        and on the disagreement texts, with the equivalence verdict (TOST: the 90% interval inside +-margin)."""
+        diff = [{m: r[m] - f[m] for m in self.metrics} for r, f in zip(rows, floor)]
+        margin = self.ex.equivalence_margin
+        ci90 = self.summary(diff, self.is_random, 0.90)
+        return {"random": self.summary(diff, self.is_random), "disagreement": self.summary(diff, self.is_dis),
+                "equivalence": {m: {"ci90": ci90[m]["ci"], "margin": margin,
+                                    "equivalent": bool(-margin < ci90[m]["ci"][0] and ci90[m]["ci"][1] < margin)}
+                                for m in self.metrics}}
+
+
+def summarise(raw: ExplainRaw, ex, confidence: float, bootstrap: int, seed: int) -> dict:
+    """explain.json's fields from the explanations (``ex``: the profile's explain settings; intervals at
+    ``confidence`` over ``bootstrap`` resamples seeded with ``seed``): agreement with FP32 in the symmetric design
+    beside the noise floor, pairs, the floor against LIME's budget, what batching did, KernelSHAP, faithfulness,
+    cost."""
+    st = _Stats(raw, ex, confidence, bootstrap, seed)
+    ref, variants = ex.reference, raw.variants
+    floor = st.across(raw.exps[ref], raw.noise)
+    per_example = {n: st.across(raw.exps[n], raw.noise) for n in variants[1:]}
+    per_example["noise-floor"] = floor
+    same_seed = {n: st.pair(raw.exps[ref], raw.exps[n]) for n in variants[1:]}
+    agree = _agreements(st, per_example, same_seed, floor)
+    pairs = {f"{b} vs {a}": _pair(st, a, b) for a, b in ex.pairs}
+    selection = {"rule": (f"a simple random sample of {ex.examples} test texts (the main result), then up to "
+                          f"{ex.disagreements} texts where {', '.join(ex.disagreements_of) or 'no variant'} "
+                          f"predicts differently from {ref} (reported apart); texts with fewer than "
+                          f"{ex.min_words} distinct words left out"),
+                 "disagreements_of": list(ex.disagreements_of),
+                 "n_random": int(st.is_random.sum()), "n_disagreement": int(st.is_dis.sum()),
+                 "n_disagreement_in_random": int((st.is_dis & st.is_random).sum()),
+                 "n_disagreement_available": raw.n_disagreement_available}
+    cost, base = _cost(raw, ref)
+    return {
+        "reference": ref, "variants": variants, "samples": ex.samples, "batch_size": ex.batch_size,
+        "kernel_width": KERNEL_WIDTH, "split_expression": SPLIT, "bow": True, "feature_selection": "none",
+        "seed": seed, "noise_seeds": raw.noise_seeds, "fractions": list(ex.fractions), "top_k": list(st.ks),
+        "design": ("symmetric: every variant (seed A) against FP32 under the other seeds, beside FP32 (A) against "
+                   "the same FP32 explanations (the noise floor); paired per example"),
+        "selection": selection, "n_examples": len(raw.examples), "examples": raw.examples,
+        "cost_variants": raw.cost_only, "cost_examples": sorted(raw.cost_at) if raw.cost_only else [],
+        "predictions": {n: raw.own[n].tolist() for n in variants},
+        "explanations": {n: [x.to_dict() for x in raw.exps[n]] for n in variants},
+        "noise_explanations": {str(s): [x.to_dict() for x in raw.noise[s]] for s in raw.noise_seeds},
+        "agreement_per_example": per_example, "agreement_same_seed_per_example": same_seed, "agreement": agree,
+        "equivalence_margin": ex.equivalence_margin,
+        "faithfulness_per_example": raw.faith, "faithfulness": _faithfulness(st),
+        "naopc": ({"beam": ex.naopc_beam, "seconds": raw.seconds["naopc"],
+                   "method": "Edin et al. (2025): (AOPC - lower) / (upper - lower) per example, the limits over "
+                             "rankings on the removal fractions (" + ("the words ranked by their effect alone, both "
+                             "ways" if ex.naopc_beam < 1 else f"beam search, width {ex.naopc_beam}") + "), widened "
+                             "by the AOPC of the explanation's and the random ranking"} if ex.naopc else None),
+        "convergence": _convergence(st), "pairs": pairs, "batching": _batching(st, agree),
+        "cost": cost, "throughput_baseline": base, "total_seconds": raw.seconds["lime"], "shap": _shap(st),
+        "recall": {"rule": "a variant's runs of one example after its first (other LIME seeds, faithfulness, "
+                           "KernelSHAP) recall its predictions of texts already predicted for that example; the "
+                           "first run, whose seconds are the cost, predicts every text",
+                   "share_recalled": recalled_share(raw.exps, raw.noise, raw.shap_exps, raw.shap_noise, ref)},
+        "figure_examples": figure_examples(raw.examples, per_example.get(ex.compare, []), ex.figure_examples),
+        "compare": ex.compare, **({"left_out_without_qat": raw.left_out} if raw.left_out else {}),
+    }
+
+
+def _agreements(st: _Stats, per_example: dict, same_seed: dict, floor: list) -> dict:
+    raw, ref = st.raw, st.ex.reference
+    same = {n: raw.own[n] == raw.own[ref] for n in raw.variants}
+    agree = {}
+    for n, rows in per_example.items():
+        agree[n] = {"random": st.summary(rows, st.is_random), "disagreement": st.summary(rows, st.is_dis),
+                    "all": st.summary(rows, st.everywhere)}
+        if n != "noise-floor":
+            agree[n]["same_prediction"] = st.summary(rows, same[n] & st.is_random)
+            agree[n]["different_prediction"] = st.summary(rows, ~same[n])
+            agree[n]["versus_floor"] = st.versus_floor(rows, floor)
+            agree[n]["same_seed"] = st.summary(same_seed[n], st.is_random)
+    return agree
+
+
+def _pair(st: _Stats, a: str, b: str) -> dict:
+    """[a, b]: b's explanation against a's (e.g. QAT's weights unquantized vs its INT8 file), same perturbations."""
+    own, rows = st.raw.own, st.pair(st.raw.exps[a], st.raw.exps[b])
+    return {"reference": a, "variant": b, "per_example": rows, "same_perturbations": True,
+            "random": st.summary(rows, st.is_random), "all": st.summary(rows, st.everywhere),
+            "same_prediction": st.summary(rows, (own[a] == own[b]) & st.is_random)}
+
+
+def _convergence(st: _Stats) -> Optional[dict]:
+    """LIME's floor against its sample budget: FP32 (seed A) vs FP32 (seed B1) with k samples."""
+    raw, ex = st.raw, st.ex
+    if not raw.conv or not any(c["a"] for c in raw.conv.values()):
+        return None
+    b1 = raw.noise_seeds[0]
+    at = {i: j for j, (i, _) in enumerate(raw.conv[next(iter(raw.conv))]["a"])}
+    mean = lambda rows: {m: nanmean([r[m] for r in rows]) for m in st.metrics}  # noqa: E731
+    points = {str(k): mean([agreement(x.weights[st.rl[i]], c["b"][j][1].weights[st.rl[i]], st.ks)
+                            for j, (i, x) in enumerate(c["a"])]) for k, c in raw.conv.items()}
+    ref_w = [st.w(raw.exps[ex.reference], i) for i in st.n]
+    points[str(ex.samples)] = mean([agreement(ref_w[i], st.w(raw.noise[b1], i), st.ks) for i in at])
+    return {"examples": sorted(at), "seeds": [st.seed, b1], "run_samples": ex.samples,
+            "floor": dict(sorted(points.items(), key=lambda kv: int(kv[0]))), "seconds": raw.seconds["convergence"]}
+
+
+def _batching(st: _Stats, agree: dict) -> dict:
+    """What batching did to the batch-dependent variants' explanations (how they were computed before)."""
+    raw = st.raw
+    out = {"batch_dependent": raw.dependent, "batch_size": st.ex.batch_size,
+           "deployed": "perturbed texts predicted alone (batch 1) for the batch-dependent variants",
+           "selection_before": raw.selection_before, "variants": {}}
+    for n, xs in raw.exps_batched.items():
+        vs_alone = st.pair(raw.exps[n], xs)
+        out["variants"][n] = {
+            "prediction_changed": int(np.sum(raw.own[n] != raw.own_batched[n])),
+            "prediction_batched": raw.own_batched[n].tolist(),
+            "agreement_with_reference_batched": st.summary(st.across(xs, raw.noise), st.is_random),
+            "agreement_with_reference_alone": agree[n]["random"] if n in agree else None,
+            "batched_vs_alone": st.summary(vs_alone, st.is_random),
+            "per_example_batched_vs_alone": vs_alone}
+    return out
+
+
+def _shap(st: _Stats) -> Optional[dict]:
+    """KernelSHAP in the same symmetric design, with its own floor, and LIME against SHAP on each model."""
+    raw, ex = st.raw, st.ex
+    names = list(raw.shap_exps)
+    if not names:
+        return None
+    per = {n: st.across(raw.shap_exps[n], raw.shap_noise) for n in names[1:]}
+    floor = st.across(raw.shap_exps[ex.reference], raw.shap_noise)
+    lime_vs = {n: st.pair(raw.exps[n], raw.shap_exps[n]) for n in names}
+    return {
+        "method": "shap.KernelExplainer over LIME's words (a coalition keeps its words, the background removes "
+                  "all), identity link, no L1 feature selection",
+        "samples": ex.shap_samples, "variants": names, "seed": st.seed, "noise_seeds": raw.noise_seeds,
+        "agreement": {n: st.summary(rows, st.is_random) for n, rows in per.items()},
+        "agreement_disagreement": {n: st.summary(rows, st.is_dis) for n, rows in per.items()},
+        "noise_floor": st.summary(floor, st.is_random),
+        "versus_floor": {n: st.versus_floor(rows, floor) for n, rows in per.items()},
+        "lime_vs_shap": {n: st.summary(rows, st.is_random) for n, rows in lime_vs.items()},
+        "per_example": {**per, "noise-floor": floor},
+        "cost": {n: {"median_s": float(np.median([x.seconds for x in xs])),
+                     "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in xs]))}
+                 for n, xs in raw.shap_exps.items()},
+        "total_seconds": raw.seconds["shap"],
+        "explanations": {n: [x.to_dict() for x in xs] for n, xs in raw.shap_exps.items()},
+        "noise_explanations": {str(s): [x.to_dict() for x in xs] for s, xs in raw.shap_noise.items()}}
+
+
+def _faithfulness(st: _Stats) -> dict:
+    """Per variant, the mean faithfulness (raw and normalized AOPC, random ranking) and LIME's local R^2 over the
+    random sample."""
+    raw, mask = st.raw, st.is_random
+    keys = ["comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency"]
+    if st.ex.naopc:
+        keys += ["normalized_comprehensiveness", "normalized_sufficiency", "random_normalized_comprehensiveness",
+                 "random_normalized_sufficiency"]
+    ci = lambda xs: mean_ci(xs, st.confidence, st.bootstrap, st.seed)  # noqa: E731
+    out = {}
+    for n in raw.variants:
+        rows = [f for f, k in zip(raw.faith[n], mask) if k]
+        out[n] = {k: ci([f[k] for f in rows]) for k in keys}
+        out[n]["local_r2"] = ci([x.score for x, k in zip(raw.exps[n], mask) if k])
+    return out
+
+
+def _cost(raw: ExplainRaw, ref: str) -> tuple:
+    """Per variant, explanations per second and their time; throughput against PyTorch FP32 (the baseline a user
+    would run), on the examples both explained. Returns (cost, the baseline)."""
+    cost = {}
+    for n in raw.variants + raw.cost_only:
+        secs = np.array([x.seconds for x in raw.exps[n]])
+        cost[n] = {"explanations_per_s": float(len(secs) / secs.sum()), "median_s": float(np.median(secs)),
+                   "p90_s": float(np.percentile(secs, 90)), "total_s": float(secs.sum()),
+                   "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in raw.exps[n]])),
+                   "examples": len(secs)}
+    base = raw.baseline if raw.baseline in cost else ref
+    where = {n: sorted(raw.cost_at) if n in raw.cost_only else list(range(len(raw.examples))) for n in raw.exps}
+
+    def rate(n: str, on: list) -> float:
+        xs = [raw.exps[n][where[n].index(i)] for i in on]
+        return len(xs) / sum(x.seconds for x in xs)
+
+    for n in raw.exps:
+        on = sorted(raw.cost_at) if (n in raw.cost_only or base in raw.cost_only) else where[n]
+        cost[n]["throughput_vs_baseline"] = rate(n, on) / rate(base, on)
+    return cost, base
+
+
+def recalled_share(exps: dict, noise: dict, shap_exps: dict, shap_noise: dict, reference: str) -> dict:
+    """Per variant, the share of the distinct texts its later runs asked for that its memory answered."""
+    later = {n: list(shap_exps.get(n, [])) for n in exps}
+    later[reference] += [x for xs in list(noise.values()) + list(shap_noise.values()) for x in xs]
+    asked = {n: sum(x.texts_evaluated for x in xs) for n, xs in later.items()}
+    return {n: sum(x.texts_recalled for x in later[n]) / k for n, k in asked.items() if k}

@@ -26,7 +26,6 @@ from . import data as D
 from . import eval_runs as ER
 from . import evaluate as E
 from . import explain as XP
-from . import metrics as MT
 from . import modeling as M
 from . import onnx_export as X
 from . import openvino_rt as OR
@@ -37,7 +36,7 @@ from . import variants as V
 from .config import Config, TrainConfig, shap_variants
 from .ort_inspect import activation_scales, dynamic_scale_outputs, operator_profiles, session_ops
 from .predict import disabled_optimizers
-from .provenance import array_sha256, atomic_path, repo_relative, sha256, write_json
+from .provenance import atomic_path, repo_relative, sha256, write_json
 from .results import load_result, write_result
 from .training import evaluate_split, fine_tune
 from .variants import REFERENCE, checkpoint_dir, make_predictor, onnx_path, read_qat_scales
@@ -375,88 +374,57 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
     reference; then in batches of ``eval.batch_size`` (length-sorted, and one random batching), with
     the predictions that move between the three (batch invariance, measured), and, for the dynamic
     INT8 files, the activation scales behind the moves. ``eval.variants`` narrows the variants,
-    ``eval.batched: false`` keeps batch 1 only (a seed's replicate of ``seeds``)."""
+    ``eval.batched: false`` keeps batch 1 only (a seed's replicate of ``seeds``). The models run here
+    (``_evaluate_raw``); ``evaluate.summarise`` does the analysis."""
     started = time.perf_counter()
-    test = D.load_splits(cfg)["test"]
-    labels = labels_of(cfg)
-    texts, y = test["text"].tolist(), test["label"].to_numpy()
-    # one model at a time: ONNX Runtime's threads may spin between a call's operators (stopped when it returns),
-    # as in the benchmark's headline; the same predictions as without spinning, 20-30% faster at batch 1 here
-    majority = float(np.bincount(y, minlength=len(labels)).max() / len(y))
-    preds_by = V.predictors(cfg, only=V.evaluated(cfg), spinning=True, spin_stop=True)
-    bs, many = cfg.eval.batch_size, cfg.eval.batched
-    preds, batched, shuffled, rows, confidences = {}, {}, {}, {}, {}
-    for name, pr in preds_by.items():
-        v = V.get(name)
-        logits = pr.predict_logits(texts, progress=progress, batch_size=1)
-        proba = P.softmax(logits)
-        preds[name], confidences[name] = proba.argmax(-1), proba.max(-1)
-        if name == REFERENCE:     # the floor, before the other variants' time is spent
-            chance = E.chance_check(float(np.mean(preds[name] == y)), majority, labels, name, cfg.eval.allow_chance)
-        rows[name] = {"runtime": v.runtime, "path": str(v.path(cfg).relative_to(cfg.root)),
-                      "size_mb": M.file_size_mb(v.path(cfg)), "sha256": sha256(v.path(cfg)),
-                      "batch_invariant_declared": v.batch_invariant}
-        if many:
-            lb = pr.predict_logits(texts, progress=progress, batch_size=bs)
-            lr = pr.predict_logits(texts, progress=progress, batch_size=bs, order="random", seed=cfg.seed)
-            batched[name], shuffled[name] = lb.argmax(-1), lr.argmax(-1)
-            rows[name]["batch_invariance"] = _moves(preds[name], batched[name], shuffled[name], logits, lb, lr)
-    fp32_mb = rows["onnx-fp32"]["size_mb"]
-    kw = {"reps": cfg.eval.bootstrap, "confidence": cfg.eval.confidence, "seed": cfg.seed}
-    scores = E.evaluate_variants(y, preds, reference=REFERENCE, **kw)
-    scores_batched = E.evaluate_variants(y, batched, reference=REFERENCE, **kw) if many else {}
-    lat_texts = test.sample(n=min(cfg.eval.latency_examples, len(test)), random_state=cfg.seed)["text"].tolist()
-    latency = B.interleaved_latency(preds_by, lat_texts, progress=progress)
-    for name in rows:
-        rows[name].update(scores[name])
-        rows[name]["size_ratio_to_onnx_fp32"] = rows[name]["size_mb"] / fp32_mb
-        rows[name]["latency_b1"] = latency[name]
-        rows[name]["predictions"] = preds[name].tolist()
-        rows[name]["predictions_sha256"] = array_sha256(preds[name])
-        rows[name]["confidence"] = np.round(confidences[name], 5).tolist()
-        if not many:
-            continue
-        rows[name]["batched"] = {"batch_size": bs, "order": "length-sorted", "predictions_sha256":
-                                 array_sha256(batched[name]),
-                                 **{k: x for k, x in scores_batched[name].items() if k not in ("n",)}}
-        rows[name]["predictions_batched"] = batched[name].tolist()
-        v = V.get(name)
-        if v.runtime == "onnxruntime" and dynamic_scale_outputs(v.path(cfg)):
-            rows[name]["batch_invariance"]["scales"] = _scale_mechanism(
-                preds_by[name], v.path(cfg), texts, preds[name], batched[name], bs, cfg.seed)
-    from_qat = [n for n in V.quantized_from_qat(cfg) if n in preds]
-    if "pytorch-qat-fakequant" in preds:
-        fq = preds["pytorch-qat-fakequant"]
-        # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then
-        # the float32 scales) instead of float32 sums of dequantized values
-        integer = make_predictor(cfg, "pytorch-qat-fakequant", recipe=V.FakeQuant(integer=True)).predict(
-            texts, progress=progress, batch_size=1)
-        for name in from_qat:
-            rows[name]["agreement_with_qat_fakequant"] = float(np.mean(preds[name] == fq))
-            rows[name]["agreement_with_qat_integer"] = float(np.mean(preds[name] == integer))
-        rows["pytorch-qat-fakequant"]["agreement_integer_vs_float_fakequant"] = float(np.mean(integer == fq))
-    control = "pytorch-fp32-plus-epoch"
-    if control in preds:     # QAT against FP32 trained as long: what fake quantization itself did
-        idx = E.bootstrap_indices(len(y), cfg.eval.bootstrap, cfg.seed)
-        for name in [n for n in ["pytorch-qat-fakequant", "onnx-qat-fp32", *from_qat] if n in preds]:
-            sc = E.score(y, preds[name], idx, cfg.eval.confidence, ref_pred=preds[control])
-            rows[name]["vs_fp32_plus_epoch"] = {k: sc[k] for k in ("accuracy_diff", "accuracy_diff_ci", "agreement",
-                                                                   "mcnemar")}
-    payload = {"reference": REFERENCE, "labels": labels, "n_test": len(y),
-               "majority_class_accuracy": majority, "headline_batch_size": 1,
-               "batching": {"batch_size": bs if many else None, "random_seed": cfg.seed,
-                            "headline": "batch 1: each text alone, no padding (as deployed, one request at a time)",
-                            **({"batched": f"batches of {bs}, texts sorted by length (dynamic padding)",
-                                "random": f"batches of {bs}, one random batching (seed {cfg.seed})"} if many else
-                               {"batched": None, "random": None})},
-               "latency_note": (f"batch 1, {len(lat_texts)} test texts, tokenization excluded, variants "
-                                f"interleaved, {cfg.threads} threads (ONNX Runtime's spinning within a call, "
-                                f"stopped when it returns); a first look: see the benchmark for more"),
-               "variants": rows, **({"chance": chance} if chance["at_or_below_chance"] else {})}
+    raw = _evaluate_raw(cfg, progress)
+    roles = E.Roles(REFERENCE, V.qat_model(), tuple(V.quantized_from_qat(cfg)), V.qat_control(),
+                    tuple(V.compared_with_qat_control(cfg)))
+    payload = E.summarise(raw, roles, cfg.eval.bootstrap, cfg.eval.confidence)
     write_result(cfg, "evaluate", payload, started=started)
     # the history of evaluations beside it, with their hosts (eval_runs.jsonl): INT8 predictions move with the CPU
     ER.record(cfg, load_result(cfg, "evaluate"), load_result(cfg, "data").splits["test"]["sha256"])
     return payload
+
+
+def _evaluate_raw(cfg: Config, progress: bool) -> E.EvalRaw:
+    """Run every evaluated variant on the test texts: batch 1, then (``eval.batched``) sorted and random batches."""
+    test = D.load_splits(cfg)["test"]
+    labels = labels_of(cfg)
+    texts, y = test["text"].tolist(), test["label"].to_numpy()
+    majority = float(np.bincount(y, minlength=len(labels)).max() / len(y))
+    # one model at a time: ONNX Runtime's threads may spin between a call's operators (stopped when it returns),
+    # as in the benchmark's headline; the same predictions as without spinning, 20-30% faster at batch 1 here
+    preds_by = V.predictors(cfg, only=V.evaluated(cfg), spinning=True, spin_stop=True)
+    bs = cfg.eval.batch_size if cfg.eval.batched else None
+    lat_texts = test.sample(n=min(cfg.eval.latency_examples, len(test)), random_state=cfg.seed)["text"].tolist()
+    raw = E.EvalRaw(labels, y, majority, {}, {}, {}, {}, len(lat_texts), cfg.threads, cfg.seed, bs)
+    for name, pr in preds_by.items():
+        v = V.get(name)
+        logits = pr.predict_logits(texts, progress=progress, batch_size=1)
+        proba = P.softmax(logits)
+        raw.preds[name], raw.confidences[name] = proba.argmax(-1), proba.max(-1)
+        if name == REFERENCE:     # the floor, before the other variants' time is spent
+            raw.chance = E.chance_check(float(np.mean(raw.preds[name] == y)), majority, labels, name,
+                                        cfg.eval.allow_chance)
+        raw.files[name] = {"runtime": v.runtime, "path": str(v.path(cfg).relative_to(cfg.root)),
+                           "size_mb": M.file_size_mb(v.path(cfg)), "sha256": sha256(v.path(cfg)),
+                           "batch_invariant_declared": v.batch_invariant}
+        if bs:
+            lb = pr.predict_logits(texts, progress=progress, batch_size=bs)
+            lr = pr.predict_logits(texts, progress=progress, batch_size=bs, order="random", seed=cfg.seed)
+            raw.batched[name] = lb.argmax(-1)
+            raw.moves[name] = _moves(raw.preds[name], raw.batched[name], lr.argmax(-1), logits, lb, lr)
+            if v.runtime == "onnxruntime" and dynamic_scale_outputs(v.path(cfg)):
+                raw.scales[name] = _scale_mechanism(pr, v.path(cfg), texts, raw.preds[name], raw.batched[name], bs,
+                                                    cfg.seed)
+    raw.latency = B.interleaved_latency(preds_by, lat_texts, progress=progress)
+    if V.qat_model() in raw.preds:
+        # the same QAT model evaluated with the integer kernel's arithmetic (exact integer sums, then the float32
+        # scales) instead of float32 sums of dequantized values
+        raw.qat_integer = make_predictor(cfg, V.qat_model(), recipe=V.FakeQuant(integer=True)).predict(
+            texts, progress=progress, batch_size=1)
+    return raw
 
 
 def _moves(alone, sorted_, random_, l1, ls, lr) -> dict:
@@ -499,12 +467,12 @@ def run_bench(cfg, progress: bool = True) -> dict:
     """Latency over sequence lengths, throughput over batch sizes, thread counts, spread over
     rounds, node placement, session creation and fresh-process memory, for every variant; GPU
     paths when a GPU is present (skipped with a note otherwise). The run's headline is appended
-    to the run-to-run history (``bench_runs``), with the step's wall time."""
+    to the run-to-run history (``bench_runs``), with the step's wall time. The models are timed here
+    (``_bench_threads``, ``_bench_files``); ``bench.summarise`` does the analysis."""
     t_start = time.perf_counter()
     if cfg.replicate is not None:
         raise ValueError(f"{cfg.run_name} is one seed's replicate, evaluated and not benchmarked (the training seed "
                          f"changes no file's shape or speed): benchmark the profile itself")
-    left_out = V.without_qat(cfg)       # qat.enabled false: the QAT variants leave the lists
     b = cfg.bench
     V.check_names(cfg, b.variants, "bench.variants")
     V.check_names(cfg, b.headline_only, "bench.headline_only")
@@ -515,127 +483,110 @@ def run_bench(cfg, progress: bool = True) -> dict:
     texts = D.load_splits(cfg)["test"]["text"].tolist()[:b.texts]
     sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
     spin_stop = b.spinning and b.spin_stop                   # ORT threads spin within a call only
-    all_threads = cfg.threads
-    result = {"variants": names, "length": b.length, "cpu": {}, "gpu": B.gpu_status(),
-              **({"left_out_without_qat": left_out} if left_out else {}),
-              "protocol": {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
-                           "ort_spin_stop": spin_stop,
-                           "reps": b.reps, "rounds": b.rounds, "headline_only": [n for n in names if n not in sweep],
-                           "description": (f"variants interleaved in turns of {b.block} timed call(s) after "
-                                           f"{b.block_warmup} untimed one(s), the order rotating every turn; "
-                                           + ("ONNX Runtime threads spinning within a call, stopped when it returns"
-                                              if spin_stop else
-                                              f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning"))}}
-    blocks = {"block": b.block, "block_warmup": b.block_warmup}
-    # throughput: fewer, longer calls (a spinning tail is a small part of them): two blocks per variant
-    thr_blocks = {"block": max(b.block, b.throughput_reps // 2), "block_warmup": min(1, b.block_warmup)}
-    for threads in [t or all_threads for t in b.threads]:
-        key = f"threads_{threads}"
-        torch.set_num_threads(threads)
-        here = names if threads == all_threads else sweep
-        preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning,
-                                   spin_stop=spin_stop) for n in
-                 tqdm(here, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
-        head = [B.fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
-        rounds = []
-        for _ in tqdm(range(b.rounds if threads == all_threads else 1), desc="headline rounds",
-                      disable=not progress, leave=False):
-            rounds.append(B.time_calls(preds, head, b.reps, **blocks))
-        rec = {"headline": {}}
-        for n in here:
-            medians = [float(np.median(r[n])) for r in rounds]
-            rec["headline"][n] = {**B.summarize([t for r in rounds for t in r[n]]), "round_medians_ms": medians,
-                                  "spread": R.relative_range(medians)}
-        if threads == all_threads:
-            preds = {n: preds[n] for n in sweep}          # the headline-only variants are done
-            rec["seq_length"] = {}
-            for L in tqdm(b.seq_lengths, desc="sequence lengths", disable=not progress, leave=False):
-                inputs = [B.fixed_length_batch(tok, texts, L, 1, offset=i) for i in range(b.reps)]
-                t = B.time_calls(preds, inputs, b.reps, **blocks)
-                rec["seq_length"][str(L)] = {n: B.summarize(t[n]) for n in sweep}
-            rec["batch_size"] = {}
-            for bs in tqdm(b.batch_sizes, desc="batch sizes", disable=not progress, leave=False):
-                inputs = [B.fixed_length_batch(tok, texts, b.length, bs, offset=i * bs)
-                          for i in range(b.throughput_reps)]
-                t = B.time_calls(preds, inputs, b.throughput_reps, warmup=1, **thr_blocks)
-                rec["batch_size"][str(bs)] = {n: {**B.summarize(t[n]), "texts_per_s": 1e3 * bs / float(np.median(t[n]))}
-                                             for n in sweep}
-            runtimes = {n: V.get(n).runtime for n in sweep}
-
-            def with_spinning(spinning: bool, loaded: dict) -> dict:
-                """The ``loaded`` predictors, ONNX Runtime ones reloaded where their threads differ from
-                ``spinning`` without a stop when a call returns."""
-                same = b.spinning == spinning and not spin_stop
-                return {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=spinning)
-                            if runtimes[n] == "onnxruntime" and not same else loaded[n]) for n in sweep}
-
-            if b.per_call_check:
-                # call by call, no untimed calls, a random order: each latency split by the runtime of the
-                # call before it, which is what the untimed calls of the headline protocol absorb
-                quiet = with_spinning(False, preds)
-                for p in quiet.values():
-                    p._forward(head[0])
-                rec["per_call"] = B.predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)
-                del quiet
-            if b.spinning_check:
-                # ORT's own default: threads busy-wait between ops, as a server running one model has
-                # them; long blocks with 2 untimed calls first, so a pool still spinning from the
-                # previous model has stopped before the timed calls
-                spin = with_spinning(True, preds)
-                t = B.time_calls(spin, head, b.reps, warmup=1, block=b.spinning_block,
-                                 block_warmup=b.spinning_block_warmup)
-                rec["spinning"] = {"block": b.spinning_block, "block_warmup": b.spinning_block_warmup,
-                                   "variants": {n: B.summarize(t[n]) for n in sweep}}
-                del spin
-        result["cpu"][key] = rec
-        del preds
-    feed = B.fixed_length_batch(tok, texts, b.length, 1)
-    onnx_files = {n: V.get(n).path(cfg) for n in names if V.get(n).runtime == "onnxruntime"}
-    chains = B.gpu_provider_chains(result["gpu"]["ort_providers"])
-    # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's dynamic INT8 (the
-    # negative control: its integer ops fall back to the CPU) included
-    gpu_place, gpu_latency = B.ort_gpu_runs(onnx_files, feed, b.reps, chains)
-    # CPU: every node's provider, and where the time of a call goes, per operator type (on
-    # bench.profile_threads), and what the profiler costs there and on all cores, against the headlines
-    profiles = {t: operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, b.profile_reps),
-                                     threads=t, spinning=b.spinning, spin_stop=spin_stop, progress=progress)
-                for t in dict.fromkeys([b.profile_threads or all_threads, all_threads])}
-    cpu_place = profiles[b.profile_threads or all_threads]
-    result["placement"] = {n: [cpu_place[n]] + gpu_place[n] for n in onnx_files}
-    result["profiler_overhead"] = {}
-    for t, prof in profiles.items():
-        ref = result["cpu"].get(f"threads_{t}", {}).get("headline", {})
-        result["profiler_overhead"][f"threads_{t}"] = {
-            n: {"profiled_call_ms": p["profiled_call_ms"], "unprofiled_median_ms": ref[n]["median_ms"],
-                "slowdown": p["profiled_call_ms"] / ref[n]["median_ms"] - 1}
-            for n, p in prof.items() if n in ref and p["profiled_call_ms"]}
-    ov_files = {n: V.get(n).path(cfg) for n in names if V.get(n).runtime == "openvino"}
-    if ov_files:    # OpenVINO's per-node counters, as ONNX Runtime's operator profiles are taken (same threads, reps)
-        result["openvino_profile"] = {
-            f"threads_{t}": OR.perf_counts(ov_files, feed, min(b.reps, b.profile_reps), t, progress=progress)
-            for t in dict.fromkeys([b.profile_threads or all_threads, all_threads])}
-    if chains:
-        result["gpu"]["onnxruntime"] = gpu_latency
-    if b.memory:
-        result["memory"] = {n: B.fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
-                            for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}
-    if result["gpu"]["torch_cuda"]:
-        result["gpu"]["pytorch"] = B.torch_dtype_latency(checkpoint_dir(cfg), tok, texts, b.length, b.batch_sizes,
-                                                       b.reps, device="cuda")
-    ref = result["cpu"][f"threads_{all_threads}"]["headline"]
-    result["speedup_vs_onnx_fp32"] = {n: ref["onnx-fp32"]["median_ms"] / ref[n]["median_ms"]
-                                      for n in names if "onnx-fp32" in ref}
-    result["speedup_vs_pytorch_fp32"] = {n: ref["pytorch-fp32"]["median_ms"] / ref[n]["median_ms"]
-                                         for n in names if "pytorch-fp32" in ref}
-    if "onnx-fp32" in ref:   # per round: drift common to a round cancels in the ratio
-        fp = ref["onnx-fp32"]["round_medians_ms"]
-        rr = {n: [a / c for a, c in zip(fp, ref[n]["round_medians_ms"])] for n in names}
-        result["speedup_vs_onnx_fp32_rounds"] = {
-            n: {"ratios": r, "spread": R.relative_range(r)} for n, r in rr.items()}
+    protocol = {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
+                "ort_spin_stop": spin_stop,
+                "reps": b.reps, "rounds": b.rounds, "headline_only": [n for n in names if n not in sweep],
+                "description": (f"variants interleaved in turns of {b.block} timed call(s) after "
+                                f"{b.block_warmup} untimed one(s), the order rotating every turn; "
+                                + ("ONNX Runtime threads spinning within a call, stopped when it returns"
+                                   if spin_stop else f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning"))}
+    raw = B.BenchRaw(names, sweep, b.length, cfg.threads, protocol, B.gpu_status(),
+                     profile_threads=b.profile_threads or cfg.threads, left_out=V.without_qat(cfg))
+    for threads in [t or cfg.threads for t in b.threads]:
+        raw.cpu[threads] = _bench_threads(cfg, raw, threads, tok, texts, progress)
+    _bench_files(cfg, raw, tok, texts, progress)
+    result = B.summarise(raw)
     result["seconds"] = time.perf_counter() - t_start     # the issue's "make bench in under 10 minutes"
-    write_result(cfg, "bench", result, threads=all_threads, started=t_start)
+    write_result(cfg, "bench", result, threads=cfg.threads, started=t_start)
     R.record(cfg, load_result(cfg, "bench"))      # the run-to-run history beside it (bench_runs.jsonl)
     return result
+
+
+def _bench_threads(cfg, raw: B.BenchRaw, threads: int, tok, texts: list, progress: bool) -> dict:
+    """The timings at ``threads``: the headline rounds (every variant at all cores, the sweep's otherwise); at all
+    cores the sequence lengths, batch sizes and the protocol checks too."""
+    b, sweep = cfg.bench, raw.sweep
+    spin_stop = raw.protocol["ort_spin_stop"]
+    blocks = {"block": b.block, "block_warmup": b.block_warmup}
+    torch.set_num_threads(threads)
+    here = raw.names if threads == raw.all_threads else sweep
+    preds = {n: make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=b.spinning,
+                               spin_stop=spin_stop) for n in
+             tqdm(here, desc=f"load ({threads} threads)", disable=not progress, leave=False)}
+    head = [B.fixed_length_batch(tok, texts, b.length, 1, offset=i) for i in range(b.reps)]
+    out = {"variants": here, "rounds": [B.time_calls(preds, head, b.reps, **blocks) for _ in tqdm(
+        range(b.rounds if threads == raw.all_threads else 1), desc="headline rounds", disable=not progress,
+        leave=False)]}
+    if threads != raw.all_threads:
+        return out
+    preds = {n: preds[n] for n in sweep}          # the headline-only variants are done
+    out["seq_length"] = {str(L): B.time_calls(preds, [B.fixed_length_batch(tok, texts, L, 1, offset=i)
+                                                       for i in range(b.reps)], b.reps, **blocks)
+                         for L in tqdm(b.seq_lengths, desc="sequence lengths", disable=not progress, leave=False)}
+    # throughput: fewer, longer calls (a spinning tail is a small part of them): two blocks per variant
+    thr_blocks = {"block": max(b.block, b.throughput_reps // 2), "block_warmup": min(1, b.block_warmup)}
+    out["batch_size"] = {str(bs): B.time_calls(preds, [B.fixed_length_batch(tok, texts, b.length, bs, offset=i * bs)
+                                                        for i in range(b.throughput_reps)], b.throughput_reps,
+                                                warmup=1, **thr_blocks)
+                         for bs in tqdm(b.batch_sizes, desc="batch sizes", disable=not progress, leave=False)}
+    runtimes = {n: V.get(n).runtime for n in sweep}
+
+    def with_spinning(spinning: bool) -> dict:
+        """The predictors, ONNX Runtime ones reloaded where their threads differ from ``spinning`` without a stop
+        when a call returns."""
+        same = b.spinning == spinning and not spin_stop
+        return {n: (make_predictor(cfg, n, threads=threads, tokenizer=tok, spinning=spinning)
+                    if runtimes[n] == "onnxruntime" and not same else preds[n]) for n in sweep}
+
+    if b.per_call_check:
+        # call by call, no untimed calls, a random order: each latency split by the runtime of the call before
+        # it, which is what the untimed calls of the headline protocol absorb
+        quiet = with_spinning(False)
+        for p in quiet.values():
+            p._forward(head[0])
+        out["per_call"] = B.predecessor_effect(quiet, runtimes, head, b.reps, seed=cfg.seed)
+        del quiet
+    if b.spinning_check:
+        # ORT's own default: threads busy-wait between ops, as a server running one model has them; long blocks
+        # with 2 untimed calls first, so a pool still spinning from the previous model has stopped before the
+        # timed calls
+        spin = with_spinning(True)
+        out["spinning"] = {"settings": {"block": b.spinning_block, "block_warmup": b.spinning_block_warmup},
+                           "ms": B.time_calls(spin, head, b.reps, warmup=1, block=b.spinning_block,
+                                              block_warmup=b.spinning_block_warmup)}
+        del spin
+    return out
+
+
+def _bench_files(cfg, raw: B.BenchRaw, tok, texts: list, progress: bool) -> None:
+    """Per file: placement and operator profiles on the CPU (and ONNX Runtime's GPU providers where present),
+    OpenVINO's per-node counters, fresh-process memory, PyTorch on the GPU; into ``raw``."""
+    b, names, all_threads = cfg.bench, raw.names, raw.all_threads
+    feed = B.fixed_length_batch(tok, texts, b.length, 1)
+    onnx_files = {n: V.get(n).path(cfg) for n in names if V.get(n).runtime == "onnxruntime"}
+    chains = B.gpu_provider_chains(raw.gpu["ort_providers"])
+    # ONNX Runtime on the GPU with I/O binding: every ONNX variant, the seed's dynamic INT8 (the
+    # negative control: its integer ops fall back to the CPU) included
+    raw.gpu_place, gpu_latency = B.ort_gpu_runs(onnx_files, feed, b.reps, chains)
+    # CPU: every node's provider, and where the time of a call goes, per operator type (on
+    # bench.profile_threads), and what the profiler costs there and on all cores, against the headlines
+    raw.profiles = {t: operator_profiles(onnx_files, ["CPUExecutionProvider"], feed, reps=min(b.reps, b.profile_reps),
+                                         threads=t, spinning=b.spinning, spin_stop=raw.protocol["ort_spin_stop"],
+                                         progress=progress)
+                    for t in dict.fromkeys([raw.profile_threads, all_threads])}
+    ov_files = {n: V.get(n).path(cfg) for n in names if V.get(n).runtime == "openvino"}
+    if ov_files:    # OpenVINO's per-node counters, as ONNX Runtime's operator profiles are taken (same threads, reps)
+        raw.openvino_profile = {
+            f"threads_{t}": OR.perf_counts(ov_files, feed, min(b.reps, b.profile_reps), t, progress=progress)
+            for t in dict.fromkeys([raw.profile_threads, all_threads])}
+    if chains:
+        raw.gpu["onnxruntime"] = gpu_latency
+    if b.memory:
+        raw.memory = {n: B.fresh_process_memory(cfg.profile_file or cfg.name, n, all_threads, cfg.root)
+                      for n in tqdm(names, desc="fresh-process memory", disable=not progress, leave=False)}
+    if raw.gpu["torch_cuda"]:
+        raw.gpu["pytorch"] = B.torch_dtype_latency(checkpoint_dir(cfg), tok, texts, b.length, b.batch_sizes,
+                                                   b.reps, device="cuda")
 
 
 # --------------------------------------------------------------------------- 08 explain
@@ -655,8 +606,31 @@ def run_explain(cfg, progress: bool = True) -> dict:
     the registry, or measured so by the evaluation) predicts every perturbed text alone (batch 1); the
     others in batches of ``explain.batch_size``. The examples are picked from the evaluation's batch-1
     predictions. The batch-dependent variants are explained batched as well, which says what batching
-    did to the explanations (``batching``)."""
+    did to the explanations (``batching``). The models run here (``_explain_plan``,
+    ``_explain_examples``); ``explain.summarise`` does the analysis."""
     started = time.perf_counter()
+    plan = _explain_plan(cfg)
+    raw = _explain_examples(cfg, plan, progress)
+    payload = XP.summarise(raw, cfg.explain, cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
+    write_result(cfg, "explain", payload, started=started)
+    return payload
+
+
+@dataclasses.dataclass
+class _ExplainPlan:
+    variants: list
+    cost_only: list
+    examples: list
+    dependent: list
+    selection_before: dict
+    n_disagreement_available: int
+    left_out: list
+
+
+def _explain_plan(cfg) -> _ExplainPlan:
+    """Which variants explain which examples: the lists checked against the evaluation, the texts picked from its
+    batch-1 predictions (and, for the record, those batched predictions would have picked), the batch-dependent
+    variants."""
     left_out = V.without_qat(cfg)       # qat.enabled false: the QAT variants leave the lists
     ex = cfg.explain
     ev = load_result(cfg, "evaluate").variants
@@ -682,268 +656,92 @@ def run_explain(cfg, progress: bool = True) -> dict:
     dependent = [n for n in variants + cost_only
                  if not V.is_batch_invariant(n)
                  or not ev.get(n, {}).get("batch_invariance", {}).get("batch_invariant_measured", True)]
+    # what batching did: the texts batched predictions would have picked (how they were picked before)
+    before = select({n: np.asarray(v.get("predictions_batched", v["predictions"])) for n, v in ev.items()})
+    shared = len({e["index"] for e in examples} & {e["index"] for e in before})
+    selection_before = {"n_disagreement": sum(e["disagreement"] for e in before), "n_examples": len(before),
+                        "shared_with_now": shared}
+    available = len(set(i for v in ex.disagreements_of for i in np.flatnonzero(preds[v] != preds[ex.reference])))
+    return _ExplainPlan(variants, cost_only, examples, dependent, selection_before, available, left_out)
+
+
+def _explain_examples(cfg, plan: _ExplainPlan, progress: bool) -> XP.ExplainRaw:
+    """Every example explained by every variant (interleaved, so drift hits all alike), the reference with the
+    other seeds, faithfulness, the floor at other sample budgets, KernelSHAP, each on its own clock."""
+    ex, ref, examples = cfg.explain, cfg.explain.reference, plan.examples
+    variants, cost_only = plan.variants, plan.cost_only
     tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
     # ONNX Runtime's threads spin between a call's operators and stop when it returns (the benchmark's headline)
-    spin = {"spinning": True, "spin_stop": True}
-    prs = {n: make_predictor(cfg, n, batch_size=1 if n in dependent else ex.batch_size, tokenizer=tok, **spin)
-           for n in variants + cost_only}
-    batched = {n: make_predictor(cfg, n, batch_size=ex.batch_size, tokenizer=tok, **spin) for n in dependent
-               if n in variants}
+    mk = lambda n, bs: make_predictor(cfg, n, batch_size=bs, tokenizer=tok, spinning=True, spin_stop=True)  # noqa
+    prs = {n: mk(n, 1 if n in plan.dependent else ex.batch_size) for n in variants + cost_only}
+    batched = {n: mk(n, ex.batch_size) for n in plan.dependent if n in variants}
     ex_texts = [e["text"] for e in examples]
     own = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in prs.items()}
     own_batched = {n: pr.predict_proba(ex_texts).argmax(-1) for n, pr in batched.items()}
-    for e, p in zip(examples, own[ex.reference]):   # the label explained is the one predicted here
+    for e, p in zip(examples, own[ref]):   # the label explained is the one predicted here
         e["reference_pred"] = int(p)
-    noise_seeds = XP.noise_seeds(cfg.seed, ex.noise_seeds)
+    seeds = XP.noise_seeds(cfg.seed, ex.noise_seeds)
     # cost-only variants (e.g. a slow baseline) are explained on a few examples spread evenly
-    cost_at = set(np.unique(np.linspace(0, len(examples) - 1, min(ex.cost_examples, len(examples))).round()
-                            .astype(int)).tolist())
+    cost_at = sorted(set(np.unique(np.linspace(0, len(examples) - 1, min(ex.cost_examples, len(examples)))
+                                   .round().astype(int)).tolist()))
     random_at = [i for i, e in enumerate(examples) if e["reason"] == "random"]
     conv_at = set(random_at[:ex.convergence_examples]) if ex.convergence_samples else set()
-
-    exps = {n: [] for n in variants + cost_only}
-    exps_batched = {n: [] for n in batched}
-    noise = {s: [] for s in noise_seeds}
-    faith = {n: [] for n in variants}
-    conv = {k: {"a": [], "b": []} for k in ex.convergence_samples}
-    # the second explainer, KernelSHAP over the same words, on its own clock: the variants in turns, then the
-    # reference with the other seeds
     shap_names = shap_variants(ex, variants)
-    shap_exps = {n: [] for n in shap_names}
-    shap_noise = {s: [] for s in noise_seeds} if shap_names else {}
+    raw = XP.ExplainRaw(examples, variants, cost_only, cost_at, plan.dependent, seeds, own, own_batched,
+                        {n: [] for n in variants + cost_only}, {n: [] for n in batched}, {s: [] for s in seeds},
+                        {n: [] for n in variants}, {k: {"a": [], "b": []} for k in ex.convergence_samples},
+                        {n: [] for n in shap_names}, {s: [] for s in seeds} if shap_names else {},
+                        dict.fromkeys(("lime", "shap", "naopc", "convergence"), 0.0), plan.selection_before,
+                        plan.n_disagreement_available, REFERENCE, plan.left_out)
     # every run of one example after a variant's first (other LIME seeds, faithfulness, KernelSHAP) recalls that
     # variant's predictions of texts already predicted for the example; the first run, whose seconds are the cost
     # reported, starts from an empty memory. Batch-dependent variants are wrapped only at batch 1 (``prs``), never
     # the batched predictors that show what batching did
     memo = {n: XP.Memo(prs[n]) for n in variants}
-    shap_total = naopc_total = conv_total = 0.0
     t0 = time.perf_counter()
     for i, e in enumerate(tqdm(examples, desc="examples (LIME, KernelSHAP)", disable=not progress)):
-        ref_label = int(own[ex.reference][i])
+        label = int(own[ref][i])
         for n in variants + (cost_only if i in cost_at else []):   # interleaved: drift hits all alike
-            exps[n].append(XP.explain(memo.get(n, prs[n]), e["text"], {ref_label, int(own[n][i])}, ex.samples,
-                                      cfg.seed))
+            raw.exps[n].append(XP.explain(memo.get(n, prs[n]), e["text"], {label, int(own[n][i])}, ex.samples,
+                                          cfg.seed))
         for n in batched:
-            exps_batched[n].append(XP.explain(batched[n], e["text"], {ref_label}, ex.samples, cfg.seed))
-        for s in noise_seeds:
-            noise[s].append(XP.explain(memo[ex.reference], e["text"], {ref_label}, ex.samples, s))
-        t1 = time.perf_counter()
-        for n in variants:
-            label = int(own[n][i])   # each variant's explanation of its own prediction, with that variant
-            f = XP.faithfulness(memo[n], e["text"], exps[n][-1].weights[label], label, ex.fractions, seed=cfg.seed + i)
-            if ex.naopc:
-                lim = XP.aopc_limits(memo[n], e["text"], label, ex.fractions, ex.naopc_beam)
-                f["limits"] = lim
-                for k in ("comprehensiveness", "sufficiency"):
-                    f[f"normalized_{k}"] = XP.naopc(f[k], lim[k], [f[f"random_{k}"]])
-                    f[f"random_normalized_{k}"] = XP.naopc(f[f"random_{k}"], lim[k], [f[k]])
-            faith[n].append(f)
-        naopc_total += time.perf_counter() - t1
-        t1 = time.perf_counter()
-        if i in conv_at:          # how the floor moves with LIME's sample budget
-            for k in conv:
-                for side, sd in (("a", cfg.seed), ("b", noise_seeds[0])):
-                    conv[k][side].append((i, XP.explain(memo[ex.reference], e["text"], {ref_label}, k, sd)))
-        conv_total += time.perf_counter() - t1
-        t1 = time.perf_counter()
-        for n in shap_exps:
-            shap_exps[n].append(XP.kernel_shap(memo[n], e["text"], {ref_label}, ex.shap_samples, cfg.seed))
-        for s in shap_noise:
-            shap_noise[s].append(XP.kernel_shap(memo[ex.reference], e["text"], {ref_label}, ex.shap_samples, s))
-        shap_total += time.perf_counter() - t1
+            raw.exps_batched[n].append(XP.explain(batched[n], e["text"], {label}, ex.samples, cfg.seed))
+        for s in seeds:
+            raw.noise[s].append(XP.explain(memo[ref], e["text"], {label}, ex.samples, s))
+        _explain_more(cfg, raw, memo, i, e["text"], label, i in conv_at)
         for m in memo.values():
             m.clear()
-    total = time.perf_counter() - t0 - shap_total - naopc_total - conv_total
-
-    ks = tuple(ex.top_k)
-    metrics = MT.agreement_metrics(ks)
-    rl = [int(x) for x in own[ex.reference]]     # the label every explanation is compared on
-    n_ex = range(len(examples))
-    mean_rows = lambda rows: {m: XP.nanmean([r[m] for r in rows]) for m in metrics}  # noqa: E731
-
-    def across(w_of, others: dict) -> list:
-        """Per example: the mean agreement of an explanation (seed A) with FP32's under each other seed."""
-        return [mean_rows([XP.agreement(others[s][i].weights[rl[i]], w_of(i), ks) for s in others]) for i in n_ex]
-
-    ref_w = [x.weights[rl[i]] for i, x in enumerate(exps[ex.reference])]
-    floor = across(lambda i: ref_w[i], noise)
-    per_example = {n: across(lambda i, n=n: exps[n][i].weights[rl[i]], noise) for n in variants[1:]}
-    per_example["noise-floor"] = floor
-    same_seed = {n: [XP.agreement(ref_w[i], exps[n][i].weights[rl[i]], ks) for i in n_ex] for n in variants[1:]}
-
-    is_random = np.array([e["reason"] == "random" for e in examples])
-    is_dis = np.array([bool(e["disagreement"]) for e in examples])
-    everywhere = np.ones(len(examples), bool)
-
-    def summary(rows_of: list, mask: np.ndarray, confidence: float = cfg.eval.confidence) -> dict:
-        return {m: XP.mean_ci([r[m] for r, k in zip(rows_of, mask) if k], confidence,
-                           cfg.eval.bootstrap, cfg.seed) for m in metrics}
-
-    def versus_floor(rows: list, fl: list) -> dict:
-        """The paired difference (this variant's agreement minus the floor's, per example) on the random sample
-        and on the disagreement texts, with the equivalence verdict (TOST: the 90% interval inside +-margin)."""
-        diff = [{m: r[m] - f[m] for m in metrics} for r, f in zip(rows, fl)]
-        out = {"random": summary(diff, is_random), "disagreement": summary(diff, is_dis),
-               "equivalence": {}}
-        ci90 = summary(diff, is_random, 0.90)
-        for m in metrics:
-            lo, hi = ci90[m]["ci"]
-            out["equivalence"][m] = {"ci90": [lo, hi], "margin": ex.equivalence_margin,
-                                     "equivalent": bool(-ex.equivalence_margin < lo and hi < ex.equivalence_margin)}
-        return out
-
-    same = {n: own[n] == own[ex.reference] for n in variants}
-    agree = {}
-    for n, rows in per_example.items():
-        agree[n] = {"random": summary(rows, is_random), "disagreement": summary(rows, is_dis),
-                    "all": summary(rows, everywhere)}
-        if n != "noise-floor":
-            agree[n]["same_prediction"] = summary(rows, same[n] & is_random)
-            agree[n]["different_prediction"] = summary(rows, ~same[n])
-            agree[n]["versus_floor"] = versus_floor(rows, floor)
-            agree[n]["same_seed"] = summary(same_seed[n], is_random)
-
-    # [a, b]: b's explanation against a's (e.g. QAT's weights unquantized vs its INT8 file), same perturbations
-    pairs = {}
-    for a, b in ex.pairs:
-        rows = [XP.agreement(exps[a][i].weights[rl[i]], exps[b][i].weights[rl[i]], ks) for i in n_ex]
-        pairs[f"{b} vs {a}"] = {"reference": a, "variant": b, "per_example": rows,
-                                "same_perturbations": True, "random": summary(rows, is_random),
-                                "all": summary(rows, everywhere),
-                                "same_prediction": summary(rows, (own[a] == own[b]) & is_random)}
-    # LIME's floor against its sample budget: FP32 (seed A) vs FP32 (seed B1) with k samples
-    convergence = None
-    if conv_at:
-        b1 = noise_seeds[0]
-        at = {i: j for j, (i, _) in enumerate(conv[next(iter(conv))]["a"])}
-        points = {}
-        for k in conv:
-            rows = [XP.agreement(x.weights[rl[i]], conv[k]["b"][j][1].weights[rl[i]], ks)
-                    for j, (i, x) in enumerate(conv[k]["a"])]
-            points[str(k)] = {m: XP.nanmean([r[m] for r in rows]) for m in metrics}
-        rows = [XP.agreement(ref_w[i], noise[b1][i].weights[rl[i]], ks) for i in at]
-        points[str(ex.samples)] = {m: XP.nanmean([r[m] for r in rows]) for m in metrics}
-        convergence = {"examples": sorted(at), "seeds": [cfg.seed, b1], "run_samples": ex.samples,
-                       "floor": dict(sorted(points.items(), key=lambda kv: int(kv[0]))),
-                       "seconds": conv_total}
-    # what batching did to the batch-dependent variants' explanations (how they were computed before)
-    sel_before = select({n: np.asarray(v.get("predictions_batched", v["predictions"])) for n, v in ev.items()})
-    now_idx, before_idx = {e["index"] for e in examples}, {e["index"] for e in sel_before}
-    batching = {"batch_dependent": dependent, "batch_size": ex.batch_size,
-                "deployed": "perturbed texts predicted alone (batch 1) for the batch-dependent variants",
-                "selection_before": {"n_disagreement": sum(e["disagreement"] for e in sel_before),
-                                     "n_examples": len(sel_before), "shared_with_now": len(now_idx & before_idx)},
-                "variants": {}}
-    for n in batched:
-        vs_ref = across(lambda i, n=n: exps_batched[n][i].weights[rl[i]], noise)
-        vs_alone = [XP.agreement(exps[n][i].weights[rl[i]], exps_batched[n][i].weights[rl[i]], ks) for i in n_ex]
-        batching["variants"][n] = {
-            "prediction_changed": int(np.sum(own[n] != own_batched[n])),
-            "prediction_batched": own_batched[n].tolist(),
-            "agreement_with_reference_batched": summary(vs_ref, is_random),
-            "agreement_with_reference_alone": agree[n]["random"] if n in agree else None,
-            "batched_vs_alone": summary(vs_alone, is_random),
-            "per_example_batched_vs_alone": vs_alone}
-
-    shap_result = None
-    if shap_exps:
-        ref_s = [x.weights[rl[i]] for i, x in enumerate(shap_exps[ex.reference])]
-        per_s = {n: across(lambda i, n=n: shap_exps[n][i].weights[rl[i]], shap_noise) for n in shap_names[1:]}
-        floor_s = across(lambda i: ref_s[i], shap_noise)
-        lime_vs = {n: [XP.agreement(exps[n][i].weights[rl[i]], shap_exps[n][i].weights[rl[i]], ks) for i in n_ex]
-                   for n in shap_names}
-        shap_result = {
-            "method": "shap.KernelExplainer over LIME's words (a coalition keeps its words, the background removes "
-                      "all), identity link, no L1 feature selection",
-            "samples": ex.shap_samples, "variants": shap_names, "seed": cfg.seed, "noise_seeds": noise_seeds,
-            "agreement": {n: summary(rows, is_random) for n, rows in per_s.items()},
-            "agreement_disagreement": {n: summary(rows, is_dis) for n, rows in per_s.items()},
-            "noise_floor": summary(floor_s, is_random),
-            "versus_floor": {n: versus_floor(rows, floor_s) for n, rows in per_s.items()},
-            "lime_vs_shap": {n: summary(rows, is_random) for n, rows in lime_vs.items()},
-            "per_example": {**per_s, "noise-floor": floor_s},
-            "cost": {n: {"median_s": float(np.median([x.seconds for x in xs])),
-                         "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in xs]))}
-                     for n, xs in shap_exps.items()},
-            "total_seconds": shap_total,
-            "explanations": {n: [x.to_dict() for x in xs] for n, xs in shap_exps.items()},
-            "noise_explanations": {str(s): [x.to_dict() for x in xs] for s, xs in shap_noise.items()}}
-
-    faithful = {}
-    keys = ["comprehensiveness", "sufficiency", "random_comprehensiveness", "random_sufficiency"]
-    if ex.naopc:
-        keys += ["normalized_comprehensiveness", "normalized_sufficiency", "random_normalized_comprehensiveness",
-                 "random_normalized_sufficiency"]
-    for n in variants:
-        rows = [f for f, k in zip(faith[n], is_random) if k]
-        faithful[n] = {k: XP.mean_ci([f[k] for f in rows], cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
-                       for k in keys}
-        faithful[n]["local_r2"] = XP.mean_ci([x.score for x, k in zip(exps[n], is_random) if k],
-                                             cfg.eval.confidence, cfg.eval.bootstrap, cfg.seed)
-    cost = {}
-    for n in variants + cost_only:
-        secs = np.array([x.seconds for x in exps[n]])
-        cost[n] = {"explanations_per_s": float(len(secs) / secs.sum()), "median_s": float(np.median(secs)),
-                   "p90_s": float(np.percentile(secs, 90)), "total_s": float(secs.sum()),
-                   "mean_texts_evaluated": float(np.mean([x.texts_evaluated for x in exps[n]])),
-                   "examples": len(secs)}
-    # throughput against PyTorch FP32 (the baseline a user would run), on the examples both explained
-    base = "pytorch-fp32" if "pytorch-fp32" in cost else ex.reference
-    where = {n: sorted(cost_at) if n in cost_only else list(range(len(examples))) for n in exps}
-
-    def rate(n: str, on: list) -> float:
-        xs = [exps[n][where[n].index(i)] for i in on]
-        return len(xs) / sum(x.seconds for x in xs)
-
-    for n in exps:
-        on = sorted(cost_at) if (n in cost_only or base in cost_only) else where[n]
-        cost[n]["throughput_vs_baseline"] = rate(n, on) / rate(base, on)
-
-    payload = {
-        "reference": ex.reference, "variants": variants, "samples": ex.samples, "batch_size": ex.batch_size,
-        "kernel_width": XP.KERNEL_WIDTH, "split_expression": XP.SPLIT, "bow": True, "feature_selection": "none",
-        "seed": cfg.seed, "noise_seeds": noise_seeds, "fractions": list(ex.fractions), "top_k": list(ks),
-        "design": ("symmetric: every variant (seed A) against FP32 under the other seeds, beside FP32 (A) against "
-                   "the same FP32 explanations (the noise floor); paired per example"),
-        "selection": {"rule": (f"a simple random sample of {ex.examples} test texts (the main result), then up to "
-                               f"{ex.disagreements} texts where {', '.join(ex.disagreements_of) or 'no variant'} "
-                               f"predicts differently from {ex.reference} (reported apart); texts with fewer than "
-                               f"{ex.min_words} distinct words left out"),
-                      "disagreements_of": list(ex.disagreements_of),
-                      "n_random": int(is_random.sum()), "n_disagreement": int(is_dis.sum()),
-                      "n_disagreement_in_random": int((is_dis & is_random).sum()),
-                      "n_disagreement_available": len(set(i for v in ex.disagreements_of
-                                                          for i in np.flatnonzero(preds[v] != preds[ex.reference])))},
-        "n_examples": len(examples), "examples": examples,
-        "cost_variants": cost_only, "cost_examples": sorted(cost_at) if cost_only else [],
-        "predictions": {n: own[n].tolist() for n in variants},
-        "explanations": {n: [x.to_dict() for x in exps[n]] for n in variants},
-        "noise_explanations": {str(s): [x.to_dict() for x in noise[s]] for s in noise_seeds},
-        "agreement_per_example": per_example, "agreement_same_seed_per_example": same_seed, "agreement": agree,
-        "equivalence_margin": ex.equivalence_margin,
-        "faithfulness_per_example": faith, "faithfulness": faithful,
-        "naopc": ({"beam": ex.naopc_beam, "seconds": naopc_total,
-                   "method": "Edin et al. (2025): (AOPC - lower) / (upper - lower) per example, the limits over "
-                             "rankings on the removal fractions (" + ("the words ranked by their effect alone, both "
-                             "ways" if ex.naopc_beam < 1 else f"beam search, width {ex.naopc_beam}") + "), widened "
-                             "by the AOPC of the explanation's and the random ranking"} if ex.naopc else None),
-        "convergence": convergence,
-        "pairs": pairs, "batching": batching,
-        "cost": cost, "throughput_baseline": base, "total_seconds": total, "shap": shap_result,
-        "recall": {"rule": "a variant's runs of one example after its first (other LIME seeds, faithfulness, "
-                           "KernelSHAP) recall its predictions of texts already predicted for that example; the "
-                           "first run, whose seconds are the cost, predicts every text",
-                   "share_recalled": _recalled_share(exps, noise, shap_exps, shap_noise, ex.reference)},
-        "figure_examples": XP.figure_examples(examples, per_example.get(ex.compare, []), ex.figure_examples),
-        "compare": ex.compare, **({"left_out_without_qat": left_out} if left_out else {}),
-    }
-    write_result(cfg, "explain", payload, started=started)
-    return payload
+    raw.seconds["lime"] = time.perf_counter() - t0 - sum(v for k, v in raw.seconds.items() if k != "lime")
+    return raw
 
 
-def _recalled_share(exps: dict, noise: dict, shap_exps: dict, shap_noise: dict, reference: str) -> dict:
-    """Per variant, the share of the distinct texts its later runs asked for that its memory answered."""
-    later = {n: list(shap_exps.get(n, [])) for n in exps}
-    later[reference] += [x for xs in list(noise.values()) + list(shap_noise.values()) for x in xs]
-    asked = {n: sum(x.texts_evaluated for x in xs) for n, xs in later.items()}
-    return {n: sum(x.texts_recalled for x in later[n]) / k for n, k in asked.items() if k}
+def _explain_more(cfg, raw: XP.ExplainRaw, memo: dict, i: int, text: str, label: int, converge: bool) -> None:
+    """For example ``i``, after its LIME runs: faithfulness (and NAOPC's limits) of each variant's own
+    explanation, the floor at other LIME budgets, KernelSHAP; each timed apart from LIME's clock."""
+    ex, ref = cfg.explain, cfg.explain.reference
+    t1 = time.perf_counter()
+    for n in raw.variants:
+        own = int(raw.own[n][i])   # each variant's explanation of its own prediction, with that variant
+        f = XP.faithfulness(memo[n], text, raw.exps[n][-1].weights[own], own, ex.fractions, seed=cfg.seed + i)
+        if ex.naopc:
+            lim = XP.aopc_limits(memo[n], text, own, ex.fractions, ex.naopc_beam)
+            f["limits"] = lim
+            for k in ("comprehensiveness", "sufficiency"):
+                f[f"normalized_{k}"] = XP.naopc(f[k], lim[k], [f[f"random_{k}"]])
+                f[f"random_normalized_{k}"] = XP.naopc(f[f"random_{k}"], lim[k], [f[k]])
+        raw.faith[n].append(f)
+    t2 = time.perf_counter()
+    if converge:          # how the floor moves with LIME's sample budget
+        for k, c in raw.conv.items():
+            for side, sd in (("a", cfg.seed), ("b", raw.noise_seeds[0])):
+                c[side].append((i, XP.explain(memo[ref], text, {label}, k, sd)))
+    t3 = time.perf_counter()
+    for n, xs in raw.shap_exps.items():
+        xs.append(XP.kernel_shap(memo[n], text, {label}, ex.shap_samples, cfg.seed))
+    for s, xs in raw.shap_noise.items():
+        xs.append(XP.kernel_shap(memo[ref], text, {label}, ex.shap_samples, s))
+    t4 = time.perf_counter()
+    for k, dt in (("naopc", t2 - t1), ("convergence", t3 - t2), ("shap", t4 - t3)):
+        raw.seconds[k] += dt
+
+

@@ -31,7 +31,7 @@ from . import variants as V
 from .config import Config, ConfigError, for_seed, load_config
 from .results import StepResult, from_json, write_result
 
-CONTROL = "pytorch-fp32-plus-epoch"
+CONTROL = V.qat_control()     # QAT's control, from the registry
 
 
 class MissingReplicate(FileNotFoundError):

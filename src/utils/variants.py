@@ -598,6 +598,26 @@ def quantized_from_qat(cfg: Config) -> list:
     return [v.name for v in variants(cfg) if v.built and v.source == "qat-fp32"]
 
 
+# roles in the comparisons, from the declarations above (no name outside this module says which variant plays them)
+def qat_model() -> str:
+    """The QAT model itself: PyTorch with fake quantizers."""
+    return next(v.name for v in REGISTRY.values() if isinstance(v.recipe, FakeQuant))
+
+
+def qat_control() -> str:
+    """QAT's control: the PyTorch model fine-tuned as long as QAT, without fake quantizers."""
+    return next(v.name for v in REGISTRY.values()
+                if v.control and v.runtime == "pytorch" and weights_of(v.name) == "fp32-plus-epoch")
+
+
+def compared_with_qat_control(cfg: Config) -> list:
+    """What QAT's control is compared with: the QAT model, its weights exported unquantized, the ONNX files built
+    from them."""
+    export = next(v.name for v in REGISTRY.values() if v.runtime == "onnxruntime" and v.recipe is None
+                  and weights_of(v.name) == "qat")
+    return [qat_model(), export, *quantized_from_qat(cfg)]
+
+
 # --------------------------------------------------------------------------- artifacts
 def checkpoint_dir(cfg: Config, kind: str = "fp32") -> Path:
     """``fp32``, ``qat`` (the QAT-trained weights, fake quantizers stripped, + qat_scales.json) or
