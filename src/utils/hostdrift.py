@@ -1,7 +1,7 @@
 """Why an INT8 file predicts differently on another CPU: the candidate causes, each measured on one host.
 
 The same study rerun on another host changed 21-75 of 2,722 INT8 test predictions (255 for the every-op
-static file) while every FP32 and FP16 prediction stayed the same (LEADS.md, issue 15). Two mechanisms can
+static file) while every FP32 and FP16 prediction stayed the same (eval_runs.jsonl of the default). Two mechanisms can
 do that, and this module measures each with the host's own ONNX Runtime, on the study's test texts:
 
 * **16-bit saturation** (``saturation``). Without VNNI, ONNX Runtime's x86 u8 x s8 kernels multiply with

@@ -24,7 +24,7 @@ from .writer import Table, tex_escape
 
 # the variants the comparison names (each row says which); rows of a variant a profile lacks read "--"
 DYN, QAT, FP16 = "onnx-int8-dynamic", "onnx-int8-qat", "onnx-fp16"
-# the targets the study at BERT-base scale was set (issue 15): every INT8 file this many times smaller than
+# the targets the study at BERT-base scale was set: every INT8 file this many times smaller than
 # ONNX FP32; QAT INT8 within this many points of FP32 at batch 1; the fastest INT8 file this many times faster
 TARGET_RATIO, TARGET_QAT_PT, TARGET_SPEEDUP = 3.9, 0.3, 3.0
 
