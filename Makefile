@@ -34,7 +34,7 @@ RES   := results/$(RUN)
 NBOUT := build/notebooks/$(RUN)
 CFG   := $(sort $(PROFILE_FILE) configs/default.yaml)
 LIB   := src/utils
-CORE  := $(LIB)/config.py $(LIB)/provenance.py $(LIB)/pipeline.py $(LIB)/variants.py
+CORE  := $(LIB)/config.py $(LIB)/provenance.py $(LIB)/results.py $(LIB)/pipeline.py $(LIB)/variants.py
 REPORT := $(wildcard $(LIB)/report/*.py)
 
 # papermill: run notebooks/<name>.ipynb with the profile, executed copy under build/
@@ -126,7 +126,7 @@ $(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(QUANT) $(
 
 # LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
 $(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(QUANT) $(CFG) $(CORE) \
-		$(LIB)/explain.py $(LIB)/predict.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
+		$(LIB)/explain.py $(LIB)/metrics.py $(LIB)/predict.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
 	$(call notebook,08_explain)
 
 RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \
@@ -174,7 +174,8 @@ gradients: $(RES)/gradients.json
 # figures and tables are drawn from results JSON only, so redrawing never retrains. sizes.json, hostdrift.json and
 # gradients.json are not prerequisites: their own targets redraw the report, and as prerequisites a fresh clone's
 # paper-figures remade every committed one after the study (the size sweep, hostdrift and gradients: ~25 min more)
-build/$(P).report: $(RESULTS) $(RES)/cuda_placement.json $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py $(LIB)/bench_runs.py $(CORE) | $(STAMP)
+build/$(P).report: $(RESULTS) $(RES)/cuda_placement.json $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py \
+		$(LIB)/bench_runs.py $(LIB)/eval_runs.py $(LIB)/history.py $(CORE) | $(STAMP)
 	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
 	@mkdir -p build && touch $@
 
