@@ -40,13 +40,13 @@ from .modeling import forward_inputs
 from .provenance import sha256
 from .results import load_result, write_result
 
-MODELS = ("pytorch-fp32", "pytorch-qat-fp32", "pytorch-qat-integer")
+MODELS = FP32, QAT_FP32, QAT_INTEGER = tuple(V.GRADIENT_TWINS)      # the registry's PyTorch twins of three files
 # (explained, against): the comparisons, with what each isolates
-PAIRS = (("pytorch-qat-integer", "pytorch-fp32", "QAT INT8 against FP32 (training and quantization)"),
-         ("pytorch-qat-integer", "pytorch-qat-fp32", "quantization alone (the same weights)"),
-         ("pytorch-qat-fp32", "pytorch-fp32", "QAT's training alone"))
+PAIRS = ((QAT_INTEGER, FP32, "QAT INT8 against FP32 (training and quantization)"),
+         (QAT_INTEGER, QAT_FP32, "quantization alone (the same weights)"),
+         (QAT_FP32, FP32, "QAT's training alone"))
 # the LIME explanation each model's gradients are set beside (the file that computes what it computes)
-LIME_OF = {"pytorch-fp32": "onnx-fp32", "pytorch-qat-fp32": "onnx-qat-fp32", "pytorch-qat-integer": "onnx-int8-qat"}
+LIME_OF = dict(V.GRADIENT_TWINS)
 
 
 def word_owner(text: str) -> np.ndarray:
@@ -108,8 +108,7 @@ def load_models(cfg) -> dict:
     fp32 = M.load_checkpoint(V.checkpoint_dir(cfg, "fp32"), attn="eager")
     qfp = M.load_checkpoint(V.checkpoint_dir(cfg, "qat"), attn="eager")
     qint, tok = V.load_qat_model(cfg, attn="eager")
-    return {"pytorch-fp32": fp32, "pytorch-qat-fp32": qfp,
-            "pytorch-qat-integer": (QA.set_integer_eval(qint.eval()), tok)}
+    return {FP32: fp32, QAT_FP32: qfp, QAT_INTEGER: (QA.set_integer_eval(qint.eval()), tok)}
 
 
 def summarize(per_example: Sequence[dict], confidence: float, seed: int) -> dict:
@@ -161,7 +160,7 @@ def run_gradients(cfg, steps: int = 50, limit: Optional[int] = None, progress: b
                      "baseline: every non-special token the padding token; the predicted class's probability",
            "steps": steps, "integration": "gausslegendre", "reference": ref, "labels": labels,
            "n_examples": len(examples), "models": list(MODELS),
-           "inputs": {n: sha256(V.get(n).path(cfg)) for n in ("pytorch-fp32", "pytorch-qat-fakequant")},
+           "inputs": {n: sha256(V.get(n).path(cfg)) for n in (V.REFERENCE, V.qat_model())},
            "lime_of": LIME_OF, "attributions": attributions,
            "completeness_gap": gaps, "pairs": pairs, "vs_lime": vs_lime, "seconds": time.perf_counter() - t0}
     write_result(cfg, "gradients", rec, threads=cfg.threads)

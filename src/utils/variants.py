@@ -598,6 +598,13 @@ def quantized_from_qat(cfg: Config) -> list:
     return [v.name for v in variants(cfg) if v.built and v.source == "qat-fp32"]
 
 
+# the PyTorch models that compute what an ONNX file computes, for an explainer that needs gradients
+# (utils.gradients): FP32's checkpoint, QAT's weights unquantized, and QAT's model with every quantized layer computed
+# as ONNX Runtime's integer kernel computes its INT8 file. Not variants: nothing deploys them. Twin -> its file.
+GRADIENT_TWINS = {"pytorch-fp32": "onnx-fp32", "pytorch-qat-fp32": "onnx-qat-fp32",
+                  "pytorch-qat-integer": "onnx-int8-qat"}
+
+
 # roles in the comparisons, from the declarations above (no name outside this module says which variant plays them)
 def qat_model() -> str:
     """The QAT model itself: PyTorch with fake quantizers."""
