@@ -93,7 +93,7 @@ def test_summarise_turns_raw_predictions_into_the_evaluation_result():
     from utils.evaluate import Roles, summarise
     from utils.results import from_dict
     raw = _raw()
-    roles = Roles("pytorch-fp32", "pytorch-qat-fakequant", ("onnx-int8-dynamic",), None, ())
+    roles = Roles("pytorch-fp32", "onnx-fp32", "pytorch-qat-fakequant", ("onnx-int8-dynamic",), None, ())
     out = summarise(raw, roles, reps=200, confidence=0.95)
     from_dict("evaluate", out)                          # the step's declared result, field for field
     v = out["variants"]
@@ -114,7 +114,7 @@ def test_summarise_turns_raw_predictions_into_the_evaluation_result():
     raw.preds["pytorch-fp32-plus-epoch"] = raw.preds["pytorch-fp32"].copy()
     for d in (raw.files, raw.confidences, raw.latency):
         d["pytorch-fp32-plus-epoch"] = d["pytorch-fp32"]
-    roles = Roles("pytorch-fp32", "pytorch-qat-fakequant", (), "pytorch-fp32-plus-epoch",
+    roles = Roles("pytorch-fp32", "onnx-fp32", "pytorch-qat-fakequant", (), "pytorch-fp32-plus-epoch",
                   ("pytorch-qat-fakequant", "onnx-int8-dynamic"))
     out = summarise(raw, roles, reps=200, confidence=0.95)
     assert out["batching"]["batched"] is None and "batched" not in out["variants"]["onnx-int8-dynamic"]

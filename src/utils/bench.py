@@ -405,13 +405,13 @@ def summarise(raw: BenchRaw) -> dict:
         result["openvino_profile"] = raw.openvino_profile
     if raw.memory is not None:
         result["memory"] = raw.memory
-    ref = result["cpu"][f"threads_{raw.all_threads}"]["headline"]
-    result["speedup_vs_onnx_fp32"] = {n: ref["onnx-fp32"]["median_ms"] / ref[n]["median_ms"]
-                                      for n in raw.names if "onnx-fp32" in ref}
-    result["speedup_vs_pytorch_fp32"] = {n: ref["pytorch-fp32"]["median_ms"] / ref[n]["median_ms"]
-                                         for n in raw.names if "pytorch-fp32" in ref}
-    if "onnx-fp32" in ref:   # per round: drift common to a round cancels in the ratio
-        fp = ref["onnx-fp32"]["round_medians_ms"]
+    ref, onnx, torch_ = result["cpu"][f"threads_{raw.all_threads}"]["headline"], V.onnx_reference(), V.REFERENCE
+    result["speedup_vs_onnx_fp32"] = {n: ref[onnx]["median_ms"] / ref[n]["median_ms"]
+                                      for n in raw.names if onnx in ref}
+    result["speedup_vs_pytorch_fp32"] = {n: ref[torch_]["median_ms"] / ref[n]["median_ms"]
+                                         for n in raw.names if torch_ in ref}
+    if onnx in ref:   # per round: drift common to a round cancels in the ratio
+        fp = ref[onnx]["round_medians_ms"]
         rr = {n: [a / c for a, c in zip(fp, ref[n]["round_medians_ms"])] for n in raw.names}
         result["speedup_vs_onnx_fp32_rounds"] = {n: {"ratios": r, "spread": relative_range(r)} for n, r in rr.items()}
     return result

@@ -148,6 +148,7 @@ class Roles:
     taken against, the QAT model (fake quantization), the ONNX files built from its weights, the control trained as
     long as QAT and what is compared with it."""
     reference: str
+    onnx_reference: str                       # sizes are set against this file
     qat_model: Optional[str] = None
     from_qat: tuple = ()
     control: Optional[str] = None
@@ -163,7 +164,7 @@ def summarise(raw: EvalRaw, roles: Roles, reps: int, confidence: float) -> dict:
     kw = {"reps": reps, "confidence": confidence, "seed": raw.seed}
     scores = evaluate_variants(y, preds, reference=roles.reference, **kw)
     batched = evaluate_variants(y, raw.batched, reference=roles.reference, **kw) if bs else {}
-    fp32_mb = raw.files["onnx-fp32"]["size_mb"]
+    fp32_mb = raw.files[roles.onnx_reference]["size_mb"]
     rows = {}
     for name in preds:
         row = rows[name] = {**raw.files[name]}

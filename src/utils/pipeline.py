@@ -378,8 +378,8 @@ def run_evaluate(cfg: Config, progress: bool = True) -> dict:
     (``_evaluate_raw``); ``evaluate.summarise`` does the analysis."""
     started = time.perf_counter()
     raw = _evaluate_raw(cfg, progress)
-    roles = E.Roles(REFERENCE, V.qat_model(), tuple(V.quantized_from_qat(cfg)), V.qat_control(),
-                    tuple(V.compared_with_qat_control(cfg)))
+    roles = E.Roles(REFERENCE, V.onnx_reference(), V.qat_model(), tuple(V.quantized_from_qat(cfg)),
+                    V.qat_control(), tuple(V.compared_with_qat_control(cfg)))
     payload = E.summarise(raw, roles, cfg.eval.bootstrap, cfg.eval.confidence)
     write_result(cfg, "evaluate", payload, started=started)
     # the history of evaluations beside it, with their hosts (eval_runs.jsonl): INT8 predictions move with the CPU

@@ -611,6 +611,12 @@ def qat_model() -> str:
     return next(v.name for v in REGISTRY.values() if isinstance(v.recipe, FakeQuant))
 
 
+def onnx_reference() -> str:
+    """The FP32 ONNX export every file's size and speed-up is set against."""
+    return next(v.name for v in REGISTRY.values() if v.runtime == "onnxruntime" and v.recipe is None
+                and weights_of(v.name) == "fp32")
+
+
 def qat_control() -> str:
     """QAT's control: the PyTorch model fine-tuned as long as QAT, without fake quantizers."""
     return next(v.name for v in REGISTRY.values()
