@@ -3,6 +3,7 @@ writes back the same record; a version, a field or a step the code does not know
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,24 @@ def test_every_committed_result_reads_as_its_step_and_writes_back_the_same_recor
         assert out.pop("schema") == RS.SCHEMA
         out.pop("headline_batch_size", None) if path.stem == "evaluate" else None
     assert out == rec and list(out) == list(rec)
+
+
+def _declared(hint) -> tuple:
+    """The classes a field's type hint admits (Optional unwrapped; a float field takes an int); () for Any."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is typing.Union \
+        else [hint]
+    if typing.Any in args:
+        return ()
+    return tuple(args) + ((int,) if float in args else ())
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(ROOT / "results")))
+def test_every_committed_result_holds_the_types_its_step_declares(path):
+    res = RS.from_json(path)
+    hints = typing.get_type_hints(type(res))
+    wrong = {n: type(getattr(res, n)).__name__ for n in res.fields() if getattr(res, n) is not None
+             and _declared(hints[n]) and not isinstance(getattr(res, n), _declared(hints[n]))}
+    assert not wrong, f"{path.name}: fields of another type than declared: {wrong}"
 
 
 def test_version_1_evaluations_say_their_headline_batch_from_the_prose_once():

@@ -75,9 +75,9 @@ def _opt():
 @dataclass(kw_only=True)
 class Data(StepResult):
     STEP: ClassVar[str] = "data"
-    source: dict
+    source: str
     labels: list
-    n_examples: dict
+    n_examples: int
     splits: dict
     group_overlap: Optional[int]
     token_lengths: dict
@@ -85,7 +85,7 @@ class Data(StepResult):
     majority_class_test_accuracy: float
     label_order: Optional[str] = _opt()
     label_map: Optional[dict] = _opt()
-    checkpoint_id2label: Optional[dict] = _opt()
+    checkpoint_id2label: Optional[list] = _opt()
 
 
 @dataclass(kw_only=True)
@@ -108,7 +108,7 @@ class TrainFP32(StepResult):
     why: Optional[str] = _opt()
     architecture: Optional[dict] = _opt()
     adopted: Optional[dict] = _opt()
-    unused_settings: Optional[list] = _opt()
+    unused_settings: Optional[dict] = _opt()
     val_macro_f1: Optional[float] = _opt()
 
 
@@ -119,8 +119,8 @@ class TrainQAT(StepResult):
     enabled: Optional[bool] = _opt()                # False: QAT left out (qat.enabled: false)
     skipped: Optional[str] = _opt()
     variants_left_out: Optional[list] = _opt()
-    settings_left_out: Optional[list] = _opt()
-    unused_settings: Optional[list] = _opt()
+    settings_left_out: Optional[dict] = _opt()
+    unused_settings: Optional[dict] = _opt()
     history: Optional[list] = _opt()
     best_epoch: Optional[int] = _opt()
     best_val_accuracy: Optional[float] = _opt()
@@ -128,7 +128,7 @@ class TrainQAT(StepResult):
     steps_per_epoch: Optional[int] = _opt()
     calibration_examples: Optional[int] = _opt()
     quantized_linears: Optional[int] = _opt()
-    quantized_embeddings: Optional[int] = _opt()
+    quantized_embeddings: Optional[list] = _opt()
     activation_quantizers: Optional[int] = _opt()
     activation_scales: Optional[dict] = _opt()
     checkpoint: Optional[str] = _opt()
@@ -198,7 +198,7 @@ class Bench(StepResult):
     profiler_overhead: Any = _opt()
     speedup_vs_onnx_fp32_rounds: Optional[dict] = _opt()
     seconds: Optional[float] = _opt()
-    left_out_without_qat: Optional[list] = _opt()
+    left_out_without_qat: Optional[dict] = _opt()
     openvino_profile: Optional[dict] = _opt()
 
     # the lookups every benchmark builder shares
@@ -248,7 +248,7 @@ class Explain(StepResult):
     n_examples: int
     examples: list
     cost_variants: list
-    cost_examples: int
+    cost_examples: list
     predictions: dict
     explanations: dict
     noise_explanations: dict
@@ -262,12 +262,12 @@ class Explain(StepResult):
     throughput_baseline: Any
     total_seconds: float
     figure_examples: list
-    compare: dict
+    compare: str
     cross_seed: Optional[dict] = _opt()
     cross_seed_explanations: Optional[dict] = _opt()
     shap: Optional[dict] = _opt()
     recall: Optional[dict] = _opt()
-    left_out_without_qat: Optional[list] = _opt()
+    left_out_without_qat: Optional[dict] = _opt()
     design: Optional[str] = _opt()
     agreement_same_seed_per_example: Optional[dict] = _opt()
     equivalence_margin: Optional[float] = _opt()
