@@ -315,6 +315,19 @@ def test_without_qat_the_qat_variants_leave_every_list():
     assert V.without_qat(load_config("smoke")) == {}
 
 
+def test_the_benchmark_plans_a_profile_without_qat_as_it_is():
+    """smoke-ptq extends smoke, whose bench.variants names onnx-int8-qat: the benchmark narrows the lists before it
+    checks them (checked first, it refused the profile CI runs), and records what it left out."""
+    cfg = load_config("smoke-ptq")
+    names, sweep, left_out = PL.bench_plan(cfg)
+    assert "onnx-int8-qat" not in names and {"pytorch-fp32", "onnx-int8-dynamic"} <= set(names)
+    assert left_out["bench.variants"] == ["onnx-int8-qat"] and set(sweep) <= set(names)
+    assert "onnx-int8-qat" in PL.bench_plan(load_config("smoke"))[0]
+    typo = load_config("smoke-ptq", overrides={"bench": {"variants": ["onnx-int8-dynamc"]}})
+    with pytest.raises(KeyError, match=r"bench.variants: unknown variant\(s\) \['onnx-int8-dynamc'\]"):
+        PL.bench_plan(typo)
+
+
 
 # --------------------------------------------------------------------------- through make, as a user runs it
 @pytest.mark.study

@@ -474,14 +474,9 @@ def run_bench(cfg, progress: bool = True) -> dict:
         raise ValueError(f"{cfg.run_name} is one seed's replicate, evaluated and not benchmarked (the training seed "
                          f"changes no file's shape or speed): benchmark the profile itself")
     b = cfg.bench
-    V.check_names(cfg, b.variants, "bench.variants")
-    V.check_names(cfg, b.headline_only, "bench.headline_only")
-    # bench.variants None: every variant but the controls (no way to deploy the model)
-    names = [v.name for v in V.variants(cfg, baselines=True)
-             if (v.name in b.variants if b.variants is not None else not v.control)]
+    names, sweep, left_out = bench_plan(cfg)
     tok = M.load_tokenizer(str(checkpoint_dir(cfg)))
     texts = D.load_splits(cfg)["test"]["text"].tolist()[:b.texts]
-    sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
     spin_stop = b.spinning and b.spin_stop                   # ORT threads spin within a call only
     protocol = {"block": b.block, "block_warmup": b.block_warmup, "ort_spinning": b.spinning,
                 "ort_spin_stop": spin_stop,
@@ -491,7 +486,7 @@ def run_bench(cfg, progress: bool = True) -> dict:
                                 + ("ONNX Runtime threads spinning within a call, stopped when it returns"
                                    if spin_stop else f"ONNX Runtime threads {'' if b.spinning else 'not '}spinning"))}
     raw = B.BenchRaw(names, sweep, b.length, cfg.threads, protocol, B.gpu_status(),
-                     profile_threads=b.profile_threads or cfg.threads, left_out=V.without_qat(cfg))
+                     profile_threads=b.profile_threads or cfg.threads, left_out=left_out)
     for threads in [t or cfg.threads for t in b.threads]:
         raw.cpu[threads] = _bench_threads(cfg, raw, threads, tok, texts, progress)
     _bench_files(cfg, raw, tok, texts, progress)
@@ -500,6 +495,20 @@ def run_bench(cfg, progress: bool = True) -> dict:
     write_result(cfg, "bench", result, threads=cfg.threads, started=t_start)
     R.record(cfg, load_result(cfg, "bench"))      # the run-to-run history beside it (bench_runs.jsonl)
     return result
+
+
+def bench_plan(cfg) -> tuple:
+    """(variants timed, those of them in the sweeps, {setting: names left out}): ``qat.enabled`` false narrows the
+    lists first (a profile extending one that names the QAT variants runs as it is), then every name given must be
+    one the profile runs; ``bench.variants`` None: every variant but the controls (no way to deploy the model)."""
+    left_out = V.without_qat(cfg)
+    b = cfg.bench
+    V.check_names(cfg, b.variants, "bench.variants")
+    V.check_names(cfg, b.headline_only, "bench.headline_only")
+    names = [v.name for v in V.variants(cfg, baselines=True)
+             if (v.name in b.variants if b.variants is not None else not v.control)]
+    sweep = [n for n in names if n not in b.headline_only]   # the rest: timed in the headline rounds only
+    return names, sweep, left_out
 
 
 def _bench_threads(cfg, raw: B.BenchRaw, threads: int, tok, texts: list, progress: bool) -> dict:
