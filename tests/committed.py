@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from utils import steps as ST
 from utils import variants as V
 from utils.provenance import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
+STEPS = ST.STUDY     # the study's steps, as src/utils/steps.py declares them
 
 
 def results(profile: str) -> Path:

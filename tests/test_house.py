@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from utils import pipeline
+from utils import pipeline, steps
 from utils.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +82,8 @@ def test_imports_are_made_at_module_level_except_optional_runtimes():
 
 
 def test_every_step_has_one_shape():
-    assert pipeline.STEPS == ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
+    assert pipeline.STEPS == steps.STUDY == ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate",
+                                             "bench", "explain")
     for step in pipeline.STEPS:
         sig = inspect.signature(getattr(pipeline, f"run_{step}"))
         assert list(sig.parameters) == ["cfg", "progress"] and sig.parameters["progress"].default is True, step

@@ -1,11 +1,16 @@
-"""Interrupted and repeated: the whole smoke study through ``make``, as a user runs it.
+"""Interrupted and repeated: the whole smoke study through ``make`` and the workflow engine, as a user runs it.
 
-Run A goes from scratch to the end. Run B, from scratch in another copy of the repository, is killed in
-the middle of the training step (SIGTERM), of the quantization step (SIGKILL) and of the explanation step
-(SIGTERM), each time with every process it started, and ``make`` is run again until it finishes. Then:
+Run A goes from scratch to the end, each step a job of a stand-in SLURM cluster (``make paper-figures
+CLUSTER=slurm`` with tests/fixtures/slurm/standin.py as sbatch, sacct and srun, which record their arguments and run
+each job here). Run B, from scratch in another copy of the repository, runs locally and is killed in the middle of
+the training step (SIGTERM), of the quantization step (SIGKILL) and of the explanation step (SIGTERM), each time with
+every process it started, and ``make`` is run again until it finishes. Then:
 
+* A's jobs asked for what each step declares: the GPU for training, the node feature for the benchmark, the
+  partition, time and memory of each; the report ran on the submitting node;
 * B resumed: a killed step left nothing a later step read (every output is written to a temporary name
-  and renamed), and ``make`` reran only what was not finished;
+  and renamed), the lock the hard kill left was explained (with ``make unlock``) and not cleared until asked,
+  and the engine reran only what was not finished;
 * B equals A: the same splits (byte for byte), training losses, predictions of every variant (batch 1
   and batched), accuracy, LIME and KernelSHAP weights. Timings and provenance aside, two runs agree.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,8 +30,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-COPY = ("Makefile", "notebooks", "configs", "src", "pyproject.toml", "requirements.txt", "requirements-nodeps.txt",
-        "requirements.lock")
+COPY = ("Makefile", "notebooks", "configs", "src", "workflow", "profiles", "pyproject.toml", "requirements.txt",
+        "requirements-nodeps.txt", "requirements.lock")
+STANDIN = REPO / "tests" / "fixtures" / "slurm" / "standin.py"
+SLURM_TOOLS = ("sbatch", "sacct", "srun", "sinfo", "squeue", "scontrol", "scancel")
 NB = "build/notebooks/smoke"
 
 pytestmark = pytest.mark.study
@@ -45,15 +53,25 @@ def _env() -> dict:
             "HF_HUB_OFFLINE": "1"}
 
 
-def _make(root: Path) -> subprocess.Popen:
+def _make(root: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     venv = Path(sys.prefix)
     # -o: the shared environment counts as installed (make must never reinstall it from the copy). Its stderr (papermill
     # logs every cell's output there) goes to a file: a pipe nobody reads while _kill_during waits fills at 64 KB and
     # stalls papermill until the wait times out (seen: a 10 ms cell "took" 765 s)
     with open(root / "make.stderr", "a") as err:          # the child keeps its own copy of the descriptor
         return subprocess.Popen(["make", "paper-figures", "PROFILE=smoke", f"VENV={venv}", "-o",
-                                 f"{venv}/.installed"], cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                 f"{venv}/.installed", *extra], cwd=root, env=env or _env(), stdout=err, stderr=err,
                                 text=True, start_new_session=True)
+
+
+def _slurm_env(root: Path) -> dict:
+    """PATH with the stand-in SLURM tools first; their records under <root>/slurm/."""
+    state, tools = root / "slurm", root / "slurm" / "bin"
+    tools.mkdir(parents=True)
+    for name in SLURM_TOOLS:
+        (tools / name).symlink_to(STANDIN)
+    env = _env()
+    return {**env, "PATH": f"{tools}{os.pathsep}{env['PATH']}", "STANDIN_SLURM_DIR": str(state)}
 
 
 def _stderr(root: Path) -> str:
@@ -101,8 +119,8 @@ def _kill_during(root: Path, notebook: str, sig: int, after_s: float, timeout_s:
     time.sleep(1)
 
 
-def _finish(root: Path, timeout_s: float = 1800) -> None:
-    p = _make(root)
+def _finish(root: Path, *extra: str, env: dict | None = None, timeout_s: float = 1800) -> None:
+    p = _make(root, *extra, env=env)
     try:
         p.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -133,9 +151,49 @@ def _fingerprint(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def run_a(tmp_path_factory) -> Path:
+    """The study on the stand-in cluster (its jobs run here, one at a time)."""
     root = _repo_copy(tmp_path_factory.mktemp("study") / "a")
-    _finish(root)
+    _finish(root, "CLUSTER=slurm", "CPU_FEATURE=avx512_vnni",
+            "SNAKEMAKE_ARGS=--slurm-init-seconds-before-status-checks 1 --jobs 1 --latency-wait 5",
+            env=_slurm_env(root))
     return root
+
+
+def _submissions(root: Path) -> dict:
+    """rule -> the sbatch flags its job was submitted with."""
+    out = {}
+    for line in (root / "slurm" / "calls.jsonl").read_text().splitlines():
+        call = json.loads(line)
+        if call["tool"] != "sbatch":
+            continue
+        argv = call["argv"]
+        flags = {}
+        for i, a in enumerate(argv):
+            if a.startswith("--") and "=" in a:
+                k, v = a[2:].split("=", 1)
+                flags[k] = v
+            elif a.startswith("-") and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                flags[a.lstrip("-")] = argv[i + 1]
+        rule = flags["comment"].removeprefix("rule_").split("_wildcards_")[0]
+        out[rule] = flags
+    return out
+
+
+def test_the_cluster_jobs_ask_for_what_each_step_declares(run_a):
+    from utils import steps as S
+    jobs = _submissions(run_a)
+    remote = [s for s in S.PAPER_FIGURES if not S.get(s).local]
+    assert sorted(jobs) == sorted(remote), "one job per step, the local ones (report, placement) on this node"
+    for name, flags in jobs.items():
+        step = S.get(name)
+        assert flags["t"] == str(step.runtime) and flags["mem"] == str(step.mem_mb), name
+        assert flags["p"] == ("gpu" if step.gpu else "cpu"), name
+        assert (flags.get("gpus") == "1") == step.gpu, name
+        assert (flags.get("C") == "avx512_vnni") == step.cpu_feature, name
+        assert flags["cpus-per-task"] == ("8" if step.heavy else "1"), name
+    assert jobs["train_fp32"]["gpus"] == "1" and jobs["bench"]["C"] == "avx512_vnni"
+    sruns = [json.loads(x) for x in (run_a / "slurm" / "calls.jsonl").read_text().splitlines()]
+    assert sum(c["tool"] == "srun" for c in sruns) == len(jobs), "each job ran its step through srun"
 
 
 def test_killed_in_three_steps_resumes_and_equals_an_uninterrupted_run(run_a, tmp_path):
@@ -146,6 +204,15 @@ def test_killed_in_three_steps_resumes_and_equals_an_uninterrupted_run(run_a, tm
     _kill_during(b, "05_quantize", signal.SIGKILL, after_s=6)
     assert (b / "results" / "smoke" / "export.json").exists()          # the steps before it stay done
     assert not (b / "results" / "smoke" / "quantize.json").exists()
+    # the hard kill left Snakemake's lock: the next run explains it and stops; `make unlock` clears it
+    r = subprocess.run(["make", "paper-figures", "PROFILE=smoke", f"VENV={sys.prefix}", "-o",
+                        f"{sys.prefix}/.installed"], cwd=b, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "no longer running on this machine" in r.stderr and "make unlock" in r.stderr
+    assert any((b / ".snakemake" / "locks").iterdir())
+    r = subprocess.run(["make", "unlock", f"VENV={sys.prefix}", "-o", f"{sys.prefix}/.installed"], cwd=b, env=_env(),
+                       capture_output=True, text=True, timeout=300)
+    locks = b / ".snakemake" / "locks"
+    assert r.returncode == 0 and not (locks.is_dir() and any(locks.iterdir())), r.stderr
     done = {p.name: p.stat().st_mtime_ns for p in (b / "results" / "smoke").glob("*.json")}
     _kill_during(b, "08_explain", signal.SIGTERM, after_s=6)
     assert not (b / "results" / "smoke" / "explain.json").exists()
@@ -168,11 +235,20 @@ def test_the_shared_environment_still_points_at_this_repository(run_a):
     assert str(run_a) not in r.stdout, r.stdout
 
 
-def test_nothing_to_do_on_a_finished_run(run_a):
-    """A second make over a finished run reruns nothing (every step's outputs are newer than its inputs)."""
+def test_nothing_to_do_on_a_finished_run_and_an_edit_reruns_the_steps_that_call_it(run_a):
+    """A second run over a finished one has nothing to do (every step's outputs are newer than its inputs); an edited
+    library module reruns exactly the steps whose code calls it (a dry run lists them)."""
+    from utils import steps as S
     before = {p: p.stat().st_mtime_ns for p in (run_a / "results" / "smoke").glob("*.json")}
-    r = subprocess.run(["make", "-q", "build/smoke.report", "PROFILE=smoke", f"VENV={sys.prefix}", "-o",
-                        f"{sys.prefix}/.installed"], cwd=run_a,
-                       env=_env(), capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    dry = lambda: subprocess.run(["make", "paper-figures", "PROFILE=smoke", "DRY=1", f"VENV={sys.prefix}",  # noqa: E731
+                                  "-o", f"{sys.prefix}/.installed"], cwd=run_a, env=_env(), capture_output=True,
+                                 text=True, timeout=300)
+    r = dry()
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
     assert before == {p: p.stat().st_mtime_ns for p in (run_a / "results" / "smoke").glob("*.json")}
+    with open(run_a / "src" / "utils" / "metrics.py", "a") as f:    # an edit (a touch alone is not one: the
+        f.write("# edited\n")                                       # engine compares the content it recorded)
+    r = dry()
+    listed = set(re.findall(r"^rule (\w+):", r.stdout, re.M)) | set(re.findall(r"^localrule (\w+):", r.stdout, re.M))
+    assert listed == {s.name for s in S.STEPS if "metrics" in s.modules and s.name in S.PAPER_FIGURES}, r.stdout
+    assert listed == {"explain", "report"}

@@ -179,8 +179,8 @@ def test_the_command_line_lists_the_seeds_and_refuses_a_profile_without(repo):
 
 @pytest.mark.study
 def test_make_seeds_runs_each_seed_through_the_notebooks_then_the_summary(tmp_path):
-    """`make seeds` as a user runs it, on a copy of the repository: every seed's steps through papermill (the
-    replicate passed to each notebook), the summary and its report; then nothing is left to do."""
+    """`make seeds` as a user runs it, on a copy of the repository: every seed's steps through the workflow engine
+    and papermill (the replicate passed to each notebook), the summary and its report; then nothing is left to do."""
     from test_resume import _env, _repo_copy
 
     root = _repo_copy(tmp_path / "repo")
@@ -206,6 +206,9 @@ def test_make_seeds_runs_each_seed_through_the_notebooks_then_the_summary(tmp_pa
         assert (root / "artifacts" / "smokeseeds" / f"seed-{s}" / "onnx" / "int8-qat.onnx").is_file()
     assert not (root / "results" / "smokeseeds" / "evaluate.json").exists()   # the profile itself ran nothing
     assert "SeedsQatDiff" in (root / "paper" / "tables" / "smokeseeds" / "numbers.tex").read_text()
-    assert make("-q", "seed-steps", "SEED=2").returncode == 0                 # every seed's steps are done
+    r = make("seed-steps", "SEED=2", "DRY=1")                                 # every seed's steps are done
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+    r = make("seeds", "DRY=1")
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
     r = make("seed-steps")
     assert r.returncode != 0 and "give SEED=<one of the profile's seeds>" in r.stderr

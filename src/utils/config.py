@@ -306,12 +306,20 @@ class Config:
 
     @property
     def threads(self) -> int:
-        return self.runtime.threads or (os.cpu_count() or 1)
+        return self.runtime.threads or available_cpus()
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("root")
         return d
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: a cluster job's allocation (SLURM binds it), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def replicate_dir(seed: int) -> str:
@@ -343,6 +351,29 @@ def deep_merge(base: dict, over: dict) -> dict:
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
+    return out
+
+
+def profile_chain(profile: str | os.PathLike, root: Optional[str | os.PathLike] = None) -> list:
+    """The YAML files a profile is read from: itself, then each file its ``extends`` names, in turn (what a
+    change to reruns its steps)."""
+    root_path = Path(root).resolve() if root else find_root()
+    out, path = [], resolve_profile(profile, root_path)
+    while path is not None:
+        if path in out:
+            raise ConfigError(f"circular 'extends' chain: {' -> '.join(map(str, (*out, path)))}")
+        out.append(path)
+        try:
+            parent = (yaml.safe_load(path.read_text()) or {}).get("extends")
+        except (yaml.YAMLError, AttributeError):
+            break                      # load_config says what is wrong with the file
+        if parent is None:
+            break
+        ppath = Path(parent)
+        if ppath.suffix in (".yaml", ".yml") and not ppath.is_absolute():
+            path = (path.parent / ppath).resolve()
+        else:
+            path = resolve_profile(parent, root_path).resolve()
     return out
 
 

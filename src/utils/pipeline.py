@@ -32,6 +32,7 @@ from . import openvino_rt as OR
 from . import predict as P
 from . import qat as QA
 from . import quantize as Q
+from . import steps as ST
 from . import variants as V
 from .config import Config, TrainConfig, shap_variants
 from .ort_inspect import activation_scales, dynamic_scale_outputs, operator_profiles, session_ops
@@ -41,7 +42,7 @@ from .results import load_result, write_result
 from .training import evaluate_split, fine_tune
 from .variants import REFERENCE, checkpoint_dir, make_predictor, onnx_path, read_qat_scales
 
-STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
+STEPS = ST.STUDY        # the steps run here, as src/utils/steps.py declares them (each has its run_<step>)
 
 
 # --------------------------------------------------------------------------- 01 data

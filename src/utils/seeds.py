@@ -134,10 +134,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m utils.seeds", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="print the profile's seeds (for make)").add_argument("profile")
-    sub.add_parser("summarize", help="write results/<name>/seeds.json from every seed").add_argument("profile")
+    summ = sub.add_parser("summarize", help="write results/<name>/seeds.json from every seed")
+    summ.add_argument("profile")
+    summ.add_argument("--seeds", help="comma-separated seeds in place of the profile's own (a grid's)")
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(args.profile)
+        over = {"seeds": [int(x) for x in args.seeds.split(",")]} if getattr(args, "seeds", None) else None
+        cfg = load_config(args.profile, overrides=over)
         if args.command == "list":
             replicates(cfg)          # the same checks as the summary: a profile with seeds, not a replicate
             print(" ".join(map(str, cfg.seeds)))

@@ -14,17 +14,18 @@ from .. import bench_runs as R
 from .. import eval_runs as ER
 from .. import metrics as MT
 from .. import results as RS
+from .. import steps as ST
 from .. import variants as V
 from ..config import Config
 from ..provenance import read_json
 
-STUDY_STEPS = ("data", "train_fp32", "train_qat", "export", "quantize", "evaluate", "bench", "explain")
-STEP_FILES = (*STUDY_STEPS, "seeds", "sizes", "hostdrift", "gradients", "cuda_placement")
+STUDY_STEPS = ST.STUDY                # the eight steps of one run of the study (src/utils/steps.py declares them)
+STEP_FILES = ST.RESULT_FILES          # every step's results JSON, by step name
 
 
-# steps run on their own (not by `make paper-figures`) on files the study made: each records the SHA-256 of the
-# files it measured (``inputs``; hostdrift.json of before: ``files``), checked against evaluate.json's
-DERIVED_STEPS = ("hostdrift", "gradients", "cuda_placement")
+# steps run on files the study made: each records the SHA-256 of the files it measured (``inputs``; hostdrift.json of
+# before: ``files``), checked against evaluate.json's
+DERIVED_STEPS = ST.DERIVED
 
 
 class MissingResult(FileNotFoundError):
