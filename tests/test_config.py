@@ -74,7 +74,7 @@ def test_missing_profile_file(repo):
 
 def test_every_shipped_profile_loads():
     root = Path(__file__).resolve().parents[1]
-    names = sorted(p.stem for p in (root / "configs").glob("*.yaml"))
+    names = sorted(p.stem for p in (root / "configs").glob("*.yaml") if p.stem != "grid")   # grid.yaml: `make grid`'s
     assert {"default", "smoke", "indobert-gpu"} <= set(names)
     for n in names:
         assert load_config(n, root=root).name == n
