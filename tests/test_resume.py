@@ -159,9 +159,9 @@ def run_a(tmp_path_factory) -> Path:
     return root
 
 
-def _submissions(root: Path) -> dict:
-    """rule -> the sbatch flags its job was submitted with."""
-    out = {}
+def _submissions(root: Path) -> list:
+    """Each sbatch call the stand-in recorded: its rule, its wildcards and the flags it was submitted with."""
+    out = []
     for line in (root / "slurm" / "calls.jsonl").read_text().splitlines():
         call = json.loads(line)
         if call["tool"] != "sbatch":
@@ -174,26 +174,37 @@ def _submissions(root: Path) -> dict:
                 flags[k] = v
             elif a.startswith("-") and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
                 flags[a.lstrip("-")] = argv[i + 1]
-        rule = flags["comment"].removeprefix("rule_").split("_wildcards_")[0]
-        out[rule] = flags
+        rule, _, wildcards = flags["comment"].removeprefix("rule_").partition("_wildcards_")
+        out.append({"rule": rule, "wildcards": wildcards, "flags": flags})
     return out
+
+
+def assert_asked_as_declared(jobs: list, *, gpu_flag: str, feature=None) -> None:
+    """Every job asked for what its step declares: the partition (GPU steps to the GPU partition), the GPU
+    (``gpus``: --gpus=1; ``gres``: --gres=gpu:1), the node feature, time, memory and CPUs."""
+    from utils import steps as S
+    for job in jobs:
+        step, flags = S.get(job["rule"]), job["flags"]
+        assert not step.local, f"{step.name} runs on the submitting node"
+        assert flags["t"] == str(step.runtime) and flags["mem"] == str(step.mem_mb), job
+        assert flags["p"] == ("gpu" if step.gpu else "cpu"), job
+        asked = flags.get("gpus") == "1" if gpu_flag == "gpus" else flags.get("gres") == "gpu:1"
+        assert asked == step.gpu and (gpu_flag == "gpus" or "gpus" not in flags), job
+        assert flags.get("C") == (feature if step.cpu_feature else None), job
+        assert flags["cpus-per-task"] == ("8" if step.heavy else "1"), job
 
 
 def test_the_cluster_jobs_ask_for_what_each_step_declares(run_a):
     from utils import steps as S
     jobs = _submissions(run_a)
     remote = [s for s in S.PAPER_FIGURES if not S.get(s).local]
-    assert sorted(jobs) == sorted(remote), "one job per step, the local ones (report, placement) on this node"
-    for name, flags in jobs.items():
-        step = S.get(name)
-        assert flags["t"] == str(step.runtime) and flags["mem"] == str(step.mem_mb), name
-        assert flags["p"] == ("gpu" if step.gpu else "cpu"), name
-        assert (flags.get("gpus") == "1") == step.gpu, name
-        assert (flags.get("C") == "avx512_vnni") == step.cpu_feature, name
-        assert flags["cpus-per-task"] == ("8" if step.heavy else "1"), name
-    assert jobs["train_fp32"]["gpus"] == "1" and jobs["bench"]["C"] == "avx512_vnni"
-    sruns = [json.loads(x) for x in (run_a / "slurm" / "calls.jsonl").read_text().splitlines()]
-    assert sum(c["tool"] == "srun" for c in sruns) == len(jobs), "each job ran its step through srun"
+    assert sorted(j["rule"] for j in jobs) == sorted(remote), "one job per step; report, placement on this node"
+    assert all(j["wildcards"] == "smoke" for j in jobs)
+    assert_asked_as_declared(jobs, gpu_flag="gpus", feature="avx512_vnni")
+    by_rule = {j["rule"]: j["flags"] for j in jobs}
+    assert by_rule["train_fp32"]["gpus"] == "1" and by_rule["bench"]["C"] == "avx512_vnni"
+    calls = [json.loads(x) for x in (run_a / "slurm" / "calls.jsonl").read_text().splitlines()]
+    assert sum(c["tool"] == "srun" for c in calls) == len(jobs), "each job ran its step through srun"
 
 
 def test_killed_in_three_steps_resumes_and_equals_an_uninterrupted_run(run_a, tmp_path):

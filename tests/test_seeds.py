@@ -180,8 +180,9 @@ def test_the_command_line_lists_the_seeds_and_refuses_a_profile_without(repo):
 @pytest.mark.study
 def test_make_seeds_runs_each_seed_through_the_notebooks_then_the_summary(tmp_path):
     """`make seeds` as a user runs it, on a copy of the repository: every seed's steps through the workflow engine
-    and papermill (the replicate passed to each notebook), the summary and its report; then nothing is left to do."""
-    from test_resume import _env, _repo_copy
+    and papermill (the replicate passed to each notebook), each a job of a stand-in SLURM cluster that asks for its
+    GPU in the gres form, the summary and its report on the submitting node; then nothing is left to do."""
+    from test_resume import _env, _repo_copy, _slurm_env, _submissions, assert_asked_as_declared
 
     root = _repo_copy(tmp_path / "repo")
     write_profile(root, "smokeseeds", {"extends": "smoke", "seeds": [1, 2],
@@ -191,8 +192,16 @@ def test_make_seeds_runs_each_seed_through_the_notebooks_then_the_summary(tmp_pa
     make = lambda *a: subprocess.run(["make", *a, "PROFILE=smokeseeds", f"VENV={venv}", "-o",  # noqa: E731
                                       f"{venv}/.installed"], cwd=root, env=_env(), capture_output=True, text=True,
                                      timeout=1800)
-    r = make("seeds")
+    r = subprocess.run(["make", "seeds", "PROFILE=smokeseeds", f"VENV={venv}", "-o", f"{venv}/.installed",
+                        "CLUSTER=slurm", "GPU_REQUEST=gres",
+                        "SNAKEMAKE_ARGS=--slurm-init-seconds-before-status-checks 1 --jobs 1 --latency-wait 5"],
+                       cwd=root, env=_slurm_env(root), capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _submissions(root)
+    from utils import steps as S
+    assert sorted((j["rule"], j["wildcards"]) for j in jobs) == sorted(
+        (s, f"smokeseeds_seed-{n}") for s in S.REPLICATE for n in (1, 2)), "one job per step and seed"
+    assert_asked_as_declared(jobs, gpu_flag="gres")
     # the shared environment was not reinstalled from the copy (its sub-makes get -o .installed too)
     here = subprocess.run([sys.executable, "-c", "import utils; print(utils.__file__)"], capture_output=True,
                           text=True, cwd="/", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
