@@ -238,7 +238,11 @@ def plan(args, root: Path) -> tuple:
                       for n, e in grid.items()}
     if not args.redo:
         config["finished"], config["summaries"] = finished(root, grid)
-    return [t for n in grid for t in S.outputs("report", n)], config, [e["profile"] for e in grid.values()]
+    # the summaries are targets too: a report drawn before (by paper-figures) would not make snakemake remake them
+    seeded = [n for n, e in grid.items() if (e["seeds"] or load_config(e["profile"], root=root).seeds)
+              and n not in config.get("summaries", [])]
+    targets = [t for n in seeded for t in S.outputs("seeds", n)] + [t for n in grid for t in S.outputs("report", n)]
+    return targets, config, [e["profile"] for e in grid.values()]
 
 
 def main(argv=None) -> int:
